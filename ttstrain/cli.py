@@ -1,0 +1,46 @@
+"""The `ttstrain` command: one word per stage, each dispatching to the module that runs it.
+
+    ttstrain demo --out runs/demo [--quick]
+    ttstrain build-world
+    ttstrain sample --config recipes/default/sample/config_world.yaml
+
+Every command also runs as `python <module or script> --config <yaml>`; options are the fields
+of the stage's config dataclass (YAML sets defaults, the command line overrides, unknown keys fail).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("ttstrain.demo", "Run the whole pipeline on the default world and write a report."),
+    "build-world": ("ttstrain.world.build", "Pretrain the default world's policy (the shipped checkpoint)."),
+    "sample": ("ttstrain.stages.sample", "Sample and grade N solutions per problem with any backend."),
+}
+
+
+def usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: ttstrain <command> [options]   (ttstrain <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ttstrain: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv = [f"ttstrain {name}"] + rest
+    module.main(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

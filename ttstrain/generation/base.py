@@ -1,0 +1,125 @@
+"""The generation interface every stage uses: prompts in, continuations and exact token counts out.
+
+A call takes a list of prompts and one `SamplingParams`; each prompt gets `params.n`
+continuations. Many continuations of one prompt are how a shared prefix is expressed (Monte
+Carlo rollouts from a step prefix, beam expansions): backends must compute that prefix once.
+
+Stopping: `stop="solution"` ends at the end-of-sequence token or a blank line
+(`steps.SOLUTION_END`); `stop="step"` also ends at the first step separator, and the returned
+text is cut to exactly one step (without the separator). Token counts are what the model
+actually processed: `prompt_tokens` once per prompt, `num_tokens` per continuation including
+the token that stopped it.
+
+Randomness is counter-based per continuation: continuation j of a prompt draws from a stream
+fixed by (seed, prompt text, j), so results do not depend on batch size or on which other
+prompts share the call (see `row_seed`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+STOP_MODES = ("solution", "step")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    stop: str = "solution"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.stop not in STOP_MODES:
+            raise ValueError(f"stop must be one of {STOP_MODES}, got {self.stop!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    num_tokens: int
+    # eos | solution_end | step_end | length
+    finish_reason: str
+
+    @property
+    def finished_solution(self) -> bool:
+        """True when the continuation ended the whole solution (not a step, not the length cap)."""
+        return self.finish_reason in ("eos", "solution_end")
+
+
+@dataclass
+class PromptResult:
+    prompt: str
+    prompt_tokens: int
+    completions: list[Completion] = field(default_factory=list)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(c.num_tokens for c in self.completions)
+
+
+@dataclass
+class GenerationStats:
+    """Running totals a backend keeps across calls (what it really computed)."""
+
+    calls: int = 0
+    prompts: int = 0
+    completions: int = 0
+    prompt_tokens: int = 0  # tokens of the prompts as requested (what a naive backend would prefill)
+    prefill_tokens: int = 0  # prompt tokens the backend actually ran through the model
+    generated_tokens: int = 0
+
+    def add(self, results: Sequence[PromptResult], prefill_tokens: int) -> None:
+        self.calls += 1
+        self.prompts += len(results)
+        self.completions += sum(len(r.completions) for r in results)
+        self.prompt_tokens += sum(r.prompt_tokens * len(r.completions) for r in results)
+        self.prefill_tokens += prefill_tokens
+        self.generated_tokens += sum(r.generated_tokens for r in results)
+
+
+class Generator(ABC):
+    """A text generator behind one interface; see the module docstring for the contract."""
+
+    backend: str = "abstract"
+
+    def __init__(self):
+        self.stats = GenerationStats()
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+        ...
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """What produced the texts: backend, model path or id, revision; written next to outputs."""
+
+    @property
+    def tokenizer(self):
+        return None
+
+    @property
+    def num_parameters(self) -> int | None:
+        return None
+
+
+def row_seed(seed: int, prompt: str, index: int) -> int:
+    """A 63-bit seed for continuation `index` of `prompt` under `seed` (batch-invariant)."""
+    h = hashlib.blake2b(f"{seed}\x00{index}\x00{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)

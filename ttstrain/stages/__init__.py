@@ -1,0 +1,1 @@
+"""Pipeline stages runnable as commands (`ttstrain <stage>`); each takes a config dataclass."""

@@ -1,0 +1,179 @@
+"""Build the default world's policy: pretrain a small Llama on the arithmetic task, then measure it.
+
+The policy is a 6-layer, 128-wide character-level Llama (about 1.2M parameters) trained from
+scratch on problems drawn on the fly from the training pool (one level per batch, loss on the
+solution and end-of-sequence token only). The schedule is fixed in steps, not minutes, so the
+same seed rebuilds the same checkpoint (on the same torch build and thread count). It is meant
+to stay imperfect the way real policies are: roughly 90% greedy pass@1 at level 1 down to ~10%
+at level 5, sampled pass@16 well above pass@1, wrong samples failing at an identifiable step.
+
+The checkpoint ships in the package (`ttstrain/world/default_policy/`, a few MB of
+safetensors + tokenizer) so the demo and the tests start from it without retraining; it loads
+with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. Rebuild it with
+
+    ttstrain build-world                      # about 20 minutes on 2 CPU cores
+    ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
+
+Next to the weights it writes `build_config.json` (the resolved config) and `world_card.json`
+(greedy and sampled pass rates per level on held-out test problems, first-error kinds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent / "default_policy"
+
+
+@dataclass
+class BuildWorldConfig:
+    output_dir: str = field(default=str(DEFAULT_POLICY_DIR), metadata={"help": "Where the checkpoint is written."})
+    seed: int = field(default=0, metadata={"help": "Seed for initialisation and the training stream."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    num_hidden_layers: int = field(default=6, metadata={"help": "Transformer layers."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
+    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
+    max_steps: int = field(default=800, metadata={"help": "Optimizer steps (the schedule ends exactly here)."})
+    batch_size: int = field(default=64, metadata={"help": "Problems per step; one level per batch."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warmup steps."})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "Cosine decay floor as a fraction of the peak."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0],
+                                       metadata={"help": "Sampling weight of levels 1..5 per batch."})
+    num_threads: int = field(default=2, metadata={"help": "torch CPU threads (part of what makes a rebuild identical)."})
+    eval_per_level: int = field(default=200, metadata={"help": "Test problems per level for the greedy pass@1 card."})
+    eval_sampled_per_level: int = field(default=50, metadata={"help": "Test problems per level for sampled pass@k."})
+    eval_samples: int = field(default=16, metadata={"help": "Samples per problem for sampled pass@k."})
+    eval_only: bool = field(default=False, metadata={"help": "Skip training; re-measure the checkpoint in output_dir."})
+    log_every: int = field(default=50, metadata={"help": "Print the training loss every this many steps."})
+
+
+def make_model(cfg: BuildWorldConfig, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_attention_heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer) -> dict[str, torch.Tensor]:
+    """Right-padded input ids and labels for one batch of one level; prompt positions carry -100."""
+    from ttstrain.prompts import format_prompt
+    from ttstrain.world.task import sample_training_problem
+
+    seqs, labels = [], []
+    for _ in range(batch_size):
+        p = sample_training_problem(rng, level)
+        prompt_ids = tokenizer(format_prompt(p.question))["input_ids"]
+        sol_ids = tokenizer(p.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        seqs.append(prompt_ids + sol_ids)
+        labels.append([-100] * len(prompt_ids) + sol_ids)
+    width = max(len(s) for s in seqs)
+    ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
+    lab = torch.full((batch_size, width), -100, dtype=torch.long)
+    att = torch.zeros((batch_size, width), dtype=torch.long)
+    for k, (s, l) in enumerate(zip(seqs, labels)):
+        ids[k, :len(s)] = torch.tensor(s)
+        lab[k, :len(l)] = torch.tensor(l)
+        att[k, :len(s)] = 1
+    return {"input_ids": ids, "labels": lab, "attention_mask": att}
+
+
+def lr_at(step: int, cfg: BuildWorldConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    floor = cfg.min_lr_ratio
+    return cfg.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_policy(cfg: BuildWorldConfig):
+    from tqdm.auto import tqdm
+
+    from ttstrain.world.tokenizer import build_char_tokenizer
+
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(f"build-world-{cfg.seed}")
+    tokenizer = build_char_tokenizer()
+    model = make_model(cfg, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.learning_rate, betas=(0.9, 0.95))
+    levels = [1, 2, 3, 4, 5]
+    model.train()
+    tokens_seen, t0, running = 0, time.time(), None
+    bar = tqdm(range(cfg.max_steps), desc="build-world", mininterval=5)
+    for step in bar:
+        level = rng.choices(levels, weights=cfg.level_weights)[0]
+        batch = training_batch(rng, level, cfg.batch_size, tokenizer)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens_seen += int(batch["attention_mask"].sum())
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
+            bar.set_postfix(loss=f"{running:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
+    model.eval()
+    return model, tokenizer, {"train_tokens": tokens_seen, "train_seconds": round(time.time() - t0, 1),
+                              "final_loss_ema": round(running, 5)}
+
+
+def build_world(cfg: BuildWorldConfig) -> Path:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_stats = {}
+    if not cfg.eval_only:
+        model, tokenizer, train_stats = train_policy(cfg)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        (out / "build_config.json").write_text(json.dumps({**asdict(cfg), **train_stats}, indent=2) + "\n")
+    # imported late: the card is measured with the project's generation backend
+    from ttstrain.world.card import write_world_card
+
+    write_world_card(out, cfg)
+    return out
+
+
+def make_parser(subparsers=None):
+    from trl import TrlParser
+
+    if subparsers is not None:
+        return subparsers.add_parser("build-world", help="Pretrain the default world's policy.",
+                                     dataclass_types=(BuildWorldConfig,))
+    return TrlParser((BuildWorldConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    parser = make_parser()
+    (cfg,) = parser.parse_args_and_config(args)
+    print(f"checkpoint written to {build_world(cfg)}")
+
+
+if __name__ == "__main__":
+    main()
