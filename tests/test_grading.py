@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,6 +214,14 @@ def test_ten_thousand_characters_hit_the_hard_limit(monkeypatch):
     assert result is False
     assert elapsed < 2.0
     assert is_equivalent("\\frac{\\sin x}{\\cos x}", "\\tan x")
+
+
+def test_worker_killed_from_outside_is_replaced():
+    grading.warm_up()
+    for worker in list(grading._get_pool()._idle):
+        os.kill(worker.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert is_equivalent("\\sqrt{45}", "3\\sqrt{5}")
 
 
 def test_threads_share_the_pool():

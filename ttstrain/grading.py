@@ -19,16 +19,19 @@ How a comparison is decided (`is_equivalent`):
 2. Fast path, in this process: identical normalised strings; plain words (compared
    case-insensitively); or two plain numbers (compared exactly, or to 6 decimals when one is
    written as a decimal, as math-verify does).
-3. Otherwise math-verify (`parse` + `verify`) runs in a separate worker process under a hard
-   wall-clock limit (`timeout`, default 1 s, start-up of a worker not counted). A worker that
-   runs over is killed (SIGKILL, which also stops C-level big-integer work that no Python
-   signal can interrupt) and replaced, and the comparison counts as False. Workers cap their
-   address space (RLIMIT_AS) so an answer like 9^{9^{9^9}} cannot eat the machine's memory.
-   Answers longer than MAX_SYMBOLIC_CHARS never go to sympy.
+3. Otherwise math-verify (`parse` + `verify`) runs in a worker process under a hard
+   wall-clock limit (`timeout`, default 1 s). A worker that runs over is killed with SIGKILL
+   (which also stops C-level big-integer work that no Python signal can interrupt) and the
+   comparison counts as False. Workers are forked from a "zygote" process that imported and
+   warmed up sympy once, so a replacement is ready in milliseconds. The zygote caps its
+   address space (RLIMIT_AS, inherited by the workers), so an answer like 9^{9^{9^9}} cannot
+   eat the machine's memory. Answers longer than MAX_SYMBOLIC_CHARS never go to sympy.
 
-The worker pool is started lazily, is thread-safe and fork-aware, and is torn down at
-interpreter exit; `warm_up()` starts a worker ahead of time so the first comparison does not
-pay its start-up (about a second, mostly importing sympy).
+The pool (at most TTSTRAIN_GRADING_WORKERS workers, default min(4, CPUs)) starts lazily, is
+thread-safe and fork-aware, and is torn down at interpreter exit; if this process dies
+without exiting cleanly, the zygote sees its socket close and kills the workers. Starting the
+zygote takes about 3 s (importing and warming up sympy) and is not counted against `timeout`;
+call `warm_up()` to pay it ahead of time.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import json
 import os
 import re
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +53,7 @@ from fractions import Fraction
 MAX_SYMBOLIC_CHARS = 2000
 # Address-space cap of a worker process. Sympy on any sensible answer stays far below it.
 WORKER_MEMORY_BYTES = 1 << 30
-# How long a new worker may take to import sympy + math-verify before we give up on it.
+# How long the zygote may take to import and warm up sympy + math-verify before we give up.
 WORKER_STARTUP_TIMEOUT_S = 120.0
 DEFAULT_POOL_SIZE = min(4, os.cpu_count() or 1)
 
@@ -335,95 +339,156 @@ def _symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker processes
+# Worker processes (parent side)
 # ---------------------------------------------------------------------------------------------
-
-# The worker loads this very file by path, so it needs neither the ttstrain package on its
-# sys.path nor the parent's __main__ module (which a multiprocessing "spawn" would re-import).
-_WORKER_BOOTSTRAP = (
+#
+# A "zygote" process imports sympy + math-verify and warms them up once (about 3 s). Workers
+# are os.fork()ed from it on demand, so a worker killed on timeout is replaced in
+# milliseconds, already warm. The zygote is the workers' real parent: it kills and reaps them
+# (no pid can be reused under us), and kills them all when our control socket closes, even
+# when this process dies without running atexit.
+#
+# The zygote loads this very file by path, so it needs neither the ttstrain package on its
+# sys.path nor this process's __main__ (which a multiprocessing "spawn" would re-import).
+_ZYGOTE_BOOTSTRAP = (
     "import importlib.util as u; "
-    "s = u.spec_from_file_location('_ttstrain_grading_worker', {path!r}); "
-    "m = u.module_from_spec(s); s.loader.exec_module(m); m._serve_worker()"
+    "s = u.spec_from_file_location('_ttstrain_grading_zygote', {path!r}); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m._serve_zygote({fd})"
 )
+_CONTROL_REPLY_TIMEOUT_S = 30.0
 
 
-class _Worker:
-    """One worker process; requests and replies are JSON lines over its stdin and stdout."""
+class _ZygoteGone(Exception):
+    """The zygote exited or stopped answering."""
+
+
+class _Zygote:
+    """Parent-side handle of the zygote; its control socket carries one command at a time."""
 
     def __init__(self) -> None:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = theirs.fileno()
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", _WORKER_BOOTSTRAP.format(path=os.path.abspath(__file__))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
+            [sys.executable, "-P", "-c", _ZYGOTE_BOOTSTRAP.format(path=os.path.abspath(__file__), fd=fd)],
+            stdin=subprocess.DEVNULL,
+            pass_fds=[fd],
+            env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"),
         )
-        self._buffer = b""
+        theirs.close()
+        self._lock = threading.Lock()
         self._ready = False
 
-    def wait_ready(self) -> None:
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self._control.fileno() >= 0
+
+    def fork_worker(self) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                self._wait_ready()
+                try:
+                    socket.send_fds(self._control, [b"fork"], [theirs.fileno()])
+                except OSError as exc:
+                    raise _ZygoteGone() from exc
+                pid = int(self._reply(_CONTROL_REPLY_TIMEOUT_S))
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return _Worker(ours, pid, self)
+
+    def kill_worker(self, pid: int) -> None:
+        with self._lock:
+            try:
+                self._control.send(b"kill %d" % pid)
+                self._reply(_CONTROL_REPLY_TIMEOUT_S)
+            except (_ZygoteGone, OSError):
+                self.close()  # a zygote that cannot kill is useless; its exit ends the worker too
+
+    def _wait_ready(self) -> None:
         if self._ready:
             return
         try:
-            line = self._read_line(time.monotonic() + WORKER_STARTUP_TIMEOUT_S)
-        except _NoVerdict:
-            line = None
-        if line != b"ready":
-            self.kill()
-            raise RuntimeError(f"grading worker failed to start (exit code {self.proc.poll()}); see its stderr")
+            reply = self._reply(WORKER_STARTUP_TIMEOUT_S)
+        except _ZygoteGone:
+            reply = b""
+        if reply != b"ready":
+            self.close()
+            raise RuntimeError(f"grading zygote failed to start (exit code {self.proc.poll()}); see its stderr")
         self._ready = True
+
+    def _reply(self, timeout: float) -> bytes:
+        try:
+            readable = select.select([self._control], [], [], timeout)[0]
+            reply = self._control.recv(64) if readable else b""
+        except OSError:
+            reply = b""
+        if not reply:
+            raise _ZygoteGone()
+        return reply
+
+    def close(self) -> None:
+        self._control.close()  # the zygote kills its workers and exits
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def forget_after_fork(self) -> None:
+        self._control.close()  # our copy only; the parent's connection is untouched
+
+
+class _Worker:
+    """One forked worker; requests and replies are JSON lines over a socket."""
+
+    def __init__(self, sock: socket.socket, pid: int, zygote: _Zygote) -> None:
+        self.sock, self.pid, self.zygote = sock, pid, zygote
+        self._buffer = b""
 
     def compare(self, pred: str, gold: str, timeout: float) -> bool:
         """The worker's verdict; raises _NoVerdict on timeout or worker death."""
-        self.wait_ready()
-        request = json.dumps([pred, gold, timeout]).encode() + b"\n"
         try:
-            self.proc.stdin.write(request)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
+            self.sock.sendall(json.dumps([pred, gold, timeout]).encode() + b"\n")
+        except OSError as exc:
             raise _NoVerdict("worker died") from exc
-        line = self._read_line(time.monotonic() + timeout)
-        if line is None:
-            raise _NoVerdict("timeout")
-        return line == b"1"
-
-    def _read_line(self, deadline: float) -> bytes | None:
-        """Next reply line, None when the deadline passes first; raises _NoVerdict at EOF."""
-        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return None
-            chunk = os.read(fd, 65536)
+            if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+                raise _NoVerdict("timeout")
+            chunk = self.sock.recv(4096)
             if not chunk:
                 raise _NoVerdict("worker exited")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return line
+        return line == b"1"
+
+    def looks_dead(self) -> bool:
+        """An idle worker never writes, so anything readable (EOF) means it has exited."""
+        try:
+            return bool(select.select([self.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def kill(self) -> None:
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.close_pipes()
+        self.zygote.kill_worker(self.pid)
+        self.sock.close()
 
-    def close_pipes(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+    def close(self) -> None:
+        self.sock.close()  # the worker exits at end of input
 
 
 class _WorkerPool:
-    """Up to `size` workers; a thread borrows an idle one (or starts one) per comparison."""
+    """Up to `size` workers; a thread borrows an idle one (or forks one) per comparison."""
 
     def __init__(self, size: int) -> None:
         self._size = max(1, size)
         self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
+        self._workers: set[_Worker] = set()  # idle and busy
+        self._busy = 0
+        self._zygote: _Zygote | None = None
         self._cond = threading.Condition()
         self._closed = False
 
@@ -433,61 +498,88 @@ class _WorkerPool:
             result = worker.compare(pred, gold, timeout)
         except BaseException:
             # Timeout, death, or e.g. KeyboardInterrupt mid-request: the worker's state is unknown.
-            self._replace(worker)
+            self._discard(worker)
             raise
         self._release(worker)
         return result
 
     def warm_up(self) -> None:
-        worker = self._acquire()
-        try:
-            worker.wait_ready()
-        finally:
-            self._release(worker)
+        self._release(self._acquire())
 
     def _acquire(self) -> _Worker:
         with self._cond:
             while True:
                 if self._closed:
                     raise RuntimeError("grading worker pool is closed (interpreter exiting)")
-                if self._idle:
-                    return self._idle.pop()
-                if len(self._all) < self._size:
-                    worker = _Worker()
-                    self._all.add(worker)
-                    return worker
+                while self._idle:
+                    worker = self._idle.pop()
+                    if not worker.looks_dead():
+                        self._busy += 1
+                        return worker
+                    self._workers.discard(worker)
+                    worker.kill()  # e.g. killed from outside while idle
+                if self._busy < self._size:
+                    self._busy += 1
+                    zygote = self._current_zygote()
+                    break
                 self._cond.wait()
+        try:
+            return self._fork_worker(zygote)
+        except BaseException:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify()
+            raise
+
+    def _fork_worker(self, zygote: _Zygote) -> _Worker:
+        try:
+            worker = zygote.fork_worker()
+        except _ZygoteGone:
+            with self._cond:  # it died after starting (killed, OOM): start one more
+                if self._zygote is zygote:
+                    self._zygote = None
+                zygote = self._current_zygote()
+            worker = zygote.fork_worker()
+        with self._cond:
+            self._workers.add(worker)
+        return worker
+
+    def _current_zygote(self) -> _Zygote:
+        if self._zygote is None or not self._zygote.alive():
+            self._zygote = _Zygote()
+        return self._zygote
 
     def _release(self, worker: _Worker) -> None:
         with self._cond:
+            self._busy -= 1
             self._idle.append(worker)
             self._cond.notify()
 
-    def _replace(self, worker: _Worker) -> None:
-        """Kill a worker and start its successor now, so its imports overlap the caller's work."""
+    def _discard(self, worker: _Worker) -> None:
         worker.kill()
         with self._cond:
-            self._all.discard(worker)
-            if not self._closed:
-                successor = _Worker()
-                self._all.add(successor)
-                self._idle.append(successor)
+            self._workers.discard(worker)
+            self._busy -= 1
             self._cond.notify()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            workers = list(self._all)
-            self._all.clear()
-            self._idle.clear()
+            idle, self._idle = self._idle, []
+            self._workers.clear()
+            zygote, self._zygote = self._zygote, None
             self._cond.notify_all()
-        for worker in workers:
-            worker.kill()
+        for worker in idle:
+            worker.close()
+        if zygote is not None:
+            zygote.close()
 
     def forget_after_fork(self) -> None:
-        """In a forked child: drop our copies of the parent's pipes without touching its workers."""
-        for worker in self._all:
-            worker.close_pipes()
+        """In a forked child: drop our copies of the parent's sockets, touching none of its processes."""
+        for worker in self._workers:
+            worker.sock.close()
+        if self._zygote is not None:
+            self._zygote.forget_after_fork()
 
 
 _pool: _WorkerPool | None = None
@@ -525,32 +617,80 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---------------------------------------------------------------------------------------------
-# Inside a worker process
+# Inside the zygote and the workers
 # ---------------------------------------------------------------------------------------------
 
 
-def _serve_worker() -> None:
-    """Worker main loop: read [pred, gold, timeout] lines, answer 1 or 0 per line."""
+def _serve_zygote(control_fd: int) -> None:
+    """Zygote main loop: warm up, then fork a worker per "fork" command, kill one per "kill PID"."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    # Replies go to a private copy of stdout; fd 1 becomes stderr so a stray print from a
-    # library cannot corrupt the protocol.
-    replies = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
+    os.dup2(2, 1)  # a stray print from a library goes to stderr
+    control = socket.socket(fileno=control_fd)
     _import_math_verify()
     _limit_memory(WORKER_MEMORY_BYTES)
     _warm_up_sympy()
-    replies.write(b"ready\n")
-    for line in sys.stdin.buffer:
-        pred, gold, timeout = json.loads(line)
-        _limit_cpu_from_now(max(10.0, 10 * timeout))
-        try:
-            verdict = _math_verify_equal(pred, gold)
-        except Exception:  # MemoryError, RecursionError, sympy internals: not equivalent
-            verdict = False
-        replies.write(b"1\n" if verdict else b"0\n")
+    control.send(b"ready")
+    children: set[int] = set()
+    try:
+        while True:
+            message, fds, _flags, _address = socket.recv_fds(control, 64, 1)
+            if not message:
+                break  # the parent closed the socket or died
+            _reap_exited(children)
+            if message == b"fork":
+                pid = os.fork()
+                if pid == 0:
+                    control.close()
+                    _serve_worker(socket.socket(fileno=fds[0]))
+                os.close(fds[0])
+                children.add(pid)
+                control.send(b"%d" % pid)
+            elif message.startswith(b"kill "):
+                _kill_child(int(message[5:]), children)
+                control.send(b"ok")
+    except OSError:
+        pass  # the parent went away mid-conversation
+    finally:
+        for pid in list(children):
+            _kill_child(pid, children)
+        os._exit(0)  # skip tearing down sympy's modules; the parent may be waiting on us
 
+
+def _reap_exited(children: set[int]) -> None:
+    for pid in list(children):
+        try:
+            exited = os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:
+            exited = True
+        if exited:
+            children.discard(pid)
+
+
+def _kill_child(pid: int, children: set[int]) -> None:
+    # Only our own unreaped children: their pids cannot have been reused by anyone else.
+    if pid in children:
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        children.discard(pid)
+
+
+def _serve_worker(sock: socket.socket) -> None:
+    """Worker main loop (a forked zygote child): read [pred, gold, timeout] lines, answer 1 or 0."""
+    try:
+        for line in sock.makefile("rb"):
+            pred, gold, timeout = json.loads(line)
+            _limit_cpu_from_now(max(10.0, 10 * timeout))
+            try:
+                verdict = _math_verify_equal(pred, gold)
+            except Exception:  # MemoryError, RecursionError, sympy internals: not equivalent
+                verdict = False
+            sock.sendall(b"1\n" if verdict else b"0\n")
+    finally:
+        os._exit(0)  # never return into the zygote's loop or run its atexit handlers
 
 # Sympy and the LaTeX parser initialise lazily: a first tuple or interval comparison takes
 # close to a second, a later one a tenth of that. Pay it before accepting timed requests.

@@ -1,0 +1,34 @@
+# One-word commands. `make demo` and `make test` are the README's first two commands.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= runs/demo
+
+.PHONY: install demo quick test fast_test slow_test build-world bench
+
+$(BIN)/ttstrain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/ttstrain
+
+demo: install
+	$(BIN)/ttstrain demo --out $(OUT)
+
+quick: install
+	$(BIN)/ttstrain demo --out runs/quick --quick
+
+# the whole suite that runs without a GPU (slow tests included); CI runs this
+test: install
+	$(BIN)/python -m pytest -m "not gpu"
+
+fast_test: install
+	$(BIN)/python -m pytest -m "not gpu and not slow"
+
+slow_test: install
+	$(BIN)/python -m pytest -m "slow and not gpu"
+
+build-world: install
+	$(BIN)/ttstrain build-world

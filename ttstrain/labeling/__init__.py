@@ -1,0 +1,1 @@
+"""Data labelling for PRM training: Monte Carlo step labels."""

@@ -1,0 +1,122 @@
+"""Monte Carlo step labels for PRM training: resumable, sharded, in TRL's stepwise schema.
+
+    ttstrain label-mc --config recipes/default/label_mc/config_demo.yaml
+    ttstrain label-mc --config recipes/default/label_mc/config_paper.yaml --shard 3/8   # one of 8 jobs
+    ttstrain label-mc --config recipes/default/label_mc/config_paper.yaml --merge_only true
+
+Output folder:
+  data/train-XXXXX-of-YYYYY.parquet  the dataset: prompt, completions (steps), labels (soft, in
+                                     [0, 1]), problem_id, sample_index, final_correct,
+                                     rollouts_per_step, hard_labels, question, gold, level
+  config.json                        the resolved config and the generator's identity
+  summary.json                       problems, samples kept/dropped, steps, rollouts, tokens, time
+  chunks/                            the resumable unit of work (see ttstrain.shards)
+
+Kill it at any moment and run the same command again: finished chunks are kept, the rest is
+recomputed with the same seeds, and the merged dataset equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ttstrain.io import write_json, write_resolved_config
+from ttstrain.labeling.mc import MCSettings, label_chunk
+from ttstrain.shards import Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks
+
+
+@dataclass
+class LabelMCConfig:
+    output_dir: str = field(default="runs/label_mc", metadata={"help": "Output folder (dataset, config, summary)."})
+    model: str = field(default="default", metadata={"help": "Policy: 'default', a path or a hub id."})
+    backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
+    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+    problems: str = field(default="arith", metadata={"help": "Problem source (see ttstrain.problems)."})
+    split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
+    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
+    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
+    num_samples: int = field(default=16, metadata={"help": "Solutions sampled per problem (paper: 16)."})
+    num_rollouts: int = field(default=16, metadata={"help": "Monte Carlo rollouts per step prefix (paper: 16)."})
+    temperature: float = field(default=1.0, metadata={"help": "Temperature of the sampled solutions."})
+    rollout_temperature: float = field(default=1.0, metadata={"help": "Temperature of the rollouts."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold for samples and rollouts."})
+    max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per solution or rollout."})
+    max_steps_per_sample: int | None = field(default=None, metadata={"help": "Drop samples with more steps (counted)."})
+    mode: str = field(default="full", metadata={"help": "full (every prefix) or binary_search (OmegaPRM-style, hard labels)."})
+    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
+    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
+    problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job labels chunks c with c % n == i."})
+    merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and rollouts."})
+
+    def settings(self) -> MCSettings:
+        return MCSettings(num_samples=self.num_samples, num_rollouts=self.num_rollouts, temperature=self.temperature,
+                          rollout_temperature=self.rollout_temperature, top_p=self.top_p,
+                          max_new_tokens=self.max_new_tokens, max_steps_per_sample=self.max_steps_per_sample,
+                          mode=self.mode, seed=self.seed)
+
+    def fingerprint(self) -> dict:
+        """Fields that change the labels: a resumed run must match them."""
+        skip = {"output_dir", "shard", "merge_only", "max_batch_rows", "backend", "dtype"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> dict | None:
+    """Label the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
+    from tqdm.auto import tqdm
+
+    from ttstrain.problems import load_problems
+    from ttstrain.prompts import few_shot_examples
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
+    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    if not cfg.merge_only:
+        settings = cfg.settings()
+        check_or_write_config(out, cfg.fingerprint())
+        if generator is None:
+            from ttstrain.generation import load_generator
+
+            backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
+            generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+        shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+        shard = Shard.parse(cfg.shard)
+        name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
+        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
+        bar = tqdm(total=len(problems), desc="label-mc", unit="problem", disable=not progress)
+        t0 = time.time()
+        run = run_chunks(out, problems, cfg.problems_per_chunk, shard,
+                         lambda chunk, start: label_chunk(generator, chunk, settings, shots), progress=bar.update)
+        bar.close()
+        print(f"[label-mc] {run} in {time.time() - t0:.1f} s")
+    missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
+    if missing:
+        print(f"[label-mc] {len(missing)} chunk(s) still to do (other shards?); merge when all are done")
+        return None
+    summary = merge_chunks(out, len(problems), cfg.problems_per_chunk)
+    summary["mode"] = cfg.mode
+    summary["labelled_steps_per_second"] = round(summary.get("steps_labelled", 0) / max(summary.get("seconds", 0), 1e-9), 2)
+    write_json(out / "summary.json", summary)
+    print(f"[label-mc] merged: {summary}")
+    return summary
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((LabelMCConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    run_label_mc(cfg)
+
+
+if __name__ == "__main__":
+    main()
