@@ -8,6 +8,7 @@ Stages, in order (each writes its data and resolved config under --out):
   2. greedy   greedy pass@1 per level
   3. sample   N sampled solutions per test problem, graded
   4. baseline pass@1 by level, pass@N and majority vote at N = 1, 2, 4, ..., N (plot)
+  5. label    Monte Carlo step labels on training problems (the PRM's data)
 Then `report.md`, `report.json` and the plots are written to --out, with the sizes used and
 the wall time of every stage.
 """
@@ -35,12 +36,21 @@ class DemoConfig:
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per solution."})
     resamples: int = field(default=16, metadata={"help": "Resamplings per budget for voting curves."})
+    label_per_level: int | None = field(default=None, metadata={"help": "Training problems per level to label (default 24; quick 4)."})
+    label_samples: int | None = field(default=None, metadata={"help": "Samples per labelled problem (default 8; quick 4; paper 16)."})
+    label_rollouts: int | None = field(default=None, metadata={"help": "Rollouts per step prefix (default 8; quick 4; paper 16)."})
 
     def __post_init__(self):
         if self.test_per_level is None:
             self.test_per_level = 10 if self.quick else 40
         if self.num_samples is None:
             self.num_samples = 16 if self.quick else 64
+        if self.label_per_level is None:
+            self.label_per_level = 4 if self.quick else 24
+        if self.label_samples is None:
+            self.label_samples = 4 if self.quick else 8
+        if self.label_rollouts is None:
+            self.label_rollouts = 4 if self.quick else 8
 
 
 class StageClock:
@@ -93,10 +103,24 @@ def run_demo(cfg: DemoConfig) -> dict:
         baselines = sampling_baselines(samples, budgets, resamples=cfg.resamples, seed=cfg.seed)
         greedy_acc = greedy_by_level(greedy)
 
+    with clock.stage("label"):
+        from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
+
+        # sizes in the folder name: a rerun with other sizes starts its own resumable folder
+        label_dir = out / f"label_mc-{cfg.label_per_level}x{cfg.label_samples}x{cfg.label_rollouts}-seed{cfg.seed}"
+        label_cfg = LabelMCConfig(output_dir=str(label_dir), model=cfg.policy, backend=cfg.backend,
+                                  problems="arith", split="train", per_level=cfg.label_per_level,
+                                  num_samples=cfg.label_samples, num_rollouts=cfg.label_rollouts,
+                                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        labelling = run_label_mc(label_cfg, generator=generator)
+        labelling["signal"] = label_signal(label_dir)
+
     report = {
         "sizes": {"levels": sorted({p["level"] for p in problems}), "test_problems": len(problems),
                   "test_per_level": cfg.test_per_level, "samples_per_problem": cfg.num_samples,
-                  "temperature": cfg.temperature, "budgets": budgets, "quick": cfg.quick},
+                  "temperature": cfg.temperature, "budgets": budgets, "quick": cfg.quick,
+                  "label_problems_per_level": cfg.label_per_level, "label_samples": cfg.label_samples,
+                  "label_rollouts": cfg.label_rollouts},
         "generator": generator.identity(),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "greedy_pass@1": greedy_acc,
@@ -105,11 +129,24 @@ def run_demo(cfg: DemoConfig) -> dict:
                        "generated_tokens_total": generator.stats.generated_tokens,
                        "prompt_tokens_requested": generator.stats.prompt_tokens,
                        "prompt_tokens_prefilled": generator.stats.prefill_tokens},
+        "labelling": labelling,
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
     write_demo_report(out, report)
     return report
+
+
+def label_signal(label_dir: Path) -> dict:
+    """Mean soft label of steps in samples that end correct vs wrong (labels must carry signal)."""
+    from ttstrain.shards import load_dataset_dir
+
+    ds = load_dataset_dir(label_dir)
+    right = [x for r in ds if r["final_correct"] for x in r["labels"][:-1]]
+    wrong = [x for r in ds if not r["final_correct"] for x in r["labels"][:-1]]
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    return {"mean_label_steps_of_correct_samples": mean(right), "mean_label_steps_of_wrong_samples": mean(wrong),
+            "steps_of_correct_samples": len(right), "steps_of_wrong_samples": len(wrong)}
 
 
 def write_demo_report(out: Path, report: dict) -> None:
@@ -151,6 +188,10 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         "![majority by level](majority_by_level.png)",
         "",
+        "## Monte Carlo step labels (PRM training data)",
+        "",
+        labelling_section(report["labelling"], s),
+        "",
         "## Cost",
         "",
         f"Sampling throughput: {report['throughput']['sample_generated_tokens_per_s']:.0f} generated tokens/s; "
@@ -161,6 +202,24 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
     ]
     write_text(out / "report.md", "\n".join(lines))
+
+
+def labelling_section(lab: dict, sizes: dict) -> str:
+    sig = lab["signal"]
+    return "\n".join([
+        f"{lab['problems']} training problems ({sizes['label_problems_per_level']} per level), "
+        f"{sizes['label_samples']} samples each, {sizes['label_rollouts']} rollouts per step prefix "
+        f"(paper: 16 and 16; see recipes/default/label_mc/config_paper.yaml).",
+        "",
+        md_table(["samples", "kept", "dropped (no answer)", "steps labelled", "rollouts", "distinct prefixes",
+                  "generated tokens", "labelled steps/s"],
+                 [[lab["samples"], lab["samples_kept"], lab.get("samples_dropped_no_answer", 0), lab["steps_labelled"],
+                   lab.get("rollouts", 0), lab.get("distinct_prefixes", 0), lab["generated_tokens"],
+                   lab["labelled_steps_per_second"]]]),
+        "",
+        f"Signal: mean soft label of the non-final steps of samples that end correct "
+        f"{sig['mean_label_steps_of_correct_samples']} vs wrong {sig['mean_label_steps_of_wrong_samples']}.",
+    ])
 
 
 def make_parser():

@@ -148,6 +148,7 @@ _TEXT_COMMAND = re.compile(
 )
 # One digit class, no nested quantifiers: stays linear on a 10,000-digit string.
 _NUMBER_THEN_WORDS = re.compile(r"^([-+]?[\d,.]*\d)\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+){0,3}$")
+_JOINING_WORDS = {"and", "or", "to", "through", "plus", "minus", "times", "over", "by", "of", "per"}
 _VARIABLE_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*(?:=|\\in\b)(?!=)")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _COLUMN_VECTOR = re.compile(r"^\\begin\{([pb]matrix)\}(.*)\\end\{\1\}$", re.DOTALL)
@@ -162,7 +163,7 @@ def normalize_answer(answer: str) -> str:
     s = _strip_units(s)
     s = _unwrap_text_commands(s)
     s = _VARIABLE_PREFIX.sub("", s, count=1) if s.count("=") <= 1 else s
-    s = _NUMBER_THEN_WORDS.sub(r"\1", s.strip())  # "18 apples" -> "18"
+    s = _strip_words_after_number(s.strip())
     s = _squeeze_spaces(s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
@@ -214,6 +215,14 @@ def _unwrap_text_commands(s: str) -> str:
         if count == 0:
             break
     return s.strip()
+
+
+def _strip_words_after_number(s: str) -> str:
+    """ "18 apples" -> "18", but "5 and 7" stays: there the words join two answers."""
+    match = _NUMBER_THEN_WORDS.match(s)
+    if match is None or _JOINING_WORDS & set(s.lower().split()):
+        return s
+    return match.group(1)
 
 
 def _squeeze_spaces(s: str) -> str:
@@ -699,6 +708,7 @@ _WARM_UP_PAIRS = (
     ("(\\frac{\\pi}{2},3)", "(3,\\frac{\\pi}{2})"),
     ("(-1/3,2/3,5/3)", "(-1/3,2/3,5/2)"),
     ("[-2,7)", "(-\\infty,7]\\cup\\{9\\}"),
+    ("[-\\sqrt{2},\\sqrt{2}]", "(-\\sqrt{2},\\sqrt{2})"),
     ("y=2x-3", "y=2x+3"),
     ("\\frac{\\cos x}{\\sin x}", "\\cot x"),
     ("1\\pm\\sqrt{2}", "2.5"),
@@ -763,6 +773,7 @@ def _main(argv: list[str]) -> int:
     pred, gold = argv
     print(f"pred: {normalize_answer(pred)!r}")
     print(f"gold: {normalize_answer(gold)!r}")
+    warm_up()  # so the time printed below is the comparison's, not the worker start-up's
     start = time.perf_counter()
     verdict = is_equivalent(pred, gold)
     print(f"equivalent: {verdict}  ({time.perf_counter() - start:.3f} s)")

@@ -83,13 +83,21 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name
 
 
+def _resolve_for_loading(name_or_path: str | os.PathLike) -> str:
+    path = resolve_model(name_or_path)
+    if os.fspath(name_or_path) == DEFAULT_WORLD and not Path(path).is_dir():
+        # otherwise transformers reports the absolute path as an unknown hub repository
+        raise FileNotFoundError(f"the default world's policy is not built yet: {path} does not exist")
+    return path
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, **kw) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained` on the resolved name; sets pad = eos when there is no pad.
 
     Keyword arguments go to `from_pretrained` (e.g. `padding_side="left"` for batched
     generation, `revision=`, `gguf_file=`, `trust_remote_code=`).
     """
-    tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kw)
+    tok = AutoTokenizer.from_pretrained(_resolve_for_loading(name_or_path), **kw)
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -126,7 +134,7 @@ def load_causal_lm(
         kw.update(gguf_file=gguf_file, quantization_config=GgufConfig(dequantize=True))
         if kw["dtype"] == "auto":
             kw["dtype"] = torch.float32
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), **kw)
+    model = AutoModelForCausalLM.from_pretrained(_resolve_for_loading(name_or_path), **kw)
     if gguf_file is not None:
         _drop_gguf_marker(model)
     _set_pad_token_id(model)

@@ -1,0 +1,211 @@
+"""Converters between ttstrain's PRM dataset schema and the formats PRM users already have.
+
+Our schema (TRL's stepwise supervision, plus provenance): `prompt`, `completions` (list of step
+strings), `labels` (floats in [0, 1]), `problem_id`, `sample_index`, `final_correct`,
+`rollouts_per_step`, `hard_labels`, `question`, `gold`, `level`.
+
+Into it:
+- `from_trl_stepwise(row)`: TRL stepwise rows (`prompt`, `completions`, `labels` as bools).
+- `from_math_shepherd(row)`: Math-Shepherd's `input` with `ки` step tags and `label` with `+`/`-`.
+- `from_prm800k(record)`: a raw PRM800K labelled solution; ratings 1 and 0 count as positive,
+  -1 as negative (the usual convention); the chosen (or human) completion of each step is
+  followed, and the solution ends at its first negative step.
+- `from_prm800k_stepwise_critic(row)`: one row of the denormalised "stepwise critic" parquet.
+Out of it:
+- `to_trl_stepwise_hard(row, threshold)`: hard boolean labels, which TRL's own PRMTrainer
+  (trl.experimental.prm, trl 1.13.0) trains on unchanged. TRL casts labels with int(), so soft
+  labels must be thresholded first; our trainer keeps them soft.
+
+Converted prompts are the step-format prompt ttstrain would have given the policy
+(`format_prompt(question)`), so the same PRM input layout is used everywhere.
+
+    python -m ttstrain.converters math_shepherd IN.jsonl OUT.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+from ttstrain.prompts import format_prompt
+from ttstrain.steps import STEP_SEPARATOR
+
+MATH_SHEPHERD_TAG = "ки"
+
+
+def _problem_id(prefix: str, question: str) -> str:
+    return f"{prefix}-" + hashlib.sha1(question.encode()).hexdigest()[:12]
+
+
+def _clean_step(step: str) -> str:
+    # steps may not contain the separator: a multi-line step becomes one line
+    return " ".join(part.strip() for part in step.strip().split(STEP_SEPARATOR) if part.strip())
+
+
+def _row(question: str, steps: list[str], labels: list[float], source: str, *, sample_index: int = 0,
+         final_correct: bool | None = None, gold: str | None = None, level=None, prompt: str | None = None) -> dict:
+    if len(steps) != len(labels):
+        raise ValueError(f"{source}: {len(steps)} steps but {len(labels)} labels")
+    if not steps:
+        raise ValueError(f"{source}: no steps")
+    labels = [float(x) for x in labels]
+    for i, x in enumerate(labels):
+        if not 0.0 <= x <= 1.0:
+            raise ValueError(f"{source}: label {i} is {x}, outside [0, 1]")
+    return {
+        "prompt": prompt if prompt is not None else format_prompt(question),
+        "completions": [_clean_step(s) for s in steps],
+        "labels": labels,
+        "problem_id": _problem_id(source, question),
+        "sample_index": sample_index,
+        "final_correct": bool(labels[-1] >= 0.5) if final_correct is None else bool(final_correct),
+        "rollouts_per_step": [0] * len(steps),
+        "hard_labels": [1.0 if x >= 0.5 else 0.0 for x in labels],
+        "question": question,
+        "gold": gold,
+        "level": level,
+    }
+
+
+def from_trl_stepwise(row: dict, sample_index: int = 0) -> dict:
+    """A TRL stepwise-supervision row; its prompt is taken as the question."""
+    for key in ("prompt", "completions", "labels"):
+        if key not in row:
+            raise ValueError(f"TRL stepwise row is missing field {key!r}")
+    return _row(row["prompt"], list(row["completions"]), [float(bool(x)) if isinstance(x, bool) else float(x)
+                                                          for x in row["labels"]], "trl", sample_index=sample_index)
+
+
+def from_math_shepherd(row: dict, sample_index: int = 0) -> dict:
+    """Math-Shepherd: question, then `Step k: ...` steps each closed by `ки`; `label` has `+`/`-` there."""
+    text, labelled = row["input"], row["label"]
+    first = text.find("Step 1:")
+    if first < 0:
+        raise ValueError("Math-Shepherd row has no 'Step 1:'")
+    question = text[:first].strip()
+    steps = [s.strip() for s in text[first:].split(MATH_SHEPHERD_TAG)]
+    steps = [s for s in steps if s]
+    # the label text is the input with each tag replaced by + or -: read the sign after each step
+    marks, cursor = [], labelled.find("Step 1:")
+    for step in steps:
+        cursor = labelled.find(step, cursor)
+        if cursor < 0:
+            raise ValueError(f"Math-Shepherd label text does not contain step {step[:40]!r}")
+        cursor += len(step)
+        sign = labelled[cursor:cursor + 3].strip()[:1]
+        if sign not in "+-" or not sign:
+            raise ValueError(f"Math-Shepherd label after step {len(marks) + 1} is {sign!r}, not + or -")
+        marks.append(1.0 if sign == "+" else 0.0)
+    return _row(question, steps, marks, "math-shepherd", sample_index=sample_index)
+
+
+def _prm800k_positive(rating) -> bool:
+    return rating is not None and rating >= 0
+
+
+def from_prm800k(record: dict, sample_index: int = 0) -> dict | None:
+    """A raw PRM800K record; None when no step has a rated chosen completion."""
+    question = record["question"]["problem"]
+    steps, labels = [], []
+    for step in record["label"]["steps"]:
+        chosen = step.get("chosen_completion")
+        comps = step.get("completions") or []
+        if chosen is not None and chosen < len(comps):
+            pick = comps[chosen]
+        elif step.get("human_completion") is not None:
+            pick = step["human_completion"]
+        else:
+            # no step was continued from: the rated alternatives end here; keep the first negative one
+            negatives = [c for c in comps if c.get("rating") is not None and c["rating"] < 0]
+            if negatives:
+                steps.append(negatives[0]["text"])
+                labels.append(0.0)
+            break
+        rating = pick.get("rating")
+        steps.append(pick["text"])
+        labels.append(1.0 if rating is None or _prm800k_positive(rating) else 0.0)  # human steps are unrated: trusted
+        if labels[-1] == 0.0:
+            break
+    if not steps:
+        return None
+    finished = record["label"].get("finish_reason") == "solution"
+    return _row(question, steps, labels, "prm800k", sample_index=sample_index,
+                final_correct=finished and all(x == 1.0 for x in labels),
+                gold=record["question"].get("ground_truth_answer"))
+
+
+def from_prm800k_stepwise_critic(row: dict, sample_index: int = 0) -> dict | None:
+    """One 'stepwise critic' row: earlier steps (positive) + the rated next step. None if unrated."""
+    if row.get("rating") is None:
+        return None
+    steps = list(row["responses"]) + [row["next_response"]]
+    labels = [1.0] * len(row["responses"]) + [1.0 if _prm800k_positive(row["rating"]) else 0.0]
+    return _row(row["instruction"], steps, labels, "prm800k", sample_index=sample_index,
+                final_correct=bool(row.get("is_solution")) and labels[-1] == 1.0)
+
+
+def to_trl_stepwise_hard(row: dict, threshold: float = 0.5) -> dict:
+    """TRL's PRM format with boolean labels (soft label >= threshold); what trl's PRMTrainer expects."""
+    return {"prompt": row["prompt"], "completions": list(row["completions"]),
+            "labels": [bool(x >= threshold) for x in row["labels"]]}
+
+
+CONVERTERS = {
+    "trl": from_trl_stepwise,
+    "math_shepherd": from_math_shepherd,
+    "prm800k": from_prm800k,
+    "prm800k_stepwise_critic": from_prm800k_stepwise_critic,
+}
+
+
+def convert_rows(kind: str, rows) -> list[dict]:
+    try:
+        fn = CONVERTERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown format {kind!r}; choose from {sorted(CONVERTERS)}") from None
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            converted = fn(r, sample_index=0)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{kind} row {i + 1}: {e}") from e
+        if converted is not None:
+            out.append(converted)
+    # rows of the same question are samples of one problem: number them
+    seen: dict[str, int] = {}
+    for r in out:
+        r["sample_index"] = seen.get(r["problem_id"], 0)
+        seen[r["problem_id"]] = r["sample_index"] + 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ttstrain.io import write_parquet
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        print("usage: python -m ttstrain.converters {trl,math_shepherd,prm800k,prm800k_stepwise_critic} IN OUT.parquet")
+        raise SystemExit(2)
+    kind, src, dst = argv
+    rows = _read_any(src)
+    write_parquet(dst, convert_rows(kind, rows))
+
+
+def _read_any(path: str) -> list[dict]:
+    import gzip
+    import json
+
+    if path.endswith(".parquet"):
+        from ttstrain.io import read_parquet
+
+        return read_parquet(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        text = f.read()
+    if path.removesuffix(".gz").endswith(".json"):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+if __name__ == "__main__":
+    main()
