@@ -205,3 +205,18 @@ def test_convert_smollm2_generates(tmp_path):
     assert M.convert_smollm2(tmp_path) == folder
     assert time.perf_counter() - start < min(1.0, first / 10)
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # the GSM8K sampling recipe runs on the converted model through the project's own backend
+    from trl import TrlParser
+
+    from ttstrain.paths import repo_root
+    from ttstrain.stages.sample import SampleConfig, run_sample
+
+    recipe = repo_root() / "recipes" / "smollm2-135m" / "sample" / "config_gsm8k.yaml"
+    (cfg,) = TrlParser((SampleConfig,)).parse_args_and_config(
+        ["--config", str(recipe), "--model", str(folder), "--limit", "1", "--num_samples", "2",
+         "--max_new_tokens", "24", "--few_shot", "2", "--output_dir", str(tmp_path / "samples")])
+    summary = run_sample(cfg)
+    assert summary["samples"] == 2 and summary["generated_tokens"] > 0
+    config = json.loads((tmp_path / "samples" / "config.json").read_text())
+    assert config["generator"]["backend"] == "transformers" and config["few_shot"] == 2

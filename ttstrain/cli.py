@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": ("ttstrain.demo", "Run the whole pipeline on the default world and write a report."),
     "build-world": ("ttstrain.world.build", "Pretrain the default world's policy (the shipped checkpoint)."),
     "sample": ("ttstrain.stages.sample", "Sample and grade N solutions per problem with any backend."),
+    "build-revisions": ("ttstrain.stages.build_revisions", "Revision SFT data: correct answers paired with wrong attempts."),
     "label-mc": ("ttstrain.stages.label_mc", "Monte Carlo step labels for PRM training (resumable, sharded)."),
 }
 

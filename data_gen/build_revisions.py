@@ -1,0 +1,9 @@
+"""Revision SFT data (thin wrapper of ttstrain.stages.build_revisions).
+
+    python data_gen/build_revisions.py --config recipes/default/revision/config_data.yaml
+"""
+
+from ttstrain.stages.build_revisions import main
+
+if __name__ == "__main__":
+    main()

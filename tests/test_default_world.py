@@ -1,0 +1,100 @@
+"""The shipped default world, measured for real (slow): the policy is imperfect the way real
+policies are, the step contract agrees with generation, labels carry signal, the demo runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ttstrain.generation import SamplingParams
+from ttstrain.generation.hf import HFGenerator
+from ttstrain.models import default_policy_dir
+from ttstrain.prompts import format_prompt
+from ttstrain.steps import prefix_text, split_steps
+from ttstrain.world.task import first_error, problems_split
+
+pytestmark = pytest.mark.slow
+
+needs_policy = pytest.mark.skipif(not (default_policy_dir() / "model.safetensors").exists(),
+                                  reason="the default policy has not been built (ttstrain build-world)")
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return HFGenerator("default")
+
+
+@needs_policy
+def test_shipped_checkpoint_loads_like_a_hub_checkpoint():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = default_policy_dir()
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    assert model.config.model_type == "llama" and len(tok) == model.config.vocab_size
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000
+    assert sum(f.stat().st_size for f in path.iterdir()) < 20 * 2**20
+    card = json.loads((path / "world_card.json").read_text())
+    greedy = card["greedy_pass@1"]
+    assert float(greedy["1"]) >= 0.75 and float(greedy["5"]) <= 0.35, greedy
+    assert float(card["sampled_pass@16"]["5"]) > float(card["sampled_pass@1"]["5"]) + 0.15
+    assert card["wrong_with_identified_step"] >= 0.95
+
+
+@needs_policy
+def test_policy_accuracy_falls_with_level(policy):
+    from ttstrain.sampling import sample_solutions
+
+    rows = sample_solutions(policy, problems_split("test", 40, seed=7), n=1, temperature=0.0, progress=False)
+    acc = {lvl: sum(r["correct"] for r in rows if r["level"] == lvl) / 40 for lvl in range(1, 6)}
+    assert acc[1] >= 0.7 and acc[5] <= 0.4 and acc[1] > acc[3] > acc[5], acc
+    wrong = [r for r in rows if not r["correct"]]
+    identified = [first_error(r["question"], r["completion"]) for r in wrong]
+    assert sum(e is not None for e in identified) >= 0.95 * len(wrong)
+
+
+@needs_policy
+def test_step_by_step_generation_agrees_with_whole_solutions(policy):
+    """Generating one step at a time (stop='step') and splitting a whole solution give the same steps."""
+    for row in problems_split("test", 2, seed=1)[::2]:
+        prompt = format_prompt(row["question"])
+        whole = policy.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=320))[0].completions[0]
+        steps = []
+        for _ in range(10):
+            c = policy.generate([prompt + prefix_text(steps, len(steps))],
+                                SamplingParams(temperature=0.0, stop="step", max_new_tokens=80))[0].completions[0]
+            if c.text:
+                steps.append(c.text)
+            if c.finished_solution:
+                break
+        assert steps == split_steps(whole.text)
+
+
+@needs_policy
+def test_monte_carlo_labels_carry_signal(policy, tmp_path):
+    from ttstrain.shards import load_dataset_dir
+    from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
+
+    cfg = LabelMCConfig(output_dir=str(tmp_path / "mc"), per_level=3, num_samples=4, num_rollouts=4, seed=0)
+    summary = run_label_mc(cfg, generator=policy, progress=False)
+    ds = load_dataset_dir(tmp_path / "mc")
+    right = [x for r in ds if r["final_correct"] for x in r["labels"][:-1]]
+    wrong = [x for r in ds if not r["final_correct"] for x in r["labels"][:-1]]
+    assert right and wrong and summary["samples_kept"] > 0
+    assert sum(right) / len(right) > sum(wrong) / len(wrong) + 0.1
+    assert all(0.0 <= x <= 1.0 for r in ds for x in r["labels"])
+
+
+@needs_policy
+def test_quick_demo_end_to_end(tmp_path):
+    from ttstrain.demo import DemoConfig, run_demo
+
+    out = tmp_path / "demo"
+    report = run_demo(DemoConfig(out=str(out), quick=True, test_per_level=4, num_samples=8, label_per_level=2))
+    for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet"):
+        assert (out / name).exists(), name
+    text = (out / "report.md").read_text()
+    assert "greedy pass@1" in text and "Monte Carlo step labels" in text
+    assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
+    assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]

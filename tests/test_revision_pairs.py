@@ -1,0 +1,102 @@
+"""Revision pairing rules on a hand-made pool, prompt formatting, and the resumable stage."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from ttstrain.generation.scripted import ScriptedGenerator
+from ttstrain.revisions.pairs import build_revision_rows, closest_by_edit_distance, format_revision_prompt
+from ttstrain.shards import load_dataset_dir
+from ttstrain.stages.build_revisions import BuildRevisionsConfig, run_build_revisions
+
+PROBLEM = {"id": "q1", "question": "Start with 5.\n1. Add 7.\nWhat is the result?", "answer": "12", "level": 1}
+
+
+def _sample(i, text, answer, correct):
+    return {"sample_index": i, "completion": text, "answer": answer, "correct": correct}
+
+
+POOL = [
+    _sample(0, "5 + 7 = 12\nThe answer is \\boxed{12}.", "12", True),
+    _sample(1, "5 + 7 = 13\nThe answer is \\boxed{13}.", "13", False),        # distance 2 from the target
+    _sample(2, "5 * 7 = 35\nThe answer is \\boxed{35}.", "35", False),
+    _sample(3, "5 - 7 = 2\nThe answer is \\boxed{2}.", "2", False),
+    _sample(4, "12", None, False),                                           # no answer: never used
+    _sample(5, "5 + 7 = 12\nThe answer is \\boxed{12}.", "12", True),
+    _sample(6, "7 + 5 = 99\nThe answer is \\boxed{99}.", "99", False),
+    _sample(7, "5 + 8 = 13\nThe answer is \\boxed{13}.", "13", False),
+]
+
+
+def test_pairing_rules():
+    ks = Counter()
+    for seed in range(400):
+        rows, stats = build_revision_rows(PROBLEM, POOL, random.Random(seed))
+        assert len(rows) == 2 and stats["correct"] == 2 and stats["incorrect"] == 5
+        for r in rows:
+            ks[r["k"]] += 1
+            assert 0 <= r["k"] <= 4 and len(r["previous_attempts"]) == r["k"]
+            assert all(a != "12" for a in r["previous_answers"]), "no correct answer in context"
+            assert 4 not in r["attempt_sample_indices"], "answerless samples are never attempts"
+            assert len(set(r["attempt_sample_indices"])) == r["k"]
+            if r["k"]:
+                assert r["attempt_sample_indices"][-1] == 1, "the closest incorrect answer comes last"
+                assert r["closest_edit_distance"] == 2
+            else:
+                assert r["closest_edit_distance"] is None
+    assert set(ks) == {0, 1, 2, 3, 4}
+    assert all(abs(ks[k] / 800 - 0.2) < 0.06 for k in range(5)), ks
+
+
+def test_k_is_truncated_by_available_incorrect_answers():
+    pool = POOL[:2] + [POOL[5]]  # two correct, one incorrect
+    ks = Counter(r["k"] for s in range(300) for r in build_revision_rows(PROBLEM, pool, random.Random(s))[0])
+    assert set(ks) == {0, 1} and abs(ks[0] / 600 - 0.5) < 0.08
+    rows, stats = build_revision_rows(PROBLEM, [POOL[1], POOL[2]], random.Random(0))
+    assert rows == [] and stats["questions_without_correct"] == 1
+    rows, stats = build_revision_rows(PROBLEM, [POOL[0]], random.Random(0))
+    assert rows[0]["k"] == 0 and stats["questions_without_incorrect"] == 1
+
+
+def test_closest_by_character_edit_distance():
+    assert closest_by_edit_distance("abcd", ["abxd", "abcf", "zzzz"]) == (0, 1)  # ties: the first
+    assert closest_by_edit_distance("hello", ["yellowish", "help"]) == (1, 2)
+
+
+def test_revision_prompt_keeps_the_last_four_attempts(char_tokenizer):
+    attempts = [f"attempt number {i}" for i in range(6)]
+    text = format_revision_prompt(PROBLEM["question"], attempts)
+    assert "attempt number 0" not in text and "attempt number 1" not in text
+    assert all(f"attempt number {i}" in text for i in range(2, 6))
+    assert text.index("attempt number 5") > text.index("attempt number 2")
+    assert text.endswith("Revised solution:\n") and text.startswith("Problem:\n")
+    assert format_revision_prompt(PROBLEM["question"], []) == "Problem:\n" + PROBLEM["question"] + "\nSolution:\n"
+    assert format_revision_prompt(PROBLEM["question"], attempts, tokenizer=char_tokenizer) == text  # no template
+
+
+def test_revision_prompt_with_chat_template(char_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(char_tokenizer)
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    text = format_revision_prompt("Q?", ["a1", "a2"], tokenizer=tok)
+    assert text == ("<user>Q?<assistant>a1<user>That answer may be wrong. Please try again."
+                    "<assistant>a2<user>That answer may be wrong. Please try again.<assistant>")
+
+
+def test_stage_is_reproducible_and_resumable(tmp_path):
+    def script(prompt, j, params):
+        return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}.",
+                "2 * 3 = 6\nThe answer is \\boxed{6}.", "oops"][j % 4]
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("\n".join('{"id": "p%d", "question": "Start with 2.\\n1. Add 3.\\nWhat is the result?", '
+                                  '"answer": "%s"}' % (i, "5" if i % 2 else "6") for i in range(5)))
+    kw = dict(problems=str(problems), split=None, per_level=None, num_samples=8, problems_per_chunk=2, seed=1)
+    a = run_build_revisions(BuildRevisionsConfig(output_dir=str(tmp_path / "a"), **kw), ScriptedGenerator(script), False)
+    b = run_build_revisions(BuildRevisionsConfig(output_dir=str(tmp_path / "b"), **kw), ScriptedGenerator(script), False)
+    assert load_dataset_dir(tmp_path / "a").to_list() == load_dataset_dir(tmp_path / "b").to_list()
+    assert a["rows"] > 0 and sum(a["k_histogram"].values()) == a["rows"]
+    assert a["samples_dropped_no_answer"] == 5 * 2

@@ -1,0 +1,1 @@
+"""Revision models: trajectories of attempts, revision SFT data, sequential revision chains."""

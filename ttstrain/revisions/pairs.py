@@ -1,0 +1,92 @@
+"""Revision trajectories (Snell et al. §6.1, App. H): correct answers paired with wrong attempts.
+
+For every correct sampled answer of a question, draw k uniformly from {0, ..., min(4, #incorrect)};
+if k > 0 the context holds k incorrect answers of the same question: k - 1 drawn at random, then,
+*last*, the incorrect answer closest to the correct one by character edit distance (so the
+model learns to revise an attempt that is nearly right into the right one). The correct answer
+is the target. No correct answer is ever in the context.
+
+`format_revision_prompt` is the one place a multi-turn trajectory becomes model input; revision
+training and revision inference both call it, with or without a chat template.
+
+    rows, stats = build_revision_rows(problem, samples, rng)
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Sequence
+
+from rapidfuzz.distance import Levenshtein
+
+from ttstrain.prompts import format_prompt
+from ttstrain.steps import SOLUTION_END
+
+MAX_CONTEXT_ATTEMPTS = 4
+RETRY_MESSAGE = "That answer may be wrong. Please try again."
+
+
+def closest_by_edit_distance(target: str, candidates: Sequence[str]) -> tuple[int, int]:
+    """(index, distance) of the candidate with the smallest character edit distance to target (first on ties)."""
+    best = min(range(len(candidates)), key=lambda i: (Levenshtein.distance(target, candidates[i]), i))
+    return best, Levenshtein.distance(target, candidates[best])
+
+
+def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Random,
+                        max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> tuple[list[dict], dict]:
+    """Revision rows for one question from its graded samples (dicts with completion, answer, correct, sample_index).
+
+    Samples without a parsable answer must have been dropped already (answer is None -> ignored here).
+    """
+    valid = [s for s in samples if s.get("answer") is not None]
+    correct = [s for s in valid if s["correct"]]
+    wrong = [s for s in valid if not s["correct"]]
+    stats = Counter(questions=1, samples=len(samples), samples_valid=len(valid), correct=len(correct), incorrect=len(wrong))
+    if not correct:
+        stats["questions_without_correct"] += 1
+    if not wrong:
+        stats["questions_without_incorrect"] += 1
+    rows = []
+    for target in correct:
+        k = rng.randint(0, min(max_attempts, len(wrong)))
+        stats[f"k={k}"] += 1
+        context: list[dict] = []
+        distance = None
+        if k > 0:
+            idx, distance = closest_by_edit_distance(target["completion"], [w["completion"] for w in wrong])
+            others = [w for i, w in enumerate(wrong) if i != idx]
+            context = rng.sample(others, k - 1) + [wrong[idx]]
+        rows.append({
+            "problem_id": problem["id"], "question": problem["question"], "gold": problem["answer"],
+            "level": problem.get("level"),
+            "previous_attempts": [c["completion"] for c in context],
+            "previous_answers": [c["answer"] for c in context],
+            "attempt_sample_indices": [int(c["sample_index"]) for c in context],
+            "target": target["completion"], "target_sample_index": int(target["sample_index"]),
+            "k": k, "closest_edit_distance": distance,
+        })
+    stats["rows"] = len(rows)
+    return rows, dict(stats)
+
+
+def format_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
+                           max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> str:
+    """The model input for a revision: the question, the most recent attempts, then room for a new one.
+
+    Only the last `max_attempts` attempts are kept (what the model was trained with). With a
+    tokenizer that has a chat template, attempts are assistant turns answered by a retry message;
+    otherwise a plain-text layout ending exactly like `format_prompt`, so a policy trained on the
+    step format continues it.
+    """
+    attempts = list(previous_attempts)[-max_attempts:] if max_attempts > 0 else []
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": question}]
+        for a in attempts:
+            messages += [{"role": "assistant", "content": a}, {"role": "user", "content": RETRY_MESSAGE}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not attempts:
+        return format_prompt(question)
+    # the question, the attempts (each closed like a solution), then a header for the revision
+    body = "".join(f"Attempt {i + 1}:\n{a.strip()}{SOLUTION_END}" for i, a in enumerate(attempts))
+    return f"Problem:\n{question.strip()}\n{body}Revised solution:\n"

@@ -1,0 +1,112 @@
+"""Revision SFT data: sample many answers per question, pair correct ones with wrong attempts.
+
+    ttstrain build-revisions --config recipes/default/revision/config_data.yaml
+    ttstrain build-revisions --config ... --shard 1/4          # one of 4 jobs; --merge_only true to merge
+
+Output folder (same resume/shard/atomic guarantees as `ttstrain label-mc`, see ttstrain.shards):
+  data/train-*.parquet  problem_id, question, gold, level, previous_attempts, previous_answers,
+                        attempt_sample_indices, target, target_sample_index, k, closest_edit_distance
+  config.json, summary.json (questions without a correct / an incorrect answer, histogram of k)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ttstrain.io import write_json, write_resolved_config
+from ttstrain.shards import Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks
+
+
+@dataclass
+class BuildRevisionsConfig:
+    output_dir: str = field(default="runs/revisions", metadata={"help": "Output folder."})
+    model: str = field(default="default", metadata={"help": "Policy that writes the attempts."})
+    backend: str = field(default="transformers", metadata={"help": "Generation backend."})
+    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+    problems: str = field(default="arith", metadata={"help": "Problem source."})
+    split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
+    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
+    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
+    num_samples: int = field(default=64, metadata={"help": "Answers sampled per question (paper: 64)."})
+    temperature: float = field(default=1.2, metadata={"help": "Sampling temperature (higher than for solving)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold."})
+    max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per answer."})
+    max_attempts: int = field(default=4, metadata={"help": "k is drawn from U{0..max_attempts}, capped by #incorrect."})
+    problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job builds chunks c with c % n == i."})
+    merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and pairing."})
+
+    def fingerprint(self) -> dict:
+        skip = {"output_dir", "shard", "merge_only", "max_batch_rows", "backend", "dtype"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def revision_chunk(generator, problems, cfg: BuildRevisionsConfig) -> tuple[list[dict], dict]:
+    from ttstrain.revisions.pairs import build_revision_rows
+    from ttstrain.sampling import group_by_problem, sample_solutions
+
+    samples = sample_solutions(generator, problems, n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=False)
+    by_problem = group_by_problem(samples)
+    rows, totals = [], {}
+    for p in problems:
+        rng = random.Random(f"revisions-{cfg.seed}-{p['id']}")  # per question: chunking never changes a row
+        got, stats = build_revision_rows(p, by_problem.get(p["id"], []), rng, cfg.max_attempts)
+        rows += got
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0) + v
+    totals["samples_dropped_no_answer"] = sum(r["answer"] is None for r in samples)
+    return rows, totals
+
+
+def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: bool = True) -> dict | None:
+    from tqdm.auto import tqdm
+
+    from ttstrain.problems import load_problems
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
+    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    if not cfg.merge_only:
+        check_or_write_config(out, cfg.fingerprint())
+        if generator is None:
+            from ttstrain.generation import load_generator
+
+            backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
+            generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+        shard = Shard.parse(cfg.shard)
+        name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
+        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
+        bar = tqdm(total=len(problems), desc="build-revisions", unit="problem", disable=not progress)
+        run_chunks(out, problems, cfg.problems_per_chunk, shard,
+                   lambda chunk, start: revision_chunk(generator, chunk, cfg), progress=bar.update)
+        bar.close()
+    if missing_chunks(out, len(problems), cfg.problems_per_chunk):
+        print("[build-revisions] chunks still to do (other shards?); merge when all are done")
+        return None
+    summary = merge_chunks(out, len(problems), cfg.problems_per_chunk)
+    summary["k_histogram"] = {k: summary.pop(k) for k in sorted([k for k in summary if k.startswith("k=")])}
+    write_json(out / "summary.json", summary)
+    print(f"[build-revisions] merged: {summary}")
+    return summary
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((BuildRevisionsConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    run_build_revisions(cfg)
+
+
+if __name__ == "__main__":
+    main()
