@@ -128,3 +128,17 @@ def test_sampling_stage_with_scripted_backend():
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown generation backend 'nope'"):
         load_generator("nope")
+
+
+def test_streams_separate_identical_prompts(hf):
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=4)
+    same = hf.generate([PROMPTS[0], PROMPTS[0]], params)
+    assert [c.text for c in same[0].completions] == [c.text for c in same[1].completions]
+    split = hf.generate([PROMPTS[0], PROMPTS[0]], params, streams=[0, 1])
+    assert [c.text for c in split[0].completions] == [c.text for c in same[0].completions]
+    assert [c.text for c in split[1].completions] != [c.text for c in split[0].completions]
+    with pytest.raises(ValueError, match="2 streams for 1 prompts"):
+        hf.generate([PROMPTS[0]], params, streams=[0, 1])
+    scripted = ScriptedGenerator(lambda p, j, prm: f"x{j}")
+    out = scripted.generate(["a", "a"], SamplingParams(n=2), streams=[0, 3])
+    assert [[c.text for c in r.completions] for r in out] == [["x0", "x1"], ["x6", "x7"]]

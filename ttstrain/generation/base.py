@@ -11,8 +11,10 @@ actually processed: `prompt_tokens` once per prompt, `num_tokens` per continuati
 the token that stopped it.
 
 Randomness is counter-based per continuation: continuation j of a prompt draws from a stream
-fixed by (seed, prompt text, j), so results do not depend on batch size or on which other
-prompts share the call (see `row_seed`).
+fixed by (seed, prompt text, j, stream), so results do not depend on batch size or on which other
+prompts share the call (see `row_seed`). `streams` (one int per prompt, default 0) lets callers
+that hold several independent copies of one text (two beams or revision chains that happen to
+agree so far) draw different continuations for each copy.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ class Generator(ABC):
         self.stats = GenerationStats()
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 streams: Sequence[int] | None = None) -> list[PromptResult]:
         ...
 
     @abstractmethod
@@ -119,7 +122,16 @@ class Generator(ABC):
         return None
 
 
-def row_seed(seed: int, prompt: str, index: int) -> int:
-    """A 63-bit seed for continuation `index` of `prompt` under `seed` (batch-invariant)."""
-    h = hashlib.blake2b(f"{seed}\x00{index}\x00{prompt}".encode(), digest_size=8).digest()
+def check_streams(prompts: Sequence[str], streams: Sequence[int] | None) -> list[int]:
+    if streams is None:
+        return [0] * len(prompts)
+    if len(streams) != len(prompts):
+        raise ValueError(f"got {len(streams)} streams for {len(prompts)} prompts")
+    return [int(s) for s in streams]
+
+
+def row_seed(seed: int, prompt: str, index: int, stream: int = 0) -> int:
+    """A 63-bit seed for continuation `index` of `prompt` in `stream` under `seed` (batch-invariant)."""
+    key = f"{seed}\x00{index}\x00{prompt}" if stream == 0 else f"{seed}\x00{index}\x00{stream}\x00{prompt}"
+    h = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & ((1 << 63) - 1)

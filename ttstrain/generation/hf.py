@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, row_seed
+from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
 from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -114,7 +114,9 @@ class HFGenerator(Generator):
                 "dtype": str(next(self.model.parameters()).dtype), "parameters": self.num_parameters}
 
     # ---- public entry -------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 streams: Sequence[int] | None = None) -> list[PromptResult]:
+        self._streams = check_streams(prompts, streams)
         encoded = [self._tokenizer(p)["input_ids"] for p in prompts]
         results = [PromptResult(prompt=p, prompt_tokens=len(ids), completions=[None] * params.n)
                    for p, ids in zip(prompts, encoded)]
@@ -154,7 +156,7 @@ class HFGenerator(Generator):
         logits = out.logits[:, -1, :].float()[row_slots]
         mask = mask[row_slots]
         next_pos = mask.sum(-1)
-        seeds = np.array([row_seed(params.seed, prompts[i], j) for i, j in batch], dtype=np.uint64)
+        seeds = np.array([row_seed(params.seed, prompts[i], j, self._streams[i]) for i, j in batch], dtype=np.uint64)
         prev_ends_sep = np.array([prompts[i].endswith(STEP_SEPARATOR) for i, _ in batch])
 
         alive = np.arange(len(batch))  # batch row index of each row still in the cache

@@ -1,6 +1,6 @@
 """Scripted backend: pre-set continuations, every call recorded; drives the tests of every stage.
 
-A script is a function `(prompt, index, params) -> str` or a dict mapping a prompt to a list of
+A script is a function `(prompt, index, params) -> str` (index = stream * n + continuation index) or a dict mapping a prompt to a list of
 continuations (continuation j of that prompt is entry j modulo its length). A continuation is the
 text the "model" would write if left to run: its end means end-of-sequence. The backend then
 applies the same stop rules as the real ones (step separator with stop="step", blank line,
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams
+from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams
 from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR
 
 
@@ -24,6 +24,7 @@ from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR
 class ScriptedCall:
     prompts: list[str]
     params: SamplingParams
+    streams: list[int]
 
 
 class ScriptedGenerator(Generator):
@@ -58,11 +59,14 @@ class ScriptedGenerator(Generator):
             raise KeyError(f"scripted generator has no continuation for prompt {prompt!r}") from None
         return options[index % len(options)]
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
-        self.calls.append(ScriptedCall(list(prompts), params))
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 streams: Sequence[int] | None = None) -> list[PromptResult]:
+        streams = check_streams(prompts, streams)
+        self.calls.append(ScriptedCall(list(prompts), params, streams))
         results = []
-        for prompt in prompts:
-            comps = [self._stop(prompt, self.continuation(prompt, j, params), params) for j in range(params.n)]
+        for prompt, stream in zip(prompts, streams):
+            comps = [self._stop(prompt, self.continuation(prompt, stream * params.n + j, params), params)
+                     for j in range(params.n)]
             prompt_tokens = self.count_tokens(prompt)
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=comps))
         self.stats.add(results, prefill_tokens=sum(r.prompt_tokens for r in results))

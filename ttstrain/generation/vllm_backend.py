@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, row_seed
+from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
 from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
 
 _INSTALL_HINT = (
@@ -142,7 +142,7 @@ class VLLMGenerator(Generator):
 
     # -- the contract -------------------------------------------------------------------------
 
-    def _vllm_params(self, params: SamplingParams, prompt: str, index: int):
+    def _vllm_params(self, params: SamplingParams, prompt: str, index: int, stream: int = 0):
         greedy = params.temperature == 0
         return self._vllm.SamplingParams(
             n=1,
@@ -152,21 +152,23 @@ class VLLMGenerator(Generator):
             max_tokens=params.max_new_tokens,
             stop=list(_STOP_STRINGS[params.stop]),
             include_stop_str_in_output=False,
-            seed=None if greedy else row_seed(params.seed, prompt, index),
+            seed=None if greedy else row_seed(params.seed, prompt, index, stream),
         )
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptResult]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 streams: Sequence[int] | None = None) -> list[PromptResult]:
         prompts = list(prompts)
         if not prompts:
             return []
+        streams = check_streams(prompts, streams)
         # One n=1 request per continuation, prompt-major: request i*n + j is continuation j of
         # prompt i. Per-request seeds make the result batch-invariant.
         req_prompts: list[str] = []
         req_params = []
-        for prompt in prompts:
+        for prompt, stream in zip(prompts, streams):
             for j in range(params.n):
                 req_prompts.append(prompt)
-                req_params.append(self._vllm_params(params, prompt, j))
+                req_params.append(self._vllm_params(params, prompt, j, stream))
 
         outputs = list(self.llm.generate(req_prompts, req_params, use_tqdm=False))
         if len(outputs) != len(req_prompts):
@@ -186,7 +188,11 @@ class VLLMGenerator(Generator):
                     if out.prompt_token_ids is None:
                         raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
                     prompt_tokens = len(out.prompt_token_ids)
-                completions.append(self._completion(out.outputs[0], params.stop))
+                completion = self._completion(out.outputs[0], params.stop)
+                if completion.finish_reason == "step_end" and not completion.text and prompt.endswith(STEP_SEPARATOR):
+                    # an empty step right after a step boundary is a blank line: the solution ended
+                    completion.finish_reason = "solution_end"
+                completions.append(completion)
             prompt_lengths.setdefault(prompt, prompt_tokens)
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=completions))
 
