@@ -18,7 +18,10 @@ COMMANDS = {
     "build-world": ("ttstrain.world.build", "Pretrain the default world's policy (the shipped checkpoint)."),
     "sample": ("ttstrain.stages.sample", "Sample and grade N solutions per problem with any backend."),
     "build-revisions": ("ttstrain.stages.build_revisions", "Revision SFT data: correct answers paired with wrong attempts."),
+    "train-revision": ("ttstrain.stages.train_revision", "Revision SFT (loss on the correct answer only)."),
     "label-mc": ("ttstrain.stages.label_mc", "Monte Carlo step labels for PRM training (resumable, sharded)."),
+    "train-prm": ("ttstrain.stages.train_prm", "Train a process reward model on step labels (Trainer, accelerate)."),
+    "search": ("ttstrain.stages.run_search", "Test-time search (best-of-N, beam, lookahead) x budgets, graded."),
 }
 
 

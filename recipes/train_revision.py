@@ -1,0 +1,10 @@
+"""Revision SFT, launchable with accelerate (thin wrapper of ttstrain.stages.train_revision).
+
+    accelerate launch --config_file accelerate_configs/single_process.yaml recipes/train_revision.py \
+        --config recipes/default/revision/config_demo.yaml
+"""
+
+from ttstrain.stages.train_revision import main
+
+if __name__ == "__main__":
+    main()

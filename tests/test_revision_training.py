@@ -1,0 +1,71 @@
+"""Revision SFT: the loss mask covers only the target; a tiny smoke train lowers the loss; chains."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ttstrain.generation.scripted import ScriptedGenerator
+from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
+from ttstrain.revisions.pairs import format_revision_prompt
+from ttstrain.trainers.revision_config import RevisionConfig
+from ttstrain.trainers.revision_trainer import build_revision_trainer
+
+ROWS = [{"question": f"Start with {i}.\n1. Add 2.\nWhat is the result?",
+         "previous_attempts": [f"{i} + 2 = {i + 3}\nThe answer is \\boxed{{{i + 3}}}."] * (i % 3),
+         "target": f"{i} + 2 = {i + 2}\nThe answer is \\boxed{{{i + 2}}}."} for i in range(12)]
+
+
+def _trainer(tmp_path, tiny_llama, char_tokenizer, **kw):
+    cfg = RevisionConfig(output_dir=str(tmp_path / "rev"), learning_rate=3e-3, per_device_train_batch_size=4,
+                         gradient_accumulation_steps=1, num_train_epochs=kw.pop("epochs", 1), logging_steps=1,
+                         save_strategy="no", use_cpu=True, report_to="none", max_length=512, seed=0, **kw)
+    return build_revision_trainer(cfg, model=copy.deepcopy(tiny_llama), tokenizer=char_tokenizer, train_rows=ROWS)
+
+
+def test_loss_mask_covers_only_the_target(tmp_path, tiny_llama, char_tokenizer):
+    trainer = _trainer(tmp_path, tiny_llama, char_tokenizer)
+    row = trainer.train_dataset[1]
+    prompt = format_revision_prompt(ROWS[1]["question"], ROWS[1]["previous_attempts"])
+    prompt_len = len(char_tokenizer(prompt)["input_ids"])
+    target_len = len(ROWS[1]["target"]) + 1  # one token per character, plus the end-of-sequence token
+    # TRL folds the completion mask into the labels: -100 on the prompt, the token ids on the target
+    assert row["labels"] == [-100] * prompt_len + row["input_ids"][prompt_len:]
+    assert len(row["input_ids"]) == prompt_len + target_len
+    assert row["input_ids"][-1] == char_tokenizer.eos_token_id
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    kept = batch["labels"] != -100
+    assert int(kept[0].sum()) == len(ROWS[0]["target"]) + 1
+
+
+def test_smoke_train_lowers_loss(tmp_path, tiny_llama, char_tokenizer):
+    trainer = _trainer(tmp_path, tiny_llama, char_tokenizer, epochs=4)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0] * 0.9, losses
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_chains_condition_on_history_and_flip_rates():
+    problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
+
+    def script(prompt, j, params):
+        attempts = prompt.count("Attempt ")
+        # chain 0: wrong, right, right, wrong; chain 1 always right
+        right = j == 1 or attempts in (1, 2)
+        return f"The answer is \\boxed{{{2 if right else 3}}}."
+
+    gen = ScriptedGenerator(script)
+    rows = run_revision_chains(gen, problems, num_chains=2, chain_length=4, progress=False)
+    assert [r["correct"] for r in rows if r["chain"] == 0] == [False, True, True, False]
+    assert revision_step_accuracy(rows) == {0: 0.5, 1: 1.0, 2: 1.0, 3: 0.5}
+    rates = flip_rates(rows)
+    assert rates["transitions_from_correct"] == 5 and rates["correct_to_incorrect"] == 1 / 5
+    assert rates["incorrect_to_correct"] == 1.0
+    # every step is one call over all chains, each chain its own random stream
+    assert len(gen.calls) == 4 and all(c.streams == [0, 1] for c in gen.calls)
+    assert "Attempt 3:" in gen.calls[3].prompts[0]
+    long = run_revision_chains(ScriptedGenerator(script), problems, num_chains=1, chain_length=6, progress=False)
+    assert len(long) == 6

@@ -1,0 +1,72 @@
+"""Sequential revision chains at test time (Snell et al. §6.1, App. I).
+
+A chain of length L is L attempts at one question, each conditioned on the chain's most recent
+attempts (at most 4: the context the revision model was trained with). `num_chains` chains per
+question run in parallel; every step of every chain of every question is one batched generate
+call, with one random stream per chain, so two chains that happen to agree still diverge.
+
+    rows = run_revision_chains(gen, problems, num_chains=4, chain_length=4, temperature=1.0)
+    revision_step_accuracy(rows)   # pass@1 at each revision step
+    flip_rates(rows)               # how often a correct answer turns wrong at the next revision
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from ttstrain.generation.base import Generator, SamplingParams
+from ttstrain.grading import extract_answer, is_equivalent
+from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, format_revision_prompt
+
+
+def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_chains: int, chain_length: int,
+                        temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 320, seed: int = 0,
+                        max_attempts: int = MAX_CONTEXT_ATTEMPTS, tokenizer=None, progress: bool = True) -> list[dict]:
+    """One row per attempt: problem_id, chain, step, completion, answer, correct, num_tokens, prompt_tokens."""
+    history: dict[tuple[int, int], list[str]] = defaultdict(list)
+    rows: list[dict] = []
+    params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    keys = [(p, c) for p in range(len(problems)) for c in range(num_chains)]
+    for step in tqdm(range(chain_length), desc="revision chains", disable=not progress):
+        prompts = [format_revision_prompt(problems[p]["question"], history[(p, c)], tokenizer, max_attempts)
+                   for p, c in keys]
+        results = generator.generate(prompts, params, streams=[c for _, c in keys])
+        for (p, c), res in zip(keys, results):
+            comp = res.completions[0]
+            answer = extract_answer(comp.text)
+            history[(p, c)].append(comp.text)
+            rows.append({"problem_id": problems[p]["id"], "level": problems[p].get("level"), "chain": c, "step": step,
+                         "completion": comp.text, "answer": answer,
+                         "correct": bool(answer is not None and is_equivalent(answer, problems[p]["answer"])),
+                         "num_tokens": comp.num_tokens, "prompt_tokens": res.prompt_tokens})
+    return rows
+
+
+def revision_step_accuracy(rows: Sequence[dict]) -> dict[int, float]:
+    """pass@1 at each revision step (0 = the first attempt), over all chains and questions."""
+    by_step: dict[int, list[bool]] = defaultdict(list)
+    for r in rows:
+        by_step[r["step"]].append(r["correct"])
+    return {s: sum(v) / len(v) for s, v in sorted(by_step.items())}
+
+
+def flip_rates(rows: Sequence[dict]) -> dict[str, float | int]:
+    """Correct -> incorrect and incorrect -> correct rates between consecutive attempts of a chain."""
+    chains: dict[tuple, dict[int, bool]] = defaultdict(dict)
+    for r in rows:
+        chains[(r["problem_id"], r["chain"])][r["step"]] = r["correct"]
+    right_to_wrong = right = wrong_to_right = wrong = 0
+    for steps in chains.values():
+        for s in sorted(steps)[:-1]:
+            if steps[s]:
+                right += 1
+                right_to_wrong += not steps[s + 1]
+            else:
+                wrong += 1
+                wrong_to_right += steps[s + 1]
+    return {"correct_to_incorrect": right_to_wrong / right if right else float("nan"),
+            "incorrect_to_correct": wrong_to_right / wrong if wrong else float("nan"),
+            "transitions_from_correct": right, "transitions_from_incorrect": wrong}

@@ -1,0 +1,33 @@
+"""Config of revision SFT: TRL's SFTConfig with the paper's revision-model defaults (Snell et al. App. H).
+
+Changed defaults: learning_rate 1e-5, adam_beta2 0.95 (betas (0.9, 0.95)), effective batch 128
+(per_device_train_batch_size 16 x gradient_accumulation_steps 8), dropout 0, loss on the
+completion (the target answer) only, checkpoints every `save_steps` and none deleted (the paper
+found validation loss a poor stopping signal and picked a checkpoint past the point of
+overfitting: keep them and choose with eval/eval_revision.py), report_to "none".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig
+
+
+@dataclass
+class RevisionConfig(SFTConfig):
+    model_name_or_path: str = field(default="default", metadata={"help": "Policy to fine-tune: 'default', a path or a hub id."})
+    dataset_path: str = field(default="runs/default/revisions", metadata={"help": "Output folder of `ttstrain build-revisions`."})
+    max_attempts: int = field(default=4, metadata={"help": "Previous attempts kept in context (the most recent ones)."})
+    dropout: float = field(default=0.0, metadata={"help": "Attention/hidden dropout set on the model config."})
+    model_dtype: str = field(default="float32", metadata={"help": "dtype to load the model in."})
+    output_dir: str = field(default="runs/revision_model", metadata={"help": "Where checkpoints and the final model go."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (paper: 1e-5)."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch per device."})
+    gradient_accumulation_steps: int = field(default=8, metadata={"help": "16 x 8 = the paper's batch of 128."})
+    completion_only_loss: bool | None = field(default=True, metadata={"help": "Loss on the target answer only."})
+    save_strategy: str = field(default="steps", metadata={"help": "Save periodic checkpoints."})
+    save_steps: float = field(default=50, metadata={"help": "Checkpoint every this many steps."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Loggers (wandb runs offline unless configured)."})

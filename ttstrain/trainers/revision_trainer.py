@@ -1,0 +1,63 @@
+"""Revision SFT on TRL's SFTTrainer: previous attempts and question as context, loss on the target only.
+
+    accelerate launch recipes/train_revision.py --config recipes/default/revision/config_demo.yaml
+    ttstrain train-revision --config recipes/default/revision/config_demo.yaml
+
+Each row of `ttstrain build-revisions` becomes a prompt-completion pair: the prompt is
+`format_revision_prompt(question, previous_attempts)` (the function revision inference uses too),
+the completion is the correct answer; TRL masks the prompt out of the loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ttstrain.revisions.pairs import format_revision_prompt
+
+
+def revision_sft_rows(rows: Sequence[dict], tokenizer=None, max_attempts: int = 4) -> list[dict]:
+    return [{"prompt": format_revision_prompt(r["question"], r["previous_attempts"], tokenizer, max_attempts),
+             "completion": r["target"]} for r in rows]
+
+
+def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence[dict] | None = None):
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
+    from ttstrain.shards import load_dataset_dir
+
+    if model is None:
+        path = resolve_model(cfg.model_name_or_path)
+        tokenizer = tokenizer or load_tokenizer(path)
+        model = load_causal_lm(path, dtype=cfg.model_dtype)
+    for name in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, cfg.dropout)
+    model.train()
+    if train_rows is None:
+        train_rows = load_dataset_dir(cfg.dataset_path).to_list()
+    dataset = Dataset.from_list(revision_sft_rows(train_rows, tokenizer, cfg.max_attempts))
+    return SFTTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer)
+
+
+def train_revision(cfg) -> Path:
+    from ttstrain.io import write_resolved_config, write_text
+
+    trainer = build_revision_trainer(cfg)
+    trainer.train()
+    out = Path(cfg.output_dir)
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    write_resolved_config(out, {k: v for k, v in cfg.to_dict().items()}, name="ttstrain_config.json")
+    write_text(out / "README.md", "\n".join([
+        "# Revision model (ttstrain)", "",
+        f"Fine-tuned from `{cfg.model_name_or_path}` on revision trajectories from `{cfg.dataset_path}`",
+        f"({len(trainer.train_dataset)} rows): previous attempts (at most {cfg.max_attempts}) and the question as",
+        "context, loss on the correct answer only (TRL SFTTrainer, completion-only loss).",
+        f"learning_rate {cfg.learning_rate}, betas ({cfg.adam_beta1}, {cfg.adam_beta2}), effective batch "
+        f"{cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * max(1, cfg.world_size)}, "
+        f"dropout {cfg.dropout}, epochs {cfg.num_train_epochs}, max_steps {cfg.max_steps}.",
+        "Prompt format: `ttstrain.revisions.pairs.format_revision_prompt`.", ""]))
+    return out
