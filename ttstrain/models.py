@@ -10,7 +10,7 @@ this project ships or can build offline (see `resolve_model`):
 
     from ttstrain.models import count_parameters, load_causal_lm, load_tokenizer
     tok = load_tokenizer("smollm2-135m", padding_side="left")
-    model = load_causal_lm("smollm2-135m", dtype="float32")   # first call converts (~30 s)
+    model = load_causal_lm("smollm2-135m", dtype="float32")   # first call converts (30-60 s)
     text = tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}],
                                    tokenize=False, add_generation_prompt=True)
     out = model.generate(**tok([text], return_tensors="pt"), max_new_tokens=10, do_sample=False)

@@ -37,7 +37,7 @@ class BuildRevisionsConfig:
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per answer."})
     max_attempts: int = field(default=4, metadata={"help": "k is drawn from U{0..max_attempts}, capped by #incorrect."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
-    shard: str | None = field(default=None, metadata={"help": "i/n: this job builds chunks c with c % n == i."})
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job builds chunks c with c mod n == i."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and pairing."})
 

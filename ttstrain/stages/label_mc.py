@@ -50,7 +50,7 @@ class LabelMCConfig:
     few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
     few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
-    shard: str | None = field(default=None, metadata={"help": "i/n: this job labels chunks c with c % n == i."})
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job labels chunks c with c mod n == i."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and rollouts."})
 

@@ -1,0 +1,430 @@
+"""Search methods on the scripted backend: selection arithmetic, beam bookkeeping, exact costs, batching.
+
+Token counts are characters (+1 for the stopping token) on the generator side and characters of
+prompt + joined steps on the scorer side, so every number below is counted by hand in a comment.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ttstrain.generation.scripted import ScriptedGenerator
+from ttstrain.io import read_parquet
+from ttstrain.search import (SEARCH_METHODS, SUBSAMPLED, Candidate, ScriptedScorer, SearchConfig, best_of_n,
+                             nested_orders, run_search, select, subset_result)
+from ttstrain.search.base import check_verifier
+from ttstrain.steps import STEP_SEPARATOR, join_steps, prefix_text, split_steps
+
+P = "Q:" + STEP_SEPARATOR  # a 3-character prompt that ends where a solution starts
+BOX = {a: f"\\boxed{{{a}}}" for a in "12578"}  # 9 characters each
+
+
+class Policy(ScriptedGenerator):
+    """The scripted generator with a known parameter count."""
+
+    def __init__(self, script, params=100):
+        super().__init__(script)
+        self._params = params
+
+    @property
+    def num_parameters(self):
+        return self._params
+
+
+def tree_script(tree: dict, prompts=(P,)):
+    """Continuations by (prompt, prefix steps): tree[(prompt?, steps)] is a function of (index, params)."""
+
+    def script(prompt, j, params):
+        base = max((p for p in prompts if prompt.startswith(p)), key=len)
+        steps = tuple(split_steps(prompt[len(base):]))
+        fn = tree.get((base, steps), tree.get(steps))
+        return fn(j, params)
+
+    return script
+
+
+def check_totals(gen, scorer, results):
+    """The per-problem cost records add up to what the backends really counted."""
+    assert sum(r.cost.generated_tokens for r in results) == gen.stats.generated_tokens
+    assert sum(r.cost.prefill_tokens for r in results) == gen.stats.prefill_tokens
+    assert sum(r.cost.completions for r in results) == gen.stats.completions
+    if scorer is not None:
+        assert sum(r.cost.verifier_tokens for r in results) == scorer.scored_tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# selection
+# ---------------------------------------------------------------------------------------------
+
+
+def _cand(answer, score):
+    return Candidate(text=f"The answer is {answer}.", steps=[], answer=answer, finish_reason="eos", score=score)
+
+
+def test_weighted_naive_majority_arithmetic():
+    cands = [_cand("A", 0.3), _cand("A", 0.3), _cand("B", 0.5)]
+    assert cands[select(cands, "weighted")].answer == "A"  # A: 0.6 > B: 0.5
+    assert cands[select(cands, "naive")].answer == "B"  # 0.5 is the single best
+    assert cands[select(cands, "majority")].answer == "A"
+    # answers pool by answer_key: "\dfrac{1}{2}" and "\frac{1}{2}" are one answer
+    pooled = [_cand("\\dfrac{1}{2}", 0.3), _cand("\\frac{1}{2}", 0.3), _cand("7", 0.5)]
+    assert select(pooled, "weighted") in (0, 1)
+    # no answer never wins a vote, but naive takes the best score whatever it says
+    none = [_cand(None, 0.9), _cand("3", 0.1)]
+    assert select(none, "weighted") == 1 and select(none, "majority") == 1 and select(none, "naive") == 0
+    assert select([_cand(None, 0.9)], "weighted") is None
+
+
+def test_best_of_n_selection_and_exact_cost():
+    samples = ["s1" + STEP_SEPARATOR + BOX["7"], "s2" + STEP_SEPARATOR + BOX["7"], "s3" + STEP_SEPARATOR + BOX["8"]]
+    first = {"s1": 0.3, "s2": 0.3, "s3": 0.5}
+    # every step of a solution is valued by its first step: "last" gives .3, .3, .5
+    scorer = ScriptedScorer(lambda prompt, prefix: first[prefix[0]], num_parameters=10)
+    out = {}
+    for method in ("best_of_n_weighted", "best_of_n_naive", "majority"):
+        gen = Policy({P: samples})
+        before = scorer.scored_tokens
+        (res,) = run_search(method, gen, scorer, [P], budget=3)
+        out[method] = res
+        check_totals(gen, None, [res])
+        assert len(gen.calls) == 1 and gen.calls[0].params.stop == "solution" and gen.calls[0].params.n == 3
+        assert res.cost.verifier_tokens == scorer.scored_tokens - before
+    assert out["best_of_n_weighted"].answer == "7" and out["best_of_n_naive"].answer == "8"
+    assert out["majority"].answer == "7"
+    assert [c.score for c in out["best_of_n_weighted"].candidates] == [0.3, 0.3, 0.5]
+    # 3 samples of 12 characters + eos = 39 tokens; prompt (3) prefilled once;
+    # the PRM reads prompt + solution = 3 + 12 = 15 tokens per sample
+    cost = out["best_of_n_weighted"].cost.to_dict()
+    assert cost == {"generations": 3, "completions": 3, "rounds": 1, "generated_tokens": 39, "prefill_tokens": 3,
+                    "verifier_tokens": 45, "policy_parameters": 100, "verifier_parameters": 10,
+                    "policy_flops": 2 * 100 * (3 + 39), "verifier_flops": 2 * 10 * 45,
+                    "total_flops": 2 * 100 * 42 + 2 * 10 * 45}
+    assert out["best_of_n_naive"].cost.to_dict() == cost
+    maj = out["majority"].cost
+    assert (maj.verifier_tokens, maj.verifier_flops, maj.total_flops) == (0, 0.0, 8400.0)
+    assert out["majority"].candidates[0].score is None
+
+
+def test_flops_are_none_when_parameters_are_unknown():
+    gen = ScriptedGenerator({P: [BOX["1"]]})
+    (res,) = run_search("best_of_n_weighted", gen, ScriptedScorer({}, default=0.5), [P], budget=2)
+    assert res.cost.policy_flops is None and res.cost.verifier_flops is None and res.cost.total_flops is None
+    assert res.cost.generated_tokens == 20 and res.cost.verifier_tokens == 2 * (3 + 9)
+
+
+# ---------------------------------------------------------------------------------------------
+# beam search
+# ---------------------------------------------------------------------------------------------
+
+MORE = STEP_SEPARATOR + "more"  # anything after a separator: the step did not end the solution
+
+
+def _step(text):
+    return lambda j, params: text
+
+
+BEAM_TREE = {
+    (): lambda j, params: f"a{j}" + MORE,  # round 1: a0 a1 a2 a3 (3 tokens each)
+    ("a1",): lambda j, params: [BOX["1"], "c1" + MORE][j],  # a finished solution (10 tokens) and a step (3)
+    ("a3",): lambda j, params: [BOX["2"], "c3" + MORE][j],
+    ("a1", "c1"): _step(BOX["1"]),
+    ("a3", "c3"): _step(BOX["2"]),
+}
+BEAM_SCORES = {"a0": 0.1, "a1": 0.9, "a2": 0.5, "a3": 0.8, "c1": 0.6, "c3": 0.7, BOX["1"]: 0.4, BOX["2"]: 0.45}
+
+
+def test_beam_search_keeps_n_over_m_and_never_expands_finished_beams():
+    gen, scorer = Policy(tree_script(BEAM_TREE)), ScriptedScorer(BEAM_SCORES, default=0.0, num_parameters=10)
+    (res,) = run_search("beam_search", gen, scorer, [P], budget=4, beam_width=2)
+    # round 1: the prompt, n=N; rounds 2-3: the N/M = 2 best unfinished prefixes, n=M
+    assert [c.prompts for c in gen.calls] == [[P], [P + "a1" + STEP_SEPARATOR, P + "a3" + STEP_SEPARATOR],
+                                              [P + prefix_text(["a3", "c3"], 2), P + prefix_text(["a1", "c1"], 2)]]
+    assert [c.params.n for c in gen.calls] == [4, 2, 2]
+    assert all(c.params.stop == "step" for c in gen.calls)
+    finished_prefixes = {P + prefix_text(["a1", BOX["1"]], 2), P + prefix_text(["a3", BOX["2"]], 2)}
+    assert not finished_prefixes & {p for c in gen.calls for p in c.prompts}
+    # 6 solutions finished (2 in round 2, 4 in round 3); the N = 4 best-scored are kept, in finishing order
+    assert [c.steps for c in res.candidates] == [["a1", BOX["1"]], ["a3", BOX["2"]], ["a3", "c3", BOX["2"]],
+                                                 ["a3", "c3", BOX["2"]]]
+    assert all(c.finished for c in res.candidates)
+    assert res.answer == "2"  # weighted: "2" 3 x .45 = 1.35 > "1" .4
+    assert res.candidates[0].step_scores == [0.9, 0.4]
+    check_totals(gen, scorer, [res])
+
+
+def test_beam_search_exact_step_generations_and_tokens():
+    gen, scorer = Policy(tree_script(BEAM_TREE)), ScriptedScorer(BEAM_SCORES, default=0.0, num_parameters=10)
+    (res,) = run_search("beam_search", gen, scorer, [P], budget=4, beam_width=2)
+    c = res.cost
+    # N = 4 step generations per round, 3 rounds
+    assert (c.generations, c.completions, c.rounds) == (4, 12, 3)
+    # round 1: 4 x "aJ" (3) = 12; round 2: 2 x box (10) + 2 x "cJ" (3) = 26; round 3: 4 x box (10) = 40
+    assert c.generated_tokens == 12 + 26 + 40
+    # prefill: P (3); "Q:|a1|", "Q:|a3|" (6 each); two prefixes of 9
+    assert c.prefill_tokens == 3 + 12 + 18
+    # verifier: round 1: 4 x (3 + 2); round 2: 2 x (3 + 12) + 2 x (3 + 5); round 3: 4 x (3 + 15)
+    assert c.verifier_tokens == 20 + 46 + 72
+    assert (c.policy_flops, c.verifier_flops) == (2 * 100 * (33 + 78), 2 * 10 * 138)
+    assert [len(call.prompts) for call in scorer.calls] == [4, 4, 4]
+
+
+def test_beam_search_pads_with_unfinished_beams_at_max_rounds():
+    gen = Policy(lambda prompt, j, params: f"s{j}" + MORE)  # never ends
+    scorer = ScriptedScorer(lambda prompt, prefix: 0.5)
+    (res,) = run_search("beam_search", gen, scorer, [P], budget=4, beam_width=2, max_rounds=3)
+    assert res.cost.rounds == 3 and len(gen.calls) == 3 and res.cost.completions == 12
+    assert len(res.candidates) == 4 and not any(c.finished for c in res.candidates)
+    assert all(len(c.steps) == 3 for c in res.candidates)
+
+
+def test_equal_prefixes_draw_different_continuations():
+    # every first step is "s": the two kept beams have the same text and get streams 0 and 1
+    def script(prompt, j, params):
+        steps = split_steps(prompt[len(P):])
+        return "s" + MORE if not steps else f"t{j}" + MORE if len(steps) == 1 else BOX["1"]
+
+    gen, scorer = Policy(script), ScriptedScorer(lambda p, s: 0.5)
+    (res,) = run_search("beam_search", gen, scorer, [P], budget=4, beam_width=2)
+    assert gen.calls[1].prompts == [P + "s" + STEP_SEPARATOR] * 2 and gen.calls[1].streams == [0, 1]
+    assert scorer.calls[1].steps == [["s", "t0"], ["s", "t1"], ["s", "t2"], ["s", "t3"]]
+    assert len(res.candidates) == 4
+
+
+def test_length_cap_finishes_a_beam():
+    gen = Policy(lambda prompt, j, params: "abcd" + MORE)  # 5 tokens per step
+    (res,) = run_search("beam_search", gen, ScriptedScorer(lambda p, s: 0.5), [P], budget=2, beam_width=2,
+                        max_new_tokens=10)
+    assert res.cost.rounds == 2 and all(c.finish_reason == "length" and len(c.steps) == 2 for c in res.candidates)
+
+
+# ---------------------------------------------------------------------------------------------
+# lookahead
+# ---------------------------------------------------------------------------------------------
+
+LOOK_TREE = {
+    (): lambda j, params: f"x{j}" + MORE,
+    # temperature 0 rollouts: x0 leads somewhere bad, x1 somewhere good; sampled steps finish
+    ("x0",): lambda j, params: "bad" + MORE if params.temperature == 0 else BOX["5"],
+    ("x1",): lambda j, params: "good" + MORE if params.temperature == 0 else BOX["5"],
+}
+LOOK_SCORES = {"x0": 0.9, "x1": 0.2, "bad": 0.1, "good": 0.8, BOX["5"]: 0.7}
+
+
+def test_lookahead_values_steps_by_temperature_zero_rollouts():
+    gen, scorer = Policy(tree_script(LOOK_TREE)), ScriptedScorer(LOOK_SCORES, num_parameters=10)
+    (res,) = run_search("lookahead", gen, scorer, [P], budget=2, beam_width=2, lookahead_steps=1)
+    # calls: round 1 steps, round 1 rollouts (temperature 0, n=1), round 2 steps (both finish: no rollout)
+    assert [(c.params.temperature, c.params.n) for c in gen.calls] == [(1.0, 2), (0.0, 1), (1.0, 2)]
+    assert gen.calls[1].prompts == [P + "x0" + STEP_SEPARATOR, P + "x1" + STEP_SEPARATOR]
+    # x1 is kept (its rollout ends at .8) although the PRM prefers x0 on its own (.9 > .2)
+    assert gen.calls[2].prompts == [P + "x1" + STEP_SEPARATOR]
+    # the rollout is read by the PRM but not kept in the solution
+    assert scorer.calls[0].steps == [["x0", "bad"], ["x1", "good"]]
+    assert [c.steps for c in res.candidates] == [["x1", BOX["5"]]] * 2 and res.answer == "5"
+    c = res.cost
+    assert (c.generations, c.completions, c.rounds) == (2 * (1 + 1), 2 + 2 + 2, 2)
+    # steps: 2 x 3; rollouts: "bad" 4 + "good" 5; round 2: 2 x 10
+    assert c.generated_tokens == 6 + 9 + 20
+    # prefill: P; the two rollout prefixes (6 each); the kept prefix (6)
+    assert c.prefill_tokens == 3 + 12 + 6
+    # verifier: (3 + len("x0|bad")) + (3 + len("x1|good")); round 2: 2 x (3 + 12)
+    assert c.verifier_tokens == 9 + 10 + 30
+    assert (c.policy_flops, c.verifier_flops) == (2 * 100 * (21 + 35), 2 * 10 * 49)
+    check_totals(gen, scorer, [res])
+
+
+@pytest.mark.parametrize("n,m,k", [(4, 2, 2), (8, 4, 3), (4, 4, 1)])
+def test_lookahead_generations_are_n_times_k_plus_one(n, m, k):
+    def script(prompt, j, params):
+        depth = len(split_steps(prompt[len(P):]))
+        return f"r{depth}" + MORE if params.temperature == 0 else f"s{depth}.{j}" + MORE
+
+    gen, scorer = Policy(script), ScriptedScorer(lambda p, s: 0.5)
+    (res,) = run_search("lookahead", gen, scorer, [P], budget=n, beam_width=m, lookahead_steps=k, max_rounds=2)
+    assert res.cost.generations == n * (k + 1)
+    # per round: N candidate steps + N rollouts of k steps (none ends early here)
+    assert res.cost.completions == 2 * n * (k + 1)
+    assert all(c.params.temperature == 0 and c.params.n == 1 for c in gen.calls if c.params.temperature == 0)
+    assert sum(c.params.temperature == 0 for c in gen.calls) == 2 * k
+    check_totals(gen, scorer, [res])
+
+
+# ---------------------------------------------------------------------------------------------
+# batching across problems
+# ---------------------------------------------------------------------------------------------
+
+P2 = "R:" + STEP_SEPARATOR
+
+
+@pytest.mark.parametrize("method,k", [("beam_search", 0), ("lookahead", 1)])
+def test_one_generate_and_one_score_call_per_round_across_problems(method, k):
+    # problem 1 finishes after 2 steps, problem 2 after 3
+    def script(prompt, j, params):
+        base = P if prompt.startswith(P) else P2
+        depth = len(split_steps(prompt[len(base):]))
+        last = 2 if base == P else 3
+        return BOX["1"] if depth + 1 >= last else f"d{depth}.{j}" + MORE
+
+    gen, scorer = Policy(script), ScriptedScorer(lambda p, s: 0.5)
+    results = run_search(method, gen, scorer, [P, P2], budget=4, beam_width=2, lookahead_steps=k)
+    assert [r.cost.rounds for r in results] == [2, 3]
+    step_calls = [c for c in gen.calls if c.params.temperature > 0]
+    assert len(step_calls) == 3 and len(scorer.calls) == 3
+    assert [sorted({p[:len(P)] for p in c.prompts}) for c in step_calls] == [[P, P2], [P, P2], [P2]]
+    assert [sorted({p[:len(P)] for p in c.prompts}) for c in scorer.calls] == [[P, P2], [P, P2], [P2]]
+    assert len(gen.calls) == 3 + k * 2  # rollouts only where a candidate is unfinished: rounds 1 and 2
+    check_totals(gen, scorer, results)
+    # each problem's record equals the record of searching it alone
+    for prompt, res in zip([P, P2], results):
+        (alone,) = run_search(method, Policy(script), ScriptedScorer(lambda p, s: 0.5), [prompt], budget=4,
+                              beam_width=2, lookahead_steps=k)
+        assert alone.cost.to_dict() == res.cost.to_dict()
+        assert [c.steps for c in alone.candidates] == [c.steps for c in res.candidates]
+
+
+def test_best_of_n_batches_problems_and_charges_each():
+    gen, scorer = Policy({P: [BOX["1"]], P2: ["x" + STEP_SEPARATOR + BOX["2"]]}), ScriptedScorer({}, default=0.5)
+    results = run_search("best_of_n_weighted", gen, scorer, [P, P2], budget=2)
+    assert len(gen.calls) == 1 and len(scorer.calls) == 1 and len(scorer.calls[0].prompts) == 4
+    assert [r.cost.generated_tokens for r in results] == [20, 24]
+    assert [r.cost.verifier_tokens for r in results] == [2 * 12, 2 * 14]
+    check_totals(gen, scorer, results)
+
+
+# ---------------------------------------------------------------------------------------------
+# verifier token accounting, registry, nested subsets
+# ---------------------------------------------------------------------------------------------
+
+
+class RunningTotalScorer:
+    """A verifier that only keeps a running total, under PRMScorer's `stats["tokens"]` name."""
+
+    def __init__(self):
+        self.stats = {"tokens": 0}
+
+    def score(self, prompts, steps):
+        self.stats["tokens"] += sum(len(p) + len(join_steps(s)) for p, s in zip(prompts, steps))
+        return [[0.5] * len(s) for s in steps]
+
+
+def test_running_total_verifier_is_split_exactly():
+    scorer = RunningTotalScorer()
+    results = run_search("best_of_n_weighted", Policy({P: [BOX["1"]], P2: ["x" + STEP_SEPARATOR + BOX["2"]]}),
+                         scorer, [P, P2], budget=2)
+    assert [r.cost.verifier_tokens for r in results] == [24, 28]
+    assert sum(r.cost.verifier_tokens for r in results) == scorer.stats["tokens"]
+
+
+def test_verifier_without_token_count_is_refused():
+    class Silent:
+        def score(self, prompts, steps):
+            return [[0.5] * len(s) for s in steps]
+
+    with pytest.raises(TypeError, match="token count"):
+        check_verifier(Silent())
+    with pytest.raises(ValueError, match="needs a verifier"):
+        run_search("beam_search", Policy({P: [BOX["1"]]}), None, [P], budget=2)
+    run_search("majority", Policy({P: [BOX["1"]]}), None, [P], budget=2)  # majority needs none
+
+
+def test_registry_has_one_signature():
+    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead"}
+    gen = Policy(lambda prompt, j, params: BOX["1"])
+    for name, fn in SEARCH_METHODS.items():
+        (res,) = fn(gen, ScriptedScorer({}, default=0.5), [P], SearchConfig(n=2, beam_width=2, lookahead_steps=1))
+        assert res.method == name and res.answer == "1" and len(res.candidates) == 2
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        SearchConfig(aggregation="median")
+    assert SearchConfig(n=16, beam_width="sqrt").width() == 4 and SearchConfig(n=8, beam_width="sqrt").width() == 2
+    assert SearchConfig(n=2, beam_width=4).width() == 2
+    with pytest.raises(ValueError, match="divide"):
+        SearchConfig(n=6, beam_width=4).width()
+
+
+def test_aggregation_comes_from_the_one_table():
+    gen = Policy({P: ["a" + STEP_SEPARATOR + BOX["1"], "b" + STEP_SEPARATOR + BOX["2"]]})
+    scorer = ScriptedScorer({"a": 0.2, "b": 0.6, BOX["1"]: 0.9, BOX["2"]: 0.7})
+    (last,) = run_search("best_of_n_naive", gen, scorer, [P], budget=2)
+    (low,) = run_search("best_of_n_naive", gen, scorer, [P], budget=2, aggregation="min")
+    assert last.answer == "1" and low.answer == "2"  # last: .9 > .7; min: .2 < .6
+
+
+def test_nested_subsets_equal_smaller_runs():
+    samples = [f"s{j}" + STEP_SEPARATOR + BOX["1" if j % 3 else "2"] for j in range(8)]
+    scorer = ScriptedScorer(lambda p, s: 0.1 * len(s[0]) if len(s) == 1 else 0.3)
+    (full,) = best_of_n(Policy({P: samples}), scorer, [P], SearchConfig(n=8))
+    orders = nested_orders(8, 4, "0:p")
+    assert orders[0] == list(range(8)) and all(sorted(o) == list(range(8)) for o in orders)
+    for b in (1, 2, 4):
+        (alone,) = best_of_n(Policy({P: samples}), scorer, [P], SearchConfig(n=b))
+        for how in SUBSAMPLED.values():
+            sub = subset_result(full, orders[0][:b], how)
+            assert sub.cost.to_dict() == (alone.cost.to_dict() if how != "majority" else
+                                          {**alone.cost.to_dict(), "verifier_tokens": 0, "verifier_parameters": None,
+                                           "verifier_flops": 0.0, "total_flops": alone.cost.policy_flops})
+            ref = subset_result(alone, range(b), how)
+            assert sub.answer == ref.answer
+    assert subset_result(full, orders[1][:4], "weighted").candidates == [full.candidates[i] for i in orders[1][:4]]
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+# ---------------------------------------------------------------------------------------------
+
+
+def test_stage_writes_results_from_one_best_of_n_run(tmp_path):
+    from ttstrain.prompts import format_prompt
+    from ttstrain.stages.run_search import SearchStageConfig, make_parser, run_search_stage
+
+    q = {"id": "p0", "question": "Start with 2.\n1. Add 3.\nWhat is the result?", "answer": "5", "level": 1}
+    prompt = format_prompt(q["question"])
+    path = tmp_path / "problems.jsonl"
+    path.write_text(json.dumps(q) + "\n")
+
+    def script(p, j, params):
+        steps = split_steps(p[len(prompt):])
+        if steps:  # step search continues a prefix: the answer its first step leads to
+            return BOX["5"] if steps[0].endswith("5") else BOX["8"]
+        return ("2 + 3 = 5" + STEP_SEPARATOR + BOX["5"]) if j % 2 == 0 else ("2 + 3 = 6" + STEP_SEPARATOR + BOX["8"])
+
+    gen = Policy(script)
+    scorer = ScriptedScorer(lambda p, s: 0.9 if "= 5" in s[0] else 0.2, num_parameters=10)
+    (cfg,) = make_parser().parse_args_and_config(
+        ["--output_dir", str(tmp_path / "out"), "--problems", str(path), "--max_budget", "4", "--resamples", "3",
+         "--beam_width", "2", "--lookahead_steps", "1"])
+    cfg.split = None  # a local file has no split
+    summary = run_search_stage(cfg, generator=gen, scorer=scorer, progress=False)
+    rows = read_parquet(tmp_path / "out" / "results.parquet")
+    methods = {"majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"}
+    assert {(r["method"], r["budget"]) for r in rows} == {(m, b) for m in methods for b in (1, 2, 4)}
+    # best-of-N: one generate call at N = 4 for all three; step search: rounds per budget
+    solution_calls = [c for c in gen.calls if c.params.stop == "solution"]
+    assert len(solution_calls) == 1 and solution_calls[0].params.n == 4
+    bon = {(r["method"], r["budget"]): r for r in rows if r["method"] in SUBSAMPLED}
+    assert bon[("majority", 1)]["resamples"] == 3 and bon[("majority", 4)]["resamples"] == 1
+    assert bon[("best_of_n_weighted", 4)]["accuracy"] == 1.0 and bon[("majority", 4)]["verifier_tokens"] == 0
+    assert bon[("best_of_n_weighted", 4)]["generations"] == 4
+    assert summary["methods"]["beam_search"]["4"]["accuracy"] == 1.0
+    assert summary["methods"]["lookahead"]["2"]["generations"] == 4
+    cands = read_parquet(tmp_path / "out" / "candidates.parquet")
+    assert {(c["run"], c["budget"]) for c in cands} == {("best_of_n", 4), *[(m, b) for m in ("beam_search", "lookahead")
+                                                                           for b in (1, 2, 4)]}
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["budgets"] == [1, 2, 4] and config["generator"]["backend"] == "scripted"
+    # resuming recomputes nothing
+    calls = len(gen.calls)
+    assert run_search_stage(cfg, generator=gen, scorer=scorer, progress=False) == summary
+    assert len(gen.calls) == calls
+
+
+def test_stage_help_and_yaml(tmp_path):
+    from ttstrain.stages.run_search import make_parser
+
+    assert "--lookahead_steps" in make_parser().format_help()
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text("methods: [majority, beam_search]\nmax_budget: 8\nbeam_width: sqrt\n")
+    (cfg,) = make_parser().parse_args_and_config(["--config", str(recipe), "--max_budget", "16"])
+    assert cfg.methods == ["majority", "beam_search"] and cfg.budgets() == [1, 2, 4, 8, 16]
+    assert cfg.search_config(16).width() == 4

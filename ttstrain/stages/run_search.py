@@ -1,0 +1,298 @@
+"""Test-time search over a problem set: methods x budgets N = 1, 2, 4, ..., max_budget, graded.
+
+    ttstrain search --prm_path runs/default/prm_demo --max_budget 16 --output_dir runs/default/search
+    python eval/run_search.py --prm_path runs/default/prm_demo --methods majority best_of_n_weighted beam_search
+    ttstrain search --config <recipe.yaml> --shard 1/4      # one of 4 jobs writing disjoint chunks
+
+Best-of-N weighted, best-of-N naive and majority come from ONE best-of-N run at max_budget per
+problem: budget b of resampling r selects among the first b samples of permutation r (nested
+subsets; resampling 0 is the identity, i.e. exactly the samples a run at N=b would draw), and a
+row's accuracy and cost are means over `resamples` resamplings (one at b = max_budget). Beam
+search and lookahead cannot be subsampled and run once per budget. Every method reports the cost
+record of `ttstrain.search.base` (generations, generated/prefill/verifier tokens, FLOPs).
+
+Output folder:
+  results.parquet     one row per (problem, method, budget): accuracy (mean over resamplings),
+                      answers and correct per resampling, coverage (any candidate correct), mean
+                      cost (generations, completions, rounds, generated_tokens, prefill_tokens,
+                      verifier_tokens, policy_flops, verifier_flops, total_flops)
+  candidates.parquet  every candidate of every run actually made ("best_of_n" at max_budget, and
+                      each step-search method at each budget): text, steps, step scores, score,
+                      answer, correct, finish reason, tokens, selected
+  summary.json        accuracy and mean cost per method and budget, overall and by level; seconds
+  config.json         the resolved config, the generator's and scorer's identity
+  chunks/             the resumable unit of work (see ttstrain.shards)
+
+The PRM is `ttstrain.scoring.PRMScorer.from_pretrained(prm_path)` (imported only when a method
+needs a verifier); `run_search_stage(cfg, generator=..., scorer=...)` takes others (tests pass the
+scripted ones).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
+
+ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
+COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "prefill_tokens", "verifier_tokens",
+               "policy_flops", "verifier_flops", "total_flops")
+
+
+@dataclass
+class SearchStageConfig:
+    output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
+    model: str = field(default="default", metadata={"help": "Policy: 'default', a path or a hub id."})
+    backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
+    dtype: str = field(default="float32", metadata={"help": "Policy dtype (transformers backend)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority."})
+    prm_device: str = field(default="auto", metadata={"help": "Device of the PRM: auto (cuda if available), cpu, cuda."})
+    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the PRM is loaded in."})
+    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward batch."})
+    problems: str = field(default="arith", metadata={"help": "Problem source (see ttstrain.problems)."})
+    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
+    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
+    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
+    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
+    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
+                               metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS: {ALL_METHODS}."})
+    max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
+    beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N))."})
+    lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search."})
+    aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of samples and beam steps."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold of samples and beam steps."})
+    max_new_tokens: int = field(default=320, metadata={"help": "Cap on one solution's generated tokens (every method)."})
+    max_step_tokens: int = field(default=128, metadata={"help": "Cap on one step's tokens (beam search, lookahead)."})
+    max_rounds: int = field(default=40, metadata={"help": "Step-search rounds before stopping (paper: 40)."})
+    resamples: int = field(default=16, metadata={"help": "Nested-subset resamplings averaged for best-of-N curves."})
+    problems_per_chunk: int = field(default=64, metadata={"help": "Problems searched together (one resumable chunk)."})
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job runs the chunks whose index mod n is i."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, few-shot selection and resamplings."})
+
+    def budgets(self) -> list[int]:
+        from ttstrain.metrics import power_of_two_budgets
+
+        out = power_of_two_budgets(self.max_budget)
+        return out if out[-1] == self.max_budget else out + [self.max_budget]
+
+    def search_config(self, n: int):
+        from ttstrain.search import SearchConfig
+
+        width = int(self.beam_width) if self.beam_width.strip().isdigit() else self.beam_width.strip()
+        return SearchConfig(n=n, beam_width=width, lookahead_steps=self.lookahead_steps, aggregation=self.aggregation,
+                            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                            max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds, seed=self.seed)
+
+    def fingerprint(self) -> dict:
+        """Fields that change the results: a resumed run must match them."""
+        skip = {"output_dir", "shard", "max_batch_rows", "backend", "dtype", "prm_device", "prm_batch_size"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def load_scorer(cfg: SearchStageConfig):
+    if not cfg.prm_path:
+        raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path")
+    import torch
+
+    from ttstrain.scoring import PRMScorer
+
+    device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return PRMScorer.from_pretrained(cfg.prm_path, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# One chunk of problems
+# ---------------------------------------------------------------------------------------------
+
+
+class _Grader:
+    """Grades each distinct (problem, answer key) once."""
+
+    def __init__(self):
+        self.cache: dict = {}
+
+    def __call__(self, problem: dict, answer: str | None) -> bool:
+        from ttstrain.baselines import answer_key
+        from ttstrain.grading import is_equivalent
+
+        if answer is None:
+            return False
+        key = (problem["id"], answer_key(answer))
+        if key not in self.cache:
+            self.cache[key] = bool(is_equivalent(answer, str(problem["answer"])))
+        return self.cache[key]
+
+
+def _mean(xs):
+    xs = list(xs)
+    if any(x is None for x in xs):
+        return None
+    return sum(xs) / len(xs)
+
+
+def _result_row(problem: dict, method: str, budget: int, results: list, grader: _Grader) -> dict:
+    """One row from the results of one or more resamplings of (problem, method, budget)."""
+    correct = [grader(problem, r.answer) for r in results]
+    coverage = [any(grader(problem, c.answer) for c in r.candidates) for r in results]
+    costs = [r.cost.to_dict() for r in results]
+    row = {"problem_id": str(problem["id"]), "level": problem.get("level"), "gold": str(problem["answer"]),
+           "method": method, "budget": budget, "resamples": len(results),
+           "accuracy": sum(correct) / len(correct), "coverage": sum(coverage) / len(coverage),
+           "answers": [r.answer for r in results], "correct": correct}
+    row.update({k: _mean(c[k] for c in costs) for k in COST_FIELDS})
+    return row
+
+
+def _candidate_rows(problem: dict, run: str, budget: int, result, grader: _Grader) -> list[dict]:
+    return [{"problem_id": str(problem["id"]), "run": run, "budget": budget, "index": j, "text": c.text,
+             "steps": c.steps, "step_scores": c.step_scores, "score": c.score, "answer": c.answer,
+             "correct": grader(problem, c.answer), "finish_reason": c.finish_reason, "finished": c.finished,
+             "num_tokens": c.num_tokens, "verifier_tokens": c.verifier_tokens, "selected": j == result.selected}
+            for j, c in enumerate(result.candidates)]
+
+
+def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict],
+                 shots) -> tuple[list[dict], list[dict], dict]:
+    """Every method x budget on `problems`; returns result rows, candidate rows and counters."""
+    from ttstrain.prompts import format_prompt
+    from ttstrain.search import NO_VERIFIER, SUBSAMPLED, best_of_n, get_method, nested_orders, subset_result
+
+    prompts = [format_prompt(p["question"], shots) for p in problems]
+    budgets, top = cfg.budgets(), cfg.max_budget
+    grader = _Grader()
+    rows, cand_rows, counters = [], [], {"problems": len(problems)}
+    sub = [m for m in cfg.methods if m in SUBSAMPLED]
+    if sub:
+        scored = any(m not in NO_VERIFIER for m in sub)
+        t0 = time.time()
+        full = best_of_n(generator, scorer if scored else None, prompts, cfg.search_config(top),
+                         selection="weighted" if scored else "majority")
+        counters["seconds_best_of_n"] = time.time() - t0
+        for p, res in zip(problems, full):
+            cand_rows += _candidate_rows(p, "best_of_n", top, res, grader)
+            orders = nested_orders(top, cfg.resamples, f"{cfg.seed}:{p['id']}")
+            for m in sub:
+                for b in budgets:
+                    subs = [subset_result(res, o[:b], SUBSAMPLED[m]) for o in (orders if b < top else orders[:1])]
+                    rows.append(_result_row(p, m, b, subs, grader))
+    for m in cfg.methods:
+        if m in SUBSAMPLED:
+            continue
+        fn = get_method(m)
+        for b in budgets:
+            t0 = time.time()
+            results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b))
+            counters[f"seconds_{m}_N{b}"] = time.time() - t0
+            for p, res in zip(problems, results):
+                rows.append(_result_row(p, m, b, [res], grader))
+                cand_rows += _candidate_rows(p, m, b, res, grader)
+    return rows, cand_rows, counters
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean accuracy and cost per method and budget, overall and by level."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["budget"]), []).append(r)
+    out: dict = {}
+    for (m, b), rs in sorted(groups.items()):
+        entry = {"problems": len(rs), "accuracy": _mean(r["accuracy"] for r in rs),
+                 "coverage": _mean(r["coverage"] for r in rs)}
+        entry.update({k: _mean(r[k] for r in rs) for k in COST_FIELDS})
+        levels = sorted({r["level"] for r in rs if r["level"] is not None})
+        entry["accuracy_by_level"] = {str(lvl): _mean(r["accuracy"] for r in rs if r["level"] == lvl) for lvl in levels}
+        out.setdefault(m, {})[str(b)] = entry
+    return out
+
+
+def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progress: bool = True) -> dict | None:
+    """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
+    from tqdm.auto import tqdm
+
+    from ttstrain.problems import load_problems
+    from ttstrain.prompts import few_shot_examples
+    from ttstrain.search import NO_VERIFIER, get_method
+
+    for m in cfg.methods:
+        get_method(m)
+    cfg.search_config(cfg.max_budget).width()  # a beam width that does not divide N fails now, not mid-run
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
+    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    check_or_write_config(out, cfg.fingerprint())
+    shard = Shard.parse(cfg.shard)
+    if missing_chunks(out, len(problems), cfg.problems_per_chunk):
+        if generator is None:
+            from ttstrain.generation import load_generator
+
+            transformers = cfg.backend == "transformers"
+            backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if transformers else {}
+            generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+        if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
+            scorer = load_scorer(cfg)
+        shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+        name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
+        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": cfg.prm_path,
+                                                  "parameters": getattr(scorer, "num_parameters", None)}
+        write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
+                              budgets=cfg.budgets(), problems_loaded=len(problems))
+
+        def process(chunk, start):
+            rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots)
+            write_parquet(out / "chunks" / f"{chunk_stem(start, start + len(chunk))}.candidates.parquet", cand_rows)
+            return rows, counters
+
+        bar = tqdm(total=len(problems), desc="search", unit="problem", disable=not progress)
+        t0 = time.time()
+        run = run_chunks(out, problems, cfg.problems_per_chunk, shard, process, progress=bar.update)
+        bar.close()
+        print(f"[search] {run} in {time.time() - t0:.1f} s")
+    missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
+    if missing:
+        print(f"[search] {len(missing)} chunk(s) still to do (other shards?); merge when all are done")
+        return None
+    rows, cands, seconds = [], [], {}
+    for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk):
+        stem = chunk_stem(s, e)
+        rows += read_parquet(out / "chunks" / f"{stem}.parquet")
+        cands += read_parquet(out / "chunks" / f"{stem}.candidates.parquet")
+        for k, v in json.loads((out / "chunks" / f"{stem}.json").read_text()).items():
+            if k.startswith("seconds"):
+                seconds[k] = round(seconds.get(k, 0.0) + v, 3)
+    write_parquet(out / "results.parquet", rows)
+    write_parquet(out / "candidates.parquet", cands)
+    summary = {"problems": len(problems), "budgets": cfg.budgets(), "methods": summarize(rows), "seconds": seconds}
+    write_json(out / "summary.json", summary)
+    if progress:
+        for m, per_b in summary["methods"].items():
+            print(f"[search] {m:<20} " + "  ".join(f"N={b}: {e['accuracy']:.3f}" for b, e in per_b.items()))
+    return summary
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((SearchStageConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    run_search_stage(cfg)
+
+
+if __name__ == "__main__":
+    main()
