@@ -22,6 +22,7 @@ COMMANDS = {
     "label-mc": ("ttstrain.stages.label_mc", "Monte Carlo step labels for PRM training (resumable, sharded)."),
     "train-prm": ("ttstrain.stages.train_prm", "Train a process reward model on step labels (Trainer, accelerate)."),
     "search": ("ttstrain.stages.run_search", "Test-time search (best-of-N, beam, lookahead) x budgets, graded."),
+    "compute-optimal": ("ttstrain.stages.compute_optimal", "Difficulty bins, compute-optimal strategy per bin (2-fold CV), FLOPs match."),
 }
 
 

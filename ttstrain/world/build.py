@@ -11,7 +11,7 @@ The checkpoint ships in the package (`ttstrain/world/default_policy/`, a few MB 
 safetensors + tokenizer) so the demo and the tests start from it without retraining; it loads
 with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. Rebuild it with
 
-    ttstrain build-world                      # about 20 minutes on 2 CPU cores
+    make build-world    # phase 1 (800 steps) + phase 2 (500 steps from phase 1), ~35 min on 2 free cores
     ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
 
 Next to the weights it writes `build_config.json` (the resolved config) and `world_card.json`
@@ -52,6 +52,7 @@ class BuildWorldConfig:
     eval_per_level: int = field(default=200, metadata={"help": "Test problems per level for the greedy pass@1 card."})
     eval_sampled_per_level: int = field(default=50, metadata={"help": "Test problems per level for sampled pass@k."})
     eval_samples: int = field(default=16, metadata={"help": "Samples per problem for sampled pass@k."})
+    init_from: str | None = field(default=None, metadata={"help": "Start from this checkpoint's weights (a second phase)."})
     eval_only: bool = field(default=False, metadata={"help": "Skip training; re-measure the checkpoint in output_dir."})
     log_every: int = field(default=50, metadata={"help": "Print the training loss every this many steps."})
 
@@ -116,6 +117,10 @@ def train_policy(cfg: BuildWorldConfig):
     rng = random.Random(f"build-world-{cfg.seed}")
     tokenizer = build_char_tokenizer()
     model = make_model(cfg, tokenizer)
+    if cfg.init_from:
+        from transformers import LlamaForCausalLM
+
+        model.load_state_dict(LlamaForCausalLM.from_pretrained(cfg.init_from).state_dict())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},

@@ -1,0 +1,442 @@
+"""Compute-optimal scaling report from search (and revision) results: difficulty bins, strategies
+chosen per bin and budget by two-fold cross-validation, efficiency over best-of-N, and the
+FLOPs-matched comparison with a larger model (Snell et al. §3.2, §5.3, §6.3, §7).
+
+    ttstrain compute-optimal --search_dirs runs/search runs/search_sqrt --output_dir runs/compute_optimal
+    ttstrain compute-optimal --search_dirs runs/search --samples runs/samples --revisions runs/chains.parquet \\
+        --large_model_samples runs/samples_large_greedy --param_multiplier 14
+    python eval/compute_optimal.py --config <recipe.yaml>
+
+Inputs:
+  search_dirs          `ttstrain search` folders (results.parquet, config.json). A strategy is a
+                       method with its hyperparameters from config.json: best_of_n_weighted,
+                       majority, beam_search(M=4), lookahead(M=4,k=3), ...; a name that two folders
+                       share gets "@<folder>" on the second.
+  samples              graded samples for the oracle bins (problem_id, correct): a parquet file or
+                       a `ttstrain sample` folder. Default: the best-of-N candidates (run
+                       "best_of_n", at the largest budget) of the first search folder.
+  scores               rows with problem_id and a verifier `score` for the predicted bins. Default:
+                       `samples` if it has scores, else the first search folder's best-of-N
+                       candidates; predicted bins are skipped when no source has scores.
+  revisions            optional: revision chains (problem_id, chain, step, answer, correct[, score],
+                       as `ttstrain.revisions.chains.run_revision_chains` writes) or per-problem
+                       rows (problem_id, sequential, parallel, accuracy); a second family of
+                       strategies, one per chain length L, baseline L = 1 (parallel).
+  large_model_*        the larger model of §7: greedy samples (problem_id, correct) for per-bin
+                       comparisons, or one accuracy; its size as parameters or a multiple.
+
+Output folder: compute_optimal.md, compute_optimal.json, accuracy_<family>.png,
+bins_<family>_<oracle|predicted>.png, revision_ratio_sweep.png (with revisions), bins.parquet
+(problem_id, oracle/predicted value and bin), config.json. Definitions and the analysis (pure
+functions): ttstrain.compute_optimal; the plots and the markdown are written here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
+
+
+@dataclass
+class ComputeOptimalConfig:
+    output_dir: str = field(default="runs/compute_optimal", metadata={"help": "Output folder (report, plots, JSON)."})
+    search_dirs: list[str] = field(default_factory=list, metadata={"help": "Search stage output folders (results.parquet, config.json)."})
+    samples: str | None = field(default=None, metadata={"help": "Graded samples for oracle bins (parquet or `ttstrain sample` folder); default: the first search folder's best-of-N candidates."})
+    scores: str | None = field(default=None, metadata={"help": "Rows with problem_id and verifier `score` for predicted bins; default: samples if scored, else the best-of-N candidates."})
+    revisions: str | None = field(default=None, metadata={"help": "Revision chains parquet, or per-problem rows (problem_id, sequential, parallel, accuracy)."})
+    strategies: list[str] = field(default_factory=list, metadata={"help": "Search strategies to choose among (empty: all found)."})
+    baseline: str = field(default="best_of_n_weighted", metadata={"help": "Search strategy compute-optimal is compared with."})
+    budget_key: str = field(default="generations", metadata={"help": "Budget axis of search results: generations (paper's unit) or budget (nominal N)."})
+    num_bins: int = field(default=5, metadata={"help": "Difficulty bins (quantiles; bin 1 = easiest)."})
+    num_folds: int = field(default=2, metadata={"help": "Cross-validation folds of the strategy choice (paper: 2)."})
+    interpolate: bool = field(default=True, metadata={"help": "Efficiency ratio: interpolate in log2 budget (false: measured budgets only)."})
+    small_model_params: float | None = field(default=None, metadata={"help": "Policy parameters N_s; default: the search run's generator identity."})
+    large_model_params: float | None = field(default=None, metadata={"help": "Larger model's parameters N_l; default: param_multiplier * N_s."})
+    param_multiplier: float = field(default=14.0, metadata={"help": "N_l / N_s when large_model_params is not set (paper: ~14)."})
+    large_model_samples: str | None = field(default=None, metadata={"help": "Larger model's greedy answers (problem_id, correct): parquet or `ttstrain sample` folder."})
+    large_model_accuracy: float | None = field(default=None, metadata={"help": "Larger model's greedy accuracy, when no per-problem samples are given."})
+    inference_to_pretrain_ratios: list[float] = field(default_factory=lambda: [0.16, 0.79, 22.0], metadata={"help": "R = D_inference / D_pretrain values of the FLOPs-matched comparison."})
+    pretrain_tokens: float | None = field(default=None, metadata={"help": "D_pretrain, only to print FLOPs totals (K depends on M and R alone)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the cross-validation folds."})
+
+
+def _parquet_path(path: str | Path, default_name: str) -> Path:
+    path = Path(path)
+    return path / default_name if path.is_dir() else path
+
+
+def _read(path: Path, columns: list[str]) -> list[dict]:
+    """Only the columns a report needs (candidates.parquet holds every text)."""
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in columns if c in have]).to_pylist()
+
+
+def strategy_label(method: str, config: dict) -> str:
+    """A search method named with the hyperparameters that change it."""
+    if method == "beam_search":
+        return f"beam_search(M={config.get('beam_width', '?')})"
+    if method == "lookahead":
+        return f"lookahead(M={config.get('beam_width', '?')},k={config.get('lookahead_steps', '?')})"
+    return method
+
+
+def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[list[dict], dict]:
+    """Per-problem rows (problem_id, strategy, generations, accuracy) from search folders, and the
+    first folder's config.json (for the generator's identity)."""
+    rows, seen, first_config = [], set(), {}
+    for i, d in enumerate(dirs):
+        d = Path(d)
+        config = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+        if i == 0:
+            first_config = config
+        labels = {}
+        for r in _read(d / "results.parquet", ["problem_id", "method", "budget", "generations", "accuracy"]):
+            m = r["method"]
+            if m not in labels:
+                label = strategy_label(m, config)
+                labels[m] = label if label not in seen else f"{label}@{d.name}"
+            rows.append({"problem_id": str(r["problem_id"]), "strategy": labels[m],
+                         "generations": r[budget_key], "accuracy": r["accuracy"]})
+        seen |= set(labels.values())
+    return rows, first_config
+
+
+def load_revision_rows(path: str) -> list[dict]:
+    from ttstrain.compute_optimal import revision_accuracy_rows, revision_strategy
+
+    rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", "score", "sequential", "parallel",
+                              "accuracy"])
+    if rows and "chain" in rows[0]:
+        return revision_accuracy_rows(rows)
+    return [{"problem_id": str(r["problem_id"]), "strategy": revision_strategy(int(r["sequential"])),
+             "sequential": int(r["sequential"]), "parallel": int(r["parallel"]),
+             "generations": int(r["sequential"]) * int(r["parallel"]), "accuracy": float(r["accuracy"])} for r in rows]
+
+
+def _bin_summary(values: dict[str, float], bins: dict[str, int]) -> dict:
+    from ttstrain.compute_optimal import bin_members
+
+    members = bin_members(bins)
+    return {"sizes": {b: len(ps) for b, ps in members.items()},
+            "value_range": {b: [min(values[p] for p in ps), max(values[p] for p in ps)] for b, ps in members.items()},
+            "assignment": bins}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots and report
+# ---------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bin_bars(path: str | Path, series: Mapping[str, Mapping[int, Mapping[int, float | None]]],
+                  budgets: Sequence[int], title: str) -> Path:
+    """One panel per difficulty bin; in each, bars per budget for every named series {bin: {B: acc}}."""
+    plt = _pyplot()
+    kinds = sorted({k for s in series.values() for k in s})
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(2.6 * max(1, len(kinds)), 3.4), dpi=110, sharey=True,
+                             squeeze=False)
+    width = 0.8 / max(1, len(series))
+    for ax, k in zip(axes[0], kinds):
+        for j, (name, per_bin) in enumerate(series.items()):
+            ys = [per_bin.get(k, {}).get(B) for B in budgets]
+            ax.bar([i + j * width for i in range(len(budgets))], [0.0 if y is None else y for y in ys], width,
+                   label=name)
+        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(budgets))], [str(b) for b in budgets])
+        ax.set_title(f"bin {k}" + (" (easiest)" if k == kinds[0] else " (hardest)" if k == kinds[-1] else ""))
+        ax.set_xlabel("generation budget")
+        ax.set_ylim(0, 1.02)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_ratio_sweep(path: str | Path, sweep: Mapping[int, Mapping[int, Mapping[float, float]]], title: str) -> Path:
+    """One panel per bin: accuracy vs sequential/parallel ratio L/P (log2 x), a line per budget."""
+    plt = _pyplot()
+    kinds = sorted(sweep)
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(2.6 * max(1, len(kinds)), 3.4), dpi=110, sharey=True,
+                             squeeze=False)
+    for ax, k in zip(axes[0], kinds):
+        for n, per_q in sweep[k].items():
+            if len(per_q) > 1:
+                xs = sorted(per_q)
+                ax.plot(xs, [per_q[x] for x in xs], marker="o", label=f"N={n}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"bin {k}")
+        ax.set_xlabel("sequential / parallel")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_budget(path: str | Path, curves: Mapping[str, Mapping[int, float | None]],
+                            optimal: Mapping[str, Mapping[int, float | None]], baseline: str, title: str) -> Path:
+    """Accuracy vs generation budget (log2 x): every strategy, the baseline in black, compute-optimal dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for name, curve in curves.items():
+        xs = sorted(b for b, a in curve.items() if a is not None)
+        style = {"color": "black", "lw": 2} if name == baseline else {}
+        ax.plot(xs, [curve[x] for x in xs], marker="o", ms=4, label=name, **style)
+    for name, curve in optimal.items():
+        xs = sorted(b for b, a in curve.items() if a is not None)
+        ax.plot(xs, [curve[x] for x in xs], ls="--", lw=2, marker="s", ms=4, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("generation budget")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def family_plots(out_dir: str | Path, name: str, family: Mapping) -> list[Path]:
+    """accuracy_<name>.png (every strategy + compute-optimal, log2 x) and bins_<name>_<kind>.png per kind of bins."""
+    out_dir = Path(out_dir)
+    optimal = {f"compute-optimal ({kind} bins)": sel["accuracy"] for kind, sel in family["compute_optimal"].items()}
+    paths = [plot_accuracy_vs_budget(out_dir / f"accuracy_{name}.png", family["curves"], optimal, family["baseline"],
+                                     f"{name}: accuracy vs budget")]
+    for kind, sel in family["compute_optimal"].items():
+        series = {family["baseline"]: family["by_bin"][kind][family["baseline"]],
+                  "compute-optimal (2-fold CV)": sel["by_bin"]}
+        paths.append(plot_bin_bars(out_dir / f"bins_{name}_{kind}.png", series, family["budgets"],
+                                   f"{name}, {kind} bins: compute-optimal vs {family['baseline']}"))
+    return paths
+
+
+def _fmt(x, digits: int = 3):
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def markdown_report(report: Mapping) -> str:
+    """The human summary of `report` (as built by `ttstrain.stages.compute_optimal`)."""
+    from ttstrain.report import md_table
+
+    lines = ["# Compute-optimal test-time scaling", "", "## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
+    lines += ["", "## Difficulty bins (bin 1 = easiest)", ""]
+    bins = report["bins"]
+    headers = ["bin"] + [f"{kind}: questions" for kind in bins] + [f"{kind}: value range" for kind in bins]
+    all_bins = sorted({int(b) for kind in bins.values() for b in kind["sizes"]})
+    lines.append(md_table(headers, [[b] + [bins[k]["sizes"].get(b, 0) for k in bins]
+                                    + [" – ".join(_fmt(v) for v in bins[k]["value_range"].get(b, [None, None]))
+                                       for k in bins] for b in all_bins]))
+    if report.get("bin_agreement") is not None:
+        lines += ["", f"Predicted bin equals oracle bin for {report['bin_agreement']:.1%} of questions."]
+    for name, fam in report["families"].items():
+        budgets = fam["budgets"]
+        lines += ["", f"## {name}", "", f"{fam['problems']} questions ({fam['dropped_problems']} dropped for missing "
+                  f"runs or bins); baseline `{fam['baseline']}`; budgets in generations.", "",
+                  "### Accuracy vs budget", ""]
+        rows = [[s] + [_fmt(c.get(B)) for B in budgets] for s, c in fam["curves"].items()]
+        rows += [[f"**compute-optimal ({kind} bins, 2-fold CV)**"] + [_fmt(sel["accuracy"].get(B)) for B in budgets]
+                 for kind, sel in fam["compute_optimal"].items()]
+        lines.append(md_table(["strategy"] + [f"N={B}" for B in budgets], rows))
+        lines += ["", "Each strategy at its measured budgets in generations (lookahead with N beams at N(k+1), "
+                  "L revision steps x P chains at L*P); compute-optimal at the baseline's budgets."]
+        for kind, sel in fam["compute_optimal"].items():
+            lines += ["", f"### Per bin, {kind} bins: {fam['baseline']} vs compute-optimal (choices fold 0 / fold 1)", ""]
+            base = fam["by_bin"][kind][fam["baseline"]]
+            rows = []
+            for b in sorted(sel["by_bin"]):
+                rows.append([b] + [f"{_fmt(base[b].get(B))} → {_fmt(sel['by_bin'][b].get(B))} "
+                                   f"({' / '.join(sel['choices'][b][B])})" for B in budgets])
+            lines.append(md_table(["bin"] + [f"N={B}" for B in budgets], rows))
+            eff = fam["efficiency"][kind]
+            lines += ["", f"Efficiency ({kind} bins): budget b at which compute-optimal reaches "
+                      f"{fam['baseline']} at B, and B / b (≥: reached at the smallest budget measured).", ""]
+            lines.append(md_table(["B", "baseline accuracy", "matched b", "B / b"],
+                                  [[B, _fmt(e["baseline_accuracy"]), _fmt(e["matched_budget"], 2),
+                                    ("≥ " if e.get("lower_bound") else "") + _fmt(e["ratio"], 2)]
+                                   for B, e in eff.items()]))
+    fm = report.get("flops_matched")
+    if fm:
+        lines += ["", "## FLOPs-matched comparison with a larger model (§7)", "",
+                  (f"N_s = {fm['n_small']:.4g}, N_l = {fm['n_large']:.4g} " if fm.get("sizes_known", True) else "")
+                  + f"(M = {fm['n_large'] / fm['n_small']:.3g}); "
+                  f"larger model greedy accuracy {_fmt(fm['large_accuracy'])}. K = M + 3(M-1)/R generations per "
+                  "question; the small model is scored at the largest measured budget ≤ K.", ""]
+        for group in fm["groups"]:
+            rows = group["rows"]
+            lines += [f"**{group['family']}, {group['bins']} bins**", ""]
+            bins_ = sorted({b for r in rows for b in r["by_bin"]})
+            table = [[_fmt(r["ratio"], 2), _fmt(r["matched_generations"], 2),
+                      _fmt(r["budget_used"]) + (" (capped)" if r["capped"] else ""),
+                      _fmt(r["small_accuracy"]), _fmt(r["large_accuracy"]), _fmt(r["beats"])]
+                     + [_fmt(r["by_bin"][b]["margin"]) for b in bins_] for r in rows]
+            lines.append(md_table(["R = D_inf/D_pre", "K", "budget used", "small (compute-optimal)", "large greedy",
+                                   "beats"] + [f"bin {b} margin" for b in bins_], table))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+DEFINITIONS = {
+    "bins": "quantiles of oracle pass@1 (mean correct over graded samples) or predicted difficulty (mean verifier "
+            "final score over samples); bin 1 = easiest (highest value), bin 5 = hardest; rank i of n (value "
+            "descending, ties by SHA-256 of the problem id) goes to bin 1 + floor(5 i / n), so sizes differ by at most 1",
+    "budget": "generations (SearchCost.generations: N for best-of-N and beam search, N(k+1) for lookahead, L*P for "
+              "revisions); a strategy counts at budget B with its run of the most generations <= B",
+    "compute-optimal": "per bin and budget, each fold's questions are scored with the strategy of highest mean "
+                       "accuracy on the bin's other fold (2-fold CV, folds stratified by bin, deterministic from "
+                       "the seed); ties go to the baseline, then to the order listed; accuracy is the mean held-out "
+                       "score over questions",
+    "efficiency": "for each B, the smallest budget b at which compute-optimal reaches the baseline's accuracy at B, "
+                  "linear in log2(budget) between measured budgets (no extrapolation); ratio B / b, None if never",
+    "flops-matched": "K = M + 3(M-1)/R generations per question, from 6 N_l D_pre + 2 N_l D_inf = 6 N_s D_pre + "
+                     "2 N_s D_inf K with M = N_l/N_s and R = D_inf/D_pre; the small model is scored at the largest "
+                     "measured budget <= K (capped: K beyond the largest measured budget); verifier FLOPs not charged",
+}
+
+
+def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dict:
+    from ttstrain import compute_optimal as co
+
+    if not cfg.search_dirs and not cfg.revisions:
+        raise ValueError("give search_dirs (ttstrain search outputs) and/or revisions")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    search_rows, search_config = load_search_rows(cfg.search_dirs, cfg.budget_key) if cfg.search_dirs else ([], {})
+    candidates = Path(cfg.search_dirs[0]) / "candidates.parquet" if cfg.search_dirs else None
+
+    def best_of_n_candidates():
+        if candidates is None or not candidates.exists():
+            return []
+        return [r for r in _read(candidates, ["problem_id", "run", "correct", "score"]) if r.get("run") == "best_of_n"]
+
+    if cfg.samples:
+        samples = _read(_parquet_path(cfg.samples, "samples.parquet"), ["problem_id", "correct", "score"])
+    else:
+        samples = best_of_n_candidates()
+    if not samples:
+        raise ValueError("no graded samples for the oracle bins: set `samples` (a search folder without best-of-N "
+                         "candidates has none)")
+    if cfg.scores:
+        scored = _read(_parquet_path(cfg.scores, "candidates.parquet"), ["problem_id", "score"])
+    elif any(r.get("score") is not None for r in samples):
+        scored = samples
+    else:
+        scored = best_of_n_candidates()
+    values = {"oracle": co.per_problem_mean(samples, "correct"), "predicted": co.per_problem_mean(scored, "score")}
+    if not values["predicted"]:
+        del values["predicted"]
+    bins = {kind: co.quantile_bins(v, cfg.num_bins) for kind, v in values.items()}
+    report: dict = {"definitions": DEFINITIONS,
+                    "bins": {kind: _bin_summary(values[kind], bins[kind]) for kind in bins},
+                    "bin_agreement": None, "families": {}}
+    if "predicted" in bins:
+        both = set(bins["oracle"]) & set(bins["predicted"])
+        report["bin_agreement"] = sum(bins["oracle"][p] == bins["predicted"][p] for p in both) / max(1, len(both))
+    write_parquet(out / "bins.parquet", [{"problem_id": p, **{f"{k}_value": values[k].get(p) for k in bins},
+                                          **{f"{k}_bin": bins[k].get(p) for k in bins}} for p in sorted(bins["oracle"])])
+
+    analysis_kw = {"seed": cfg.seed, "num_folds": cfg.num_folds, "interpolate": cfg.interpolate}
+    if search_rows:
+        table = co.strategy_table(search_rows)
+        report["families"]["search"] = co.analyze_family(table, cfg.baseline, bins, strategies=cfg.strategies or None,
+                                                         **analysis_kw)
+    revision_rows = load_revision_rows(cfg.revisions) if cfg.revisions else []
+    if revision_rows:
+        table = co.strategy_table(revision_rows)
+        by_length = [s for _, s in sorted({(r["sequential"], r["strategy"]) for r in revision_rows})]
+        report["families"]["revisions"] = co.analyze_family(table, co.revision_strategy(1), bins, strategies=by_length,
+                                                            **analysis_kw)
+        report["revision_sweep"] = {kind: co.ratio_sweep(revision_rows, b) for kind, b in bins.items()}
+
+    # §7: the larger model
+    n_small = cfg.small_model_params or (search_config.get("generator") or {}).get("parameters")
+    n_large = cfg.large_model_params or (None if n_small is None else cfg.param_multiplier * n_small)
+    sizes_known = n_small is not None
+    if n_small is None and n_large is None:
+        n_small, n_large = 1.0, cfg.param_multiplier  # K depends on M = N_l / N_s alone
+    elif n_small is None:
+        raise ValueError("large_model_params needs small_model_params (the generator's size is unknown)")
+    large_values = co.per_problem_mean(_read(_parquet_path(cfg.large_model_samples, "samples.parquet"),
+                                             ["problem_id", "correct"]), "correct") if cfg.large_model_samples else {}
+    groups = []
+    for name, fam in report["families"].items():
+        for kind, sel in fam["compute_optimal"].items():
+            large_acc, large_by_bin = cfg.large_model_accuracy, None
+            if large_values:
+                in_family = set(fam["problem_ids"])
+                problems = sorted(p for p in bins[kind] if p in large_values and p in in_family)
+                large_acc = sum(large_values[p] for p in problems) / len(problems) if problems else None
+                large_by_bin = {b: sum(large_values[p] for p in ps) / len(ps)
+                                for b, ps in co.bin_members(bins[kind], problems).items()}
+            rows = co.flops_matched_comparison(sel["accuracy"], sel["by_bin"], n_small=float(n_small),
+                                               n_large=float(n_large), large_accuracy=large_acc,
+                                               large_by_bin=large_by_bin, ratios=cfg.inference_to_pretrain_ratios,
+                                               d_pretrain=cfg.pretrain_tokens if sizes_known else None)
+            groups.append({"family": name, "bins": kind, "rows": rows})
+    report["flops_matched"] = {"n_small": float(n_small), "n_large": float(n_large), "sizes_known": sizes_known,
+                               "large_accuracy": cfg.large_model_accuracy if not large_values else
+                               sum(large_values.values()) / len(large_values),
+                               "large_problems": len(large_values) or None, "groups": groups}
+
+    plots = []
+    for name, fam in report["families"].items():
+        plots += family_plots(out, name, fam)
+    if report.get("revision_sweep"):
+        plots.append(plot_ratio_sweep(out / "revision_ratio_sweep.png", report["revision_sweep"]["oracle"],
+                                         "Revisions: sequential/parallel ratio by oracle bin"))
+    report["plots"] = [p.name for p in plots]
+    write_json(out / "compute_optimal.json", report)
+    write_text(out / "compute_optimal.md", markdown_report(report))
+    write_resolved_config(out, cfg, small_model_params_resolved=n_small, large_model_params_resolved=n_large)
+    if progress:
+        for name, fam in report["families"].items():
+            for kind, eff in fam["efficiency"].items():
+                top = max((e["ratio"] for e in eff.values() if e["ratio"] is not None), default=None)
+                print(f"[compute-optimal] {name} ({kind} bins): best efficiency ratio "
+                      f"{'none' if top is None else f'{top:.2f}x'}; report in {out / 'compute_optimal.md'}")
+    return report
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((ComputeOptimalConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    run_compute_optimal(cfg)
+
+
+if __name__ == "__main__":
+    main()
