@@ -1,0 +1,119 @@
+"""Score solutions with a trained PRM: one forward pass per solution reads every step's value.
+
+A PRM checkpoint written by `ttstrain train-prm` is an ordinary Hugging Face token-classification
+folder whose config carries `ttstrain_prm` (step separator, label mode, head type); it loads by
+path, nothing to register. The scorer tokenises prompt + steps with
+`ttstrain.steps.step_end_positions`, the function the trainer placed its labels with, runs the
+solutions in packed batches (several solutions per row, each attending only to itself, as in
+training) and returns sigmoid(logit) at each step end: the PRM's estimate that the solution,
+continued from that step, reaches the right answer.
+
+A solution's step scores become one number with an aggregation from the project's one table
+(`ttstrain.aggregation.AGGREGATIONS`, re-exported here); Snell et al. found the last step's score
+best for PRMs trained on Monte Carlo labels, so `"last"` is the default.
+
+    from ttstrain.scoring import PRMScorer, aggregate
+    prm = PRMScorer.from_pretrained("runs/default/prm_demo")
+    step_scores = prm.score([prompt, prompt], [["3 + 4 = 7", "The answer is \\\\boxed{7}."], ["3 + 4 = 8"]])
+    best = max(range(2), key=lambda i: aggregate(step_scores[i]))            # "last"
+    prm.score_solutions(prompts, steps, how="min")                           # one value per solution
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
+from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.trainers.prm_trainer import HEAD_TYPE, PRM_CONFIG_KEY, build_batch
+
+logger = logging.getLogger(__name__)
+
+class PRMScorer:
+    """A token-value PRM and its tokenizer; `score` gives per-step probabilities.
+
+    `stats` counts what scoring cost: solutions, forward passes and tokens run through the PRM
+    (the "PRM-scored tokens" of a search budget); `last_scored_tokens` holds the tokens of each
+    solution of the latest `score` call (0 for a solution with no step).
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, packing: bool = True,
+                 packing_length: int | None = None):
+        meta = getattr(model.config, PRM_CONFIG_KEY, None)
+        if meta is None:
+            logger.warning("model config has no %r: assuming a token-value head trained on %r-separated steps",
+                           PRM_CONFIG_KEY, STEP_SEPARATOR)
+            meta = {"head": HEAD_TYPE, "step_separator": STEP_SEPARATOR}
+        if meta.get("step_separator") != STEP_SEPARATOR:
+            raise ValueError(f"this PRM was trained on steps separated by {meta.get('step_separator')!r}, but "
+                             f"ttstrain's step separator is {STEP_SEPARATOR!r}; its step ends would be misplaced")
+        if meta.get("head", HEAD_TYPE) != HEAD_TYPE or getattr(model.config, "num_labels", 1) != 1:
+            raise ValueError(f"expected a {HEAD_TYPE!r} head with one output, got {meta.get('head')!r} with "
+                             f"{getattr(model.config, 'num_labels', None)} outputs")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.metadata = dict(meta)
+        self.batch_size = batch_size
+        self.packing = packing
+        self.packing_length = packing_length
+        self.add_special_tokens = bool(meta.get("add_special_tokens", True))
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0}
+        self.last_scored_tokens: list[int] = []
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: str = "auto",
+                        attn_implementation: str | None = None, **kw) -> "PRMScorer":
+        """Load a PRM folder (or hub id) written by the PRM trainer; keyword arguments go to `__init__`."""
+        from transformers import AutoModelForTokenClassification
+
+        from ttstrain.models import _torch_dtype, load_tokenizer
+
+        path = os.fspath(path)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForTokenClassification.from_pretrained(path, dtype=_torch_dtype(dtype), **extra)
+        return cls(model.to(device), load_tokenizer(path), **kw)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, prompt: str, steps: list[str]):
+        """The tokens and step-end positions the PRM reads: `step_end_positions`, as in training."""
+        return step_end_positions(self.tokenizer, prompt, list(steps), add_special_tokens=self.add_special_tokens)
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], steps: list[list[str]], batch_size: int | None = None) -> list[list[float]]:
+        """Per-step probabilities for each (prompt, steps); a solution with no step gets []."""
+        if len(prompts) != len(steps):
+            raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+        batch_size = batch_size or self.batch_size
+        encoded = {i: self.tokenize(p, s) for i, (p, s) in enumerate(zip(prompts, steps)) if len(s)}
+        out: list[list[float]] = [[] for _ in prompts]
+        # longest first, so each batch holds similar lengths and packs tightly
+        order = sorted(encoded, key=lambda i: -len(encoded[i].input_ids))
+        for b in range(0, len(order), batch_size):
+            chunk = order[b:b + batch_size]
+            seqs = [encoded[i].input_ids for i in chunk]
+            inputs, where = build_batch(seqs, self.pad_token_id, self.packing, self.packing_length)
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            logits = self.model(**inputs, use_cache=False).logits[..., 0].float()
+            for i, (r, o) in zip(chunk, where):
+                pos = torch.as_tensor(encoded[i].step_end_positions, device=logits.device) + o
+                out[i] = torch.sigmoid(logits[r, pos]).tolist()
+            self.stats["forward_passes"] += 1
+            self.stats["tokens"] += sum(len(s) for s in seqs)
+        self.stats["solutions"] += len(encoded)
+        self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
+        return out
+
+    def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,
+                        batch_size: int | None = None) -> list[float]:
+        """One aggregated score per solution (`ttstrain.aggregation.aggregate` of `score`)."""
+        return [aggregate(s, how) for s in self.score(prompts, steps, batch_size)]
+
+
+__all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "PRMScorer", "aggregate"]

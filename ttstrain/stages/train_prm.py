@@ -1,0 +1,90 @@
+"""Train a process reward model on Monte Carlo step labels (a `ttstrain label-mc` output).
+
+    ttstrain train-prm --config recipes/default/prm/config_demo.yaml
+    ttstrain train-prm --config recipes/default/prm/config_demo.yaml --label_mode orm --output_dir runs/default/orm_demo
+    accelerate launch --config_file accelerate_configs/single_process.yaml recipes/train_prm.py \\
+        --config recipes/default/prm/config_demo.yaml
+    accelerate launch --config_file accelerate_configs/multi_gpu_ddp.yaml --num_processes 2 \\
+        recipes/train_prm.py --config recipes/default/prm/config_demo.yaml       # 2 processes (GPUs, or CPU + gloo)
+
+Options are the fields of `ttstrain.trainers.prm_config.PRMConfig` (every
+`transformers.TrainingArguments` field plus the PRM's own): the YAML sets them, the command line
+overrides, unknown keys fail. `--resume_from_checkpoint last` continues from the newest
+checkpoint in `output_dir` (or give a checkpoint folder).
+
+Output folder (`output_dir`):
+  model.safetensors, config.json, tokenizer*  the PRM (best validation checkpoint), loadable with
+                                              `ttstrain.scoring.PRMScorer.from_pretrained(output_dir)`
+  README.md                                   model card: data, settings, validation losses
+  prm_train_config.json                       the resolved config, data summary and final metrics
+  checkpoint-<step>/                          Trainer checkpoints (resumable; the best one is kept)
+"""
+
+from __future__ import annotations
+
+import os
+
+PRM_TRAIN_CONFIG = "prm_train_config.json"
+
+
+def default_wandb_offline(report_to) -> None:
+    """W&B logs offline unless the user chose a mode (WANDB_MODE) themselves."""
+    targets = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if any(t in ("wandb", "all") for t in targets):
+        os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def resolve_resume(value):
+    """`last`/`true` -> True (the newest checkpoint in output_dir), a folder -> itself, empty -> None."""
+    if value in (None, "", "false", "False", "none", "None"):
+        return None
+    if value in ("last", "true", "True", True):
+        return True
+    return value
+
+
+def run_train_prm(cfg):
+    """Split by question, train, keep the best checkpoint, save the PRM with its card. Returns the trainer."""
+    from transformers import set_seed
+
+    from ttstrain.io import write_resolved_config
+    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model, load_prm_rows, split_by_question
+
+    default_wandb_offline(cfg.report_to)
+    set_seed(cfg.seed)
+    rows = load_prm_rows(cfg.dataset_path)
+    train, val = split_by_question(rows, cfg.validation_fraction, cfg.seed)
+    model, tokenizer = load_prm_model(cfg.model_name_or_path, label_mode=cfg.label_mode, dtype=cfg.dtype,
+                                      random_init=cfg.random_init, head_dropout=cfg.head_dropout,
+                                      model_dropout=cfg.model_dropout, attn_implementation=cfg.attn_implementation)
+    trainer = PRMTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=val, processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume_from_checkpoint))
+    metrics = dict(result.metrics)
+    if val is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("all", metrics)
+    trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
+    if trainer.args.should_save:
+        trainer.save_state()
+        write_resolved_config(cfg.output_dir, cfg.to_dict(), name=PRM_TRAIN_CONFIG, data=trainer.data_summary,
+                              metrics=metrics, world_size=cfg.world_size)
+    return trainer
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from ttstrain.trainers.prm_config import PRMConfig
+
+    return TrlParser((PRMConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    trainer = run_train_prm(cfg)
+    if trainer.args.should_save:
+        print(f"[train-prm] PRM written to {cfg.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
