@@ -205,6 +205,8 @@ def write_demo_report(out: Path, report: dict) -> None:
 
 
 def labelling_section(lab: dict, sizes: dict) -> str:
+    from ttstrain.report import md_table
+
     sig = lab["signal"]
     return "\n".join([
         f"{lab['problems']} training problems ({sizes['label_problems_per_level']} per level), "
