@@ -6,8 +6,6 @@ marked slow, DeepSpeed ZeRO-2 via `accelerate launch` (compiles its CPU ops on f
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -325,6 +323,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def _launch(launcher: list[str], tmp_path, base_dir, data_dir, timeout: int) -> Path:
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
@@ -354,7 +360,7 @@ def _check_two_ranks(out: Path, distributed_type: str):
 
 
 def test_two_process_ddp_with_gloo(tmp_path, base_dir, data_dir):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port()]
     out = _launch(launcher, tmp_path, base_dir, data_dir, timeout=240)
     _check_two_ranks(out, "DistributedType.MULTI_CPU")
 
@@ -365,6 +371,6 @@ def test_two_process_ddp_with_gloo(tmp_path, base_dir, data_dir):
 def test_two_process_deepspeed_zero2_on_cpu(tmp_path, base_dir, data_dir):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                 str(REPO / "accelerate_configs" / "deepspeed_zero2.yaml"), "--num_processes", "2",
-                "--main_process_port", "29532"]
+                "--main_process_port", _free_port()]
     out = _launch(launcher, tmp_path, base_dir, data_dir, timeout=900)
     _check_two_ranks(out, "DistributedType.DEEPSPEED")

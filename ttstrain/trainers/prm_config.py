@@ -122,12 +122,12 @@ class PRMConfig(TrainingArguments):
 
     # Model
     model_name_or_path: str = field(
-        default="default", metadata={"help": "Causal LM to start from: hub id, folder, or 'default' (the world policy)."})
+        default="default", metadata={"help": "Causal LM to start from: hub id, folder or 'default' (world policy)."})
     random_init: bool = field(
         default=False, metadata={"help": "Same architecture, random weights (do not load the checkpoint's weights)."})
     dtype: str = field(default="float32", metadata={"help": "Model dtype: float32, bfloat16, float16 or auto."})
     attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention kernel (sdpa, eager, flash_attention_2); None: transformers' choice."})
+        default=None, metadata={"help": "Attention kernel (sdpa, eager, flash_attention_2); None: default."})
     head_dropout: float = field(default=0.05, metadata={"help": "Dropout before the value head (paper: 0.05)."})
     model_dropout: float = field(
         default=0.05, metadata={"help": "Attention/hidden dropout of the body, where the architecture has it."})

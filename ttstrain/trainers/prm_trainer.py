@@ -180,7 +180,8 @@ def tokenize_dataset(dataset, tokenizer, label_mode: str = "soft", hard_threshol
                                                    max_length=max_length),
                       remove_columns=dataset.column_names, features=features, num_proc=num_proc, desc=desc)
     if any(len(p) == 0 for p in out["label_positions"]):
-        out = out.filter(lambda pos: len(pos) > 0, input_columns=["label_positions"], desc="dropping rows with no label")
+        out = out.filter(lambda pos: len(pos) > 0, input_columns=["label_positions"],
+                         desc="dropping rows with no label")
     return out
 
 
