@@ -31,6 +31,7 @@ class NaiveGenerator(HFGenerator):
 
     def one(self, prompt: str, index: int, params: SamplingParams):
         encoded = [self.tokenizer(prompt)["input_ids"]]
+        self._streams = [0]  # stream 0, as in label_chunk
         result = [PromptResult(prompt=prompt, prompt_tokens=len(encoded[0]), completions=[None] * params.n)]
         prefill = self._generate_batch([(0, index)], [prompt], encoded, params, result)
         self.stats.prefill_tokens += prefill
