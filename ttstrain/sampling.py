@@ -31,7 +31,7 @@ def grade_rows(rows: list[dict]) -> list[dict]:
 
 def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, temperature: float = 1.0,
                      top_p: float = 1.0, max_new_tokens: int = 512, seed: int = 0,
-                     few_shot: list[tuple[str, str]] | None = None, prompts_per_call: int = 64,
+                     few_shot: list[tuple[str, str]] | None = None, prompts_per_call: int = 16,
                      desc: str = "sampling", progress: bool = True) -> list[dict]:
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop="solution", seed=seed)
