@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_resolved_config
+from ttstrain.stages import stage_generator, stage_problems
 from ttstrain.shards import Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks
 
 
@@ -67,19 +68,14 @@ def revision_chunk(generator, problems, cfg: BuildRevisionsConfig) -> tuple[list
 def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: bool = True) -> dict | None:
     from tqdm.auto import tqdm
 
-    from ttstrain.problems import load_problems
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
-    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    problems = stage_problems(cfg)
     if not cfg.merge_only:
         check_or_write_config(out, cfg.fingerprint())
         if generator is None:
-            from ttstrain.generation import load_generator
-
-            backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
-            generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+            generator = stage_generator(cfg)
         shard = Shard.parse(cfg.shard)
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.stages import stage_generator, stage_problems
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
 ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
@@ -222,7 +223,6 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
     from tqdm.auto import tqdm
 
-    from ttstrain.problems import load_problems
     from ttstrain.prompts import few_shot_examples
     from ttstrain.search import NO_VERIFIER, get_method
 
@@ -231,17 +231,12 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     cfg.search_config(cfg.max_budget).width()  # a beam width that does not divide N fails now, not mid-run
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
-    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    problems = stage_problems(cfg)
     check_or_write_config(out, cfg.fingerprint())
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
-            from ttstrain.generation import load_generator
-
-            transformers = cfg.backend == "transformers"
-            backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if transformers else {}
-            generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+            generator = stage_generator(cfg)
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg)
         shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
+from ttstrain.stages import stage_generator, stage_problems
 
 
 @dataclass
@@ -38,16 +39,12 @@ class SampleConfig:
 
 
 def run_sample(cfg: SampleConfig) -> dict:
-    from ttstrain.generation import load_generator
-    from ttstrain.problems import load_problems
     from ttstrain.prompts import few_shot_examples
     from ttstrain.sampling import sample_solutions
 
     out = Path(cfg.output_dir)
-    kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
-    problems = load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
-    backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
-    generator = load_generator(cfg.backend, model=cfg.model, **backend_kw)
+    problems = stage_problems(cfg)
+    generator = stage_generator(cfg)
     shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
     write_resolved_config(out, cfg, generator=generator.identity(), problems_loaded=len(problems))
     t0 = time.time()
