@@ -40,12 +40,12 @@ class BuildWorldConfig:
     num_hidden_layers: int = field(default=6, metadata={"help": "Transformer layers."})
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
     intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
-    max_steps: int = field(default=800, metadata={"help": "Optimizer steps (the schedule ends exactly here)."})
+    max_steps: int = field(default=1200, metadata={"help": "Optimizer steps (the schedule ends exactly here)."})
     batch_size: int = field(default=64, metadata={"help": "Problems per step; one level per batch."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
     warmup_steps: int = field(default=50, metadata={"help": "Linear warmup steps."})
     min_lr_ratio: float = field(default=0.1, metadata={"help": "Cosine decay floor as a fraction of the peak."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     level_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0],
                                        metadata={"help": "Sampling weight of levels 1..5 per batch."})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads (part of what makes a rebuild identical)."})
@@ -55,6 +55,9 @@ class BuildWorldConfig:
     init_from: str | None = field(default=None, metadata={"help": "Start from this checkpoint's weights (a second phase)."})
     eval_only: bool = field(default=False, metadata={"help": "Skip training; re-measure the checkpoint in output_dir."})
     log_every: int = field(default=50, metadata={"help": "Print the training loss every this many steps."})
+    probe_every: int = field(default=200, metadata={"help": "Every this many steps, print greedy pass@1 on a few test "
+                                                            "problems per level and save a checkpoint (0: never)."})
+    probe_per_level: int = field(default=10, metadata={"help": "Test problems per level for the training probe."})
 
 
 def make_model(cfg: BuildWorldConfig, tokenizer):
@@ -107,6 +110,18 @@ def lr_at(step: int, cfg: BuildWorldConfig) -> float:
     return cfg.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def probe_policy(model, tokenizer, per_level: int, seed: int) -> dict[int, float]:
+    """Greedy pass@1 per level on `per_level` test problems: a cheap view of training progress."""
+    from ttstrain.generation.hf import HFGenerator
+    from ttstrain.sampling import sample_solutions
+    from ttstrain.world.task import LEVELS, problems_split
+
+    model.eval()
+    rows = sample_solutions(HFGenerator(model, tokenizer), problems_split("test", per_level, seed), n=1,
+                            temperature=0.0, seed=seed, desc="probe", progress=False)
+    return {level: round(sum(r["correct"] for r in rows if r["level"] == level) / per_level, 2) for level in LEVELS}
+
+
 def train_policy(cfg: BuildWorldConfig):
     from tqdm.auto import tqdm
 
@@ -144,6 +159,11 @@ def train_policy(cfg: BuildWorldConfig):
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
             bar.set_postfix(loss=f"{running:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
+        if cfg.probe_every and (step + 1) % cfg.probe_every == 0 and step + 1 < cfg.max_steps:
+            probe = probe_policy(model, tokenizer, cfg.probe_per_level, cfg.seed)
+            bar.write(f"step {step + 1}: loss {running:.4f}, greedy pass@1 by level {probe}")
+            model.save_pretrained(Path(cfg.output_dir) / "checkpoints" / f"step-{step + 1}", safe_serialization=True)
+            model.train()
     model.eval()
     return model, tokenizer, {"train_tokens": tokens_seen, "train_seconds": round(time.time() - t0, 1),
                               "final_loss_ema": round(running, 5)}

@@ -1,7 +1,8 @@
 """The built-in math task of the default world: multi-step arithmetic problems from a seed.
 
 A problem lists a start number and one numbered operation per line; level L has L operations
-and, from level 4 on, three-digit operands. Its gold solution writes one operation per step in
+(add/subtract 2-99, multiply by 2-9), so higher levels are longer and carry larger values (up to
+four digits) through more steps. Its gold solution writes one operation per step in
 the project's step format and ends with a boxed answer:
 
     Start with 37.                     37 + 45 = 82
@@ -52,8 +53,8 @@ LEVEL_SPECS = {
     1: LevelSpec(1, (2, 99), (2, 99)),
     2: LevelSpec(2, (2, 99), (2, 99)),
     3: LevelSpec(3, (2, 99), (2, 99)),
-    4: LevelSpec(4, (10, 999), (10, 999)),
-    5: LevelSpec(5, (10, 999), (10, 999)),
+    4: LevelSpec(4, (2, 99), (2, 99)),
+    5: LevelSpec(5, (2, 99), (2, 99)),
 }
 
 
