@@ -1,0 +1,127 @@
+"""Evaluate a trained PRM: held-out BCE and step AUROC on Monte Carlo labels, PRM-weighted best-of-N
+vs majority vote on graded samples, and ProcessBench first-error F1 (definitions: ttstrain.prm_eval).
+
+    ttstrain eval-prm --prm runs/demo/prm --labels runs/demo/label_mc-24x8x8-seed0 \\
+        --samples runs/demo/samples.parquet --output_dir runs/demo/eval_prm
+    python eval/eval_prm.py --prm runs/prm --processbench ../shared/data/processbench/gsm8k.json.gz my_pb.jsonl
+    python eval/eval_prm.py --prm runs/prm --processbench pb.json --processbench_threshold 0.4
+
+Each part runs only when its input is given. `labels` is evaluated on the validation questions the
+PRM held out in training (`labels_split: validation`, the split recorded in the PRM's
+prm_train_config.json) or on every row (`all`, for a labelled set the PRM never saw). The
+ProcessBench threshold is a number, or `calibrate`: chosen on `processbench_calibration` (a file of
+the same schema) when given, else on the id-hash calibration half of each file and reported on the
+other half. Output: eval_prm.json and config.json in output_dir.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttstrain.io import write_json, write_resolved_config
+
+
+@dataclass
+class EvalPRMConfig:
+    prm: str = field(default="runs/demo/prm", metadata={"help": "PRM checkpoint folder (written by train-prm) or hub id."})
+    output_dir: str = field(default="runs/eval_prm", metadata={"help": "Where eval_prm.json and config.json go."})
+    labels: str | None = field(default=None, metadata={"help": "Monte Carlo labels (label-mc folder or parquet) for BCE and AUROC."})
+    labels_split: str = field(default="validation", metadata={"help": "'validation': the questions the PRM held out in training; 'all': every row."})
+    validation_fraction: float | None = field(default=None, metadata={"help": "Override the held-out fraction (default: from the PRM's prm_train_config.json)."})
+    split_seed: int | None = field(default=None, metadata={"help": "Override the split seed (default: from the PRM's prm_train_config.json)."})
+    samples: str | None = field(default=None, metadata={"help": "Graded samples (parquet or `ttstrain sample` folder) for best-of-N vs majority."})
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16], metadata={"help": "N values of best-of-N and majority."})
+    aggregation: str = field(default="last", metadata={"help": "Step score aggregation for best-of-N: last, min, prod, mean."})
+    resamples: int = field(default=16, metadata={"help": "Random subsets per budget."})
+    processbench: list[str] = field(default_factory=list, metadata={"help": "ProcessBench-schema files (json array, .json.gz or jsonl)."})
+    processbench_threshold: str = field(default="calibrate", metadata={"help": "Step-score threshold, or 'calibrate'."})
+    processbench_calibration: str | None = field(default=None, metadata={"help": "ProcessBench-schema file the threshold is calibrated on (default: the id-hash half of each file)."})
+    batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
+    seed: int = field(default=0, metadata={"help": "Seed of the best-of-N subsets."})
+
+
+def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
+    from ttstrain.trainers.prm_trainer import load_prm_rows, split_by_question
+
+    rows = load_prm_rows(cfg.labels)
+    if cfg.labels_split == "all":
+        return list(rows), {"split": "all"}
+    if cfg.labels_split != "validation":
+        raise ValueError(f"labels_split must be 'validation' or 'all', got {cfg.labels_split!r}")
+    recorded = {}
+    train_cfg = Path(cfg.prm) / "prm_train_config.json"
+    if train_cfg.exists():
+        recorded = json.loads(train_cfg.read_text())
+    fraction = cfg.validation_fraction if cfg.validation_fraction is not None else recorded.get("validation_fraction")
+    seed = cfg.split_seed if cfg.split_seed is not None else recorded.get("seed")
+    if fraction is None or seed is None:
+        raise ValueError(f"{train_cfg} not found or incomplete: give validation_fraction and split_seed, "
+                         f"or labels_split=all")
+    _, val = split_by_question(rows, fraction, seed)
+    if val is None:
+        raise ValueError(f"validation_fraction {fraction} leaves no held-out questions in {cfg.labels}")
+    return list(val), {"split": "validation", "validation_fraction": fraction, "split_seed": seed}
+
+
+def load_samples(path: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "samples.parquet"
+    if not p.exists():
+        raise FileNotFoundError(f"samples file not found: {p}")
+    rows = pq.read_table(p).to_pylist()
+    for i, r in enumerate(rows):
+        for key in ("problem_id", "steps", "answer", "correct"):
+            if key not in r:
+                raise ValueError(f"{p}: row {i} has no field {key!r}")
+        if not r.get("prompt") and not r.get("question"):
+            raise ValueError(f"{p}: row {i} has neither 'prompt' nor 'question'")
+    return rows
+
+
+def run_eval_prm(cfg: EvalPRMConfig) -> dict:
+    from ttstrain.prm_eval import bon_vs_majority, heldout_metrics, load_processbench, processbench_f1
+    from ttstrain.scoring import PRMScorer
+
+    if cfg.processbench_threshold != "calibrate":
+        float(cfg.processbench_threshold)  # fail before any work on a bad value
+    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size)
+    result: dict = {"prm": cfg.prm}
+    if cfg.labels:
+        rows, split = heldout_rows(cfg)
+        result["heldout"] = {**heldout_metrics(scorer, rows), **split, "labels": cfg.labels}
+    if cfg.samples:
+        result["best_of_n"] = bon_vs_majority(scorer, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation,
+                                              resamples=cfg.resamples, seed=cfg.seed)
+    if cfg.processbench:
+        calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
+        result["processbench"] = {
+            f: processbench_f1(scorer, load_processbench(f), cfg.processbench_threshold, calibration_records=calib,
+                               calibration_name=cfg.processbench_calibration or "")
+            for f in cfg.processbench}
+    result["scorer_stats"] = dict(scorer.stats)
+    out = Path(cfg.output_dir)
+    write_json(out / "eval_prm.json", result)
+    write_resolved_config(out, cfg)
+    return result
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((EvalPRMConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    result = run_eval_prm(cfg)
+    print(json.dumps({k: v for k, v in result.items() if k != "scorer_stats"}, indent=2))
+    print(f"[eval-prm] written to {Path(cfg.output_dir) / 'eval_prm.json'}")
+
+
+if __name__ == "__main__":
+    main()
