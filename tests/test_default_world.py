@@ -107,9 +107,13 @@ def test_quick_demo_end_to_end(tmp_path):
 
     out = tmp_path / "demo"
     report = run_demo(DemoConfig(out=str(out), quick=True, test_per_level=4, num_samples=8, label_per_level=2))
-    for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet"):
+    for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet", "best_of_n.png",
+                 "prm/model.safetensors", "prm/prm_train_config.json", "eval_prm/eval_prm.json"):
         assert (out / name).exists(), name
     text = (out / "report.md").read_text()
-    assert "greedy pass@1" in text and "Monte Carlo step labels" in text
+    assert "greedy pass@1" in text and "Monte Carlo step labels" in text and "Process reward model" in text
+    bon = report["prm"]["best_of_n"]
+    assert set(bon["weighted_at"]) == {1, 2, 4, 8} and bon["problems"] == 20
+    assert report["prm"]["heldout"]["split"] == "validation" and report["prm"]["heldout"]["rows"] > 0
     assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
     assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]

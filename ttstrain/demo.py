@@ -9,6 +9,8 @@ Stages, in order (each writes its data and resolved config under --out):
   3. sample   N sampled solutions per test problem, graded
   4. baseline pass@1 by level, pass@N and majority vote at N = 1, 2, 4, ..., N (plot)
   5. label    Monte Carlo step labels on training problems (the PRM's data)
+  6. prm      train a PRM on those soft labels (BCE, early stopping on 10% held-out questions)
+  7. prm_eval held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the test samples
 Then `report.md`, `report.json` and the plots are written to --out, with the sizes used and
 the wall time of every stage.
 """
@@ -39,6 +41,8 @@ class DemoConfig:
     label_per_level: int | None = field(default=None, metadata={"help": "Training problems per level to label (default 24; quick 4)."})
     label_samples: int | None = field(default=None, metadata={"help": "Samples per labelled problem (default 8; quick 4; paper 16)."})
     label_rollouts: int | None = field(default=None, metadata={"help": "Rollouts per step prefix (default 8; quick 4; paper 16)."})
+    prm_epochs: int | None = field(default=None, metadata={"help": "PRM training epochs, early-stopped on validation loss (default 8; quick 3)."})
+    prm_learning_rate: float = field(default=1e-3, metadata={"help": "PRM learning rate (a tiny body learns in minutes at 1e-3; paper 3e-5)."})
 
     def __post_init__(self):
         if self.test_per_level is None:
@@ -51,6 +55,8 @@ class DemoConfig:
             self.label_samples = 4 if self.quick else 8
         if self.label_rollouts is None:
             self.label_rollouts = 4 if self.quick else 8
+        if self.prm_epochs is None:
+            self.prm_epochs = 3 if self.quick else 8
 
 
 class StageClock:
@@ -115,6 +121,22 @@ def run_demo(cfg: DemoConfig) -> dict:
         labelling = run_label_mc(label_cfg, generator=generator)
         labelling["signal"] = label_signal(label_dir)
 
+    with clock.stage("prm"):
+        from ttstrain.stages.train_prm import run_train_prm
+
+        trainer = run_train_prm(demo_prm_config(cfg, label_dir, out / "prm"))
+        prm_training = {"data": trainer.data_summary, "best_validation_bce": trainer.state.best_metric,
+                        "optimizer_steps": trainer.state.global_step,
+                        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None}
+
+    with clock.stage("prm_eval"):
+        from ttstrain.stages.eval_prm import EvalPRMConfig, run_eval_prm
+
+        prm_eval = run_eval_prm(EvalPRMConfig(prm=str(out / "prm"), output_dir=str(out / "eval_prm"),
+                                              labels=str(label_dir), labels_split="validation",
+                                              samples=str(out / "samples.parquet"), budgets=budgets,
+                                              resamples=cfg.resamples, seed=cfg.seed))
+
     report = {
         "sizes": {"levels": sorted({p["level"] for p in problems}), "test_problems": len(problems),
                   "test_per_level": cfg.test_per_level, "samples_per_problem": cfg.num_samples,
@@ -130,11 +152,25 @@ def run_demo(cfg: DemoConfig) -> dict:
                        "prompt_tokens_requested": generator.stats.prompt_tokens,
                        "prompt_tokens_prefilled": generator.stats.prefill_tokens},
         "labelling": labelling,
+        "prm": {"training": prm_training, "heldout": prm_eval["heldout"], "best_of_n": prm_eval["best_of_n"],
+                "learning_rate": cfg.prm_learning_rate, "epochs": cfg.prm_epochs},
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
     write_demo_report(out, report)
     return report
+
+
+def demo_prm_config(cfg: DemoConfig, label_dir: Path, out: Path):
+    """recipes/default/prm/config_demo.yaml's settings, sized by the demo, evaluated every epoch."""
+    from ttstrain.trainers.prm_config import PRMConfig
+
+    return PRMConfig(output_dir=str(out), model_name_or_path=cfg.policy, dataset_path=str(label_dir),
+                     label_mode="soft", validation_fraction=0.1, learning_rate=cfg.prm_learning_rate,
+                     warmup_steps=10, per_device_train_batch_size=16, gradient_accumulation_steps=1,
+                     num_train_epochs=cfg.prm_epochs, eval_strategy="epoch", save_strategy="epoch",
+                     save_total_limit=1, logging_steps=10, early_stopping_patience=2, seed=cfg.seed,
+                     report_to=[], dataloader_pin_memory=False)
 
 
 def label_signal(label_dir: Path) -> dict:
@@ -157,6 +193,11 @@ def write_demo_report(out: Path, report: dict) -> None:
     plot_curves(out / "baselines.png", curves, "Default world: sampling baselines")
     by_level = {f"majority@N L{lvl}": v["majority_at"] for lvl, v in base["by_level"].items()}
     plot_curves(out / "majority_by_level.png", by_level, "Majority vote by level")
+    if "prm" in report:
+        bon = report["prm"]["best_of_n"]
+        plot_curves(out / "best_of_n.png", {"PRM-weighted best-of-N": bon["weighted_at"],
+                                            "majority@N": bon["majority_at"], "pass@N (oracle)": base["overall"]["pass_at"]},
+                    "Default world: PRM best-of-N vs majority")
     write_json(out / "report.json", report)
 
     s = report["sizes"]
@@ -192,6 +233,10 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         labelling_section(report["labelling"], s),
         "",
+        "## Process reward model",
+        "",
+        prm_section(report["prm"]),
+        "",
         "## Cost",
         "",
         f"Sampling throughput: {report['throughput']['sample_generated_tokens_per_s']:.0f} generated tokens/s; "
@@ -221,6 +266,34 @@ def labelling_section(lab: dict, sizes: dict) -> str:
         "",
         f"Signal: mean soft label of the non-final steps of samples that end correct "
         f"{sig['mean_label_steps_of_correct_samples']} vs wrong {sig['mean_label_steps_of_wrong_samples']}.",
+    ])
+
+
+def prm_section(prm: dict) -> str:
+    from ttstrain.report import md_table
+
+    tr, ho, bon = prm["training"], prm["heldout"], prm["best_of_n"]
+    budgets = list(bon["weighted_at"])
+    data = tr["data"]
+    return "\n".join([
+        f"Trained on the soft labels above from the policy's weights (BCE at step ends, lr {prm['learning_rate']}, "
+        f"batch 16, up to {prm['epochs']} epochs, early stopping on the validation loss): "
+        f"{data['train']['rows_kept']} training rows ({data['train'].get('questions', '?')} questions), "
+        f"{data.get('validation', {}).get('rows_kept', 0)} validation rows "
+        f"({data.get('validation', {}).get('questions', '?')} held-out questions); best validation BCE "
+        f"{tr['best_validation_bce']:.4f} at {tr['best_checkpoint']} of {tr['optimizer_steps']} optimizer steps.",
+        "",
+        f"Held-out questions: BCE {ho['bce']}, step AUROC {ho['step_auroc']} (steps with Monte Carlo value >= "
+        f"{ho['step_positive_at']} as positives: {ho['positive_steps']} of {ho['steps']}), solution AUROC "
+        f"{ho['solution_auroc']} (last-step score vs final correctness).",
+        "",
+        f"Best-of-N on the test samples, {bon['problems']} problems, {bon['resamples']} random subsets per N "
+        f"(the same subsets for every rule), aggregation `{bon['aggregation']}`:",
+        "",
+        md_table(["N", "PRM-weighted best-of-N", "PRM best-of-N (naive)", "majority@N"],
+                 [[b, bon["weighted_at"][b], bon["naive_at"][b], bon["majority_at"][b]] for b in budgets]),
+        "",
+        "![best-of-N](best_of_n.png)",
     ])
 
 
