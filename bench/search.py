@@ -1,0 +1,71 @@
+"""Benchmark: wall time per problem of beam search against best-of-N (weighted) at the same N.
+
+Same policy (the default world), same PRM, same problems, same backend; each method is one
+`run_search` call over all the problems at once, as `ttstrain search` runs it. Beam search batches
+every expansion across beams and problems into one generate call per round (shared prefixes
+prefilled once) and every PRM call into one packed score call per round; best-of-N is one generate
+and one score call. Printed per N: seconds per problem of each, generations, and their ratio.
+
+    python bench/search.py                                   # N = 8, 16, 32; 2 problems per level
+    python bench/search.py --prm runs/demo/prm --budgets 8 16 --per_level 4
+
+Without --prm the PRM is the world body with a fresh (untrained) value head: the timing measures
+the search machinery, not the PRM's quality (a trained PRM can change how long beams live).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def load_prm(path: str | None):
+    from ttstrain.scoring import PRMScorer
+    from ttstrain.trainers.prm_trainer import load_prm_model
+
+    if path:
+        return PRMScorer.from_pretrained(path)
+    torch.manual_seed(0)
+    model, tok = load_prm_model("default", head_dropout=0.0, model_dropout=0.0)
+    return PRMScorer(model, tok)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--per_level", type=int, default=2)
+    ap.add_argument("--beam_width", type=int, default=4)
+    ap.add_argument("--prm", default=None)
+    ap.add_argument("--backend", default="transformers")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from ttstrain.generation import load_generator
+    from ttstrain.problems import load_problems
+    from ttstrain.search import run_search
+
+    generator = load_generator(args.backend, model="default")
+    prm = load_prm(args.prm)
+    problems = load_problems("arith", "test", per_level=args.per_level, seed=args.seed)
+    run_search("best_of_n_weighted", generator, prm, problems[:2], budget=2, seed=args.seed)  # warm-up
+    ratios = []
+    for n in args.budgets:
+        row = {}
+        for method in ("best_of_n_weighted", "beam_search"):
+            t0 = time.perf_counter()
+            results = run_search(method, generator, prm, problems, budget=n, beam_width=args.beam_width,
+                                 seed=args.seed, max_new_tokens=320)
+            seconds = time.perf_counter() - t0
+            gens = sum(r.cost.generations for r in results) / len(results)
+            row[method] = seconds / len(problems)
+            print(f"N={n:3d} {method:19s} {seconds / len(problems):7.3f} s/problem, {gens:.1f} generations/problem",
+                  flush=True)
+        ratios.append(row["beam_search"] / row["best_of_n_weighted"])
+        print(f"N={n:3d} beam/best-of-N wall time: {ratios[-1]:.2f}", flush=True)
+    print(f"ratio wall time beam search over best-of-N (worst of N={args.budgets}): {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
