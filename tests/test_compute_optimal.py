@@ -135,6 +135,30 @@ def test_revision_strategies_from_chains():
     assert sweep[1][2] == {0.5: 0.0, 2.0: 0.5}
 
 
+def test_hierarchical_weighted_and_majority_selection_over_chains():
+    """Three chains where the three rules disagree: flat weighting lets chain 2's one confident B
+    and the losing Bs of chains 0-1 win; hierarchical counts each chain's winner only."""
+    chains = [[{"answer": "A", "score": 0.5}, {"answer": "B", "score": 0.45}],
+              [{"answer": "A", "score": 0.5}, {"answer": "B", "score": 0.45}],
+              [{"answer": "B", "score": 0.9}, {"answer": "C", "score": 0.1}]]
+    assert co.select_over_chains(chains, "majority") == "B"
+    assert co.select_over_chains(chains, "weighted") == "B"  # A 1.0 vs B 1.8
+    assert co.select_over_chains(chains, "hierarchical") == "A"  # winners A (0.5), A (0.5), B (0.9)
+    with pytest.raises(ValueError, match="score"):
+        co.select_over_chains([[{"answer": "A"}]], "hierarchical")
+    rows = [{"problem_id": "p", "chain": c, "step": s, "answer": a["answer"], "score": a["score"],
+             "correct": a["answer"] == "A"} for c, ch in enumerate(chains) for s, a in enumerate(ch)]
+    rows += [{**r, "chain": 3, "answer": "C", "score": 0.0, "correct": False} for r in rows if r["chain"] == 0]
+    hier = {(r["sequential"], r["parallel"]): r["accuracy"] for r in co.revision_accuracy_rows(rows, selection="hierarchical")}
+    flat = {(r["sequential"], r["parallel"]): r["accuracy"] for r in co.revision_accuracy_rows(rows, selection="weighted")}
+    maj = co.revision_accuracy_rows(rows, selection="majority")
+    # L=2, P=2: groups {0,1} (A wins both ways) and {2,3}: hierarchical B 0.9 vs C 0 -> wrong either way
+    assert hier[(2, 2)] == flat[(2, 2)] == 0.5
+    assert all(r["selection"] == "majority" for r in maj)
+    with pytest.raises(ValueError, match="selection"):
+        co.revision_accuracy_rows(rows, selection="best")
+
+
 def _write_world(tmp_path, n=30):
     """Two search folders, graded/scored candidates, revision chains and a larger model's greedy answers."""
     rng = random.Random(1)

@@ -394,18 +394,55 @@ def revision_strategy(sequential: int) -> str:
     return f"revisions(L={sequential})"
 
 
-def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None = None) -> list[dict]:
-    """Per-problem accuracy of P parallel chains of L revision steps (budget N = L * P generations).
+REVISION_SELECTIONS = ("auto", "majority", "weighted", "hierarchical")
 
-    Chain rows are `ttstrain.revisions.chains.run_revision_chains` output (problem_id, chain, step,
-    answer, correct; a `score` column switches majority to verifier-weighted voting). L and P run
-    over powers of two up to the shortest chain and the chain count; the answer is the vote over all
-    L * P attempts (steps 0..L-1 of the chains), averaged over the disjoint groups of P chains
-    (chains sorted by id). The strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling.
+
+def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
+    """The answer key picked from attempts grouped by chain (Snell et al. App. I).
+
+    majority      the most frequent answer over all attempts of all chains.
+    weighted      best-of-N weighted over all attempts at once (sum of `score` per answer).
+    hierarchical  best-of-N weighted within each chain, then across chains: each chain votes for
+                  its winner with that winner's summed score.
     """
     from ttstrain.baselines import answer_key
     from ttstrain.metrics import weighted_vote
 
+    flat = [a for c in chains for a in c]
+    keys = [answer_key(a.get("answer")) for a in flat]
+    if selection == "majority":
+        return weighted_vote(keys)
+    if any(a.get("score") is None for a in flat):
+        raise ValueError(f"selection {selection!r} needs a verifier `score` on every attempt")
+    if selection == "weighted":
+        return weighted_vote(keys, [float(a["score"]) for a in flat])
+    if selection != "hierarchical":
+        raise ValueError(f"selection must be one of {REVISION_SELECTIONS}, got {selection!r}")
+    winners, weights = [], []
+    for c in chains:
+        ck = [answer_key(a.get("answer")) for a in c]
+        win = weighted_vote(ck, [float(a["score"]) for a in c])
+        if win is not None:
+            winners.append(win)
+            weights.append(sum(float(a["score"]) for k, a in zip(ck, c) if k == win))
+    return weighted_vote(winners, weights)
+
+
+def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None = None,
+                           selection: str = "auto") -> list[dict]:
+    """Per-problem accuracy of P parallel chains of L revision steps (budget N = L * P generations).
+
+    Chain rows are `ttstrain.revisions.chains.run_revision_chains` output (problem_id, chain, step,
+    answer, correct, and a verifier `score` for the verifier selections). L and P run over powers of
+    two up to the shortest chain and the chain count; the answer is selected from all L * P attempts
+    (steps 0..L-1 of the chains) by `select_over_chains` (`auto`: weighted when every attempt has a
+    score, else majority), averaged over the disjoint groups of P chains (chains sorted by id). The
+    strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling.
+    """
+    from ttstrain.baselines import answer_key
+
+    if selection not in REVISION_SELECTIONS:
+        raise ValueError(f"selection must be one of {REVISION_SELECTIONS}, got {selection!r}")
     per: dict[str, dict[int, dict[int, Mapping]]] = defaultdict(lambda: defaultdict(dict))
     for r in chain_rows:
         per[str(r["problem_id"])][int(r["chain"])][int(r["step"])] = r
@@ -413,20 +450,21 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     for pid in sorted(per):
         chains = [per[pid][c] for c in sorted(per[pid])]
         length = min(len(c) for c in chains)
+        scored = all(a.get("score") is not None for c in chains for a in c.values())
+        how = selection if selection != "auto" else ("weighted" if scored else "majority")
         L = 1
         while L <= length:
             P = 1
             while P <= len(chains) and (max_budget is None or L * P <= max_budget):
                 hits = []
                 for g in range(len(chains) // P):
-                    attempts = [chains[c][s] for c in range(g * P, (g + 1) * P) for s in range(L)]
-                    keys = [answer_key(a.get("answer")) for a in attempts]
-                    weights = None if any(a.get("score") is None for a in attempts) else [a["score"] for a in attempts]
-                    win = weighted_vote(keys, weights)
-                    hits.append(any(k == win and bool(a["correct"]) for k, a in zip(keys, attempts)) if win else False)
+                    group = [[chains[c][s] for s in range(L)] for c in range(g * P, (g + 1) * P)]
+                    win = select_over_chains(group, how)
+                    hits.append(win is not None and any(answer_key(a.get("answer")) == win and bool(a["correct"])
+                                                        for c in group for a in c))
                 out.append({"problem_id": pid, "strategy": revision_strategy(L), "sequential": L, "parallel": P,
                             "ratio": L / P, "generations": L * P, "accuracy": sum(hits) / len(hits),
-                            "groups": len(hits)})
+                            "groups": len(hits), "selection": how})
                 P *= 2
             L *= 2
     return out

@@ -48,6 +48,7 @@ class ComputeOptimalConfig:
     samples: str | None = field(default=None, metadata={"help": "Graded samples for oracle bins (parquet or `ttstrain sample` folder); default: the first search folder's best-of-N candidates."})
     scores: str | None = field(default=None, metadata={"help": "Rows with problem_id and verifier `score` for predicted bins; default: samples if scored, else the best-of-N candidates."})
     revisions: str | None = field(default=None, metadata={"help": "Revision chains parquet, or per-problem rows (problem_id, sequential, parallel, accuracy)."})
+    revision_selection: str = field(default="auto", metadata={"help": "Answer selection over revision chains: majority, weighted (all attempts), hierarchical (within each chain, then across), auto (weighted if scored, else majority)."})
     strategies: list[str] = field(default_factory=list, metadata={"help": "Search strategies to choose among (empty: all found)."})
     baseline: str = field(default="best_of_n_weighted", metadata={"help": "Search strategy compute-optimal is compared with."})
     budget_key: str = field(default="generations", metadata={"help": "Budget axis of search results: generations (paper's unit) or budget (nominal N)."})
@@ -107,13 +108,13 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
     return rows, first_config
 
 
-def load_revision_rows(path: str) -> list[dict]:
+def load_revision_rows(path: str, selection: str = "auto") -> list[dict]:
     from ttstrain.compute_optimal import revision_accuracy_rows, revision_strategy
 
     rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", "score", "sequential", "parallel",
                               "accuracy"])
     if rows and "chain" in rows[0]:
-        return revision_accuracy_rows(rows)
+        return revision_accuracy_rows(rows, selection=selection)
     return [{"problem_id": str(r["problem_id"]), "strategy": revision_strategy(int(r["sequential"])),
              "sequential": int(r["sequential"]), "parallel": int(r["parallel"]),
              "generations": int(r["sequential"]) * int(r["parallel"]), "accuracy": float(r["accuracy"])} for r in rows]
@@ -370,7 +371,7 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
         table = co.strategy_table(search_rows)
         report["families"]["search"] = co.analyze_family(table, cfg.baseline, bins, strategies=cfg.strategies or None,
                                                          **analysis_kw)
-    revision_rows = load_revision_rows(cfg.revisions) if cfg.revisions else []
+    revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection) if cfg.revisions else []
     if revision_rows:
         table = co.strategy_table(revision_rows)
         by_length = [s for _, s in sorted({(r["sequential"], r["strategy"]) for r in revision_rows})]
