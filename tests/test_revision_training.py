@@ -69,3 +69,57 @@ def test_chains_condition_on_history_and_flip_rates():
     assert "Attempt 3:" in gen.calls[3].prompts[0]
     long = run_revision_chains(ScriptedGenerator(script), problems, num_chains=1, chain_length=6, progress=False)
     assert len(long) == 6
+
+
+class ContextScorer:
+    """Scores an attempt 0.9 if it ends in the right answer AND its prompt shows a previous attempt,
+    else 0.2: a stand-in for a verifier that needs the context."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def score_solutions(self, prompts, steps, how="last"):
+        self.prompts += prompts
+        return [0.9 if ("Attempt 1:" in p and "boxed{2}" in s[-1]) else 0.2 for p, s in zip(prompts, steps)]
+
+
+def test_revision_orm_rows_and_eval_stage(tmp_path, monkeypatch):
+    import json
+
+    from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
+    from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
+
+    problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
+
+    def script(prompt, j, params):
+        attempts = prompt.count("Attempt ")
+        right = attempts >= 1 and j == 0  # chain 0 right from its second attempt on, chain 1 never
+        return f"1 + 1 = {2 if right else 3}\nThe answer is \\boxed{{{2 if right else 3}}}."
+
+    rows = run_revision_chains(ScriptedGenerator(script), problems, num_chains=2, chain_length=3, progress=False)
+    orm = revision_orm_rows(rows)
+    # rows are step-major: (step 0, chain 0), (step 0, chain 1), (step 1, chain 0), ...
+    assert len(orm) == 6 and orm[2]["prompt"].count("Attempt ") == 1 and orm[2]["labels"] == [1.0, 1.0]
+    assert orm[0]["labels"] == [0.0, 0.0] and len({(r["problem_id"], r["sample_index"]) for r in orm}) == 6
+    scorer = ContextScorer()
+    with_ctx = score_attempts(scorer, rows, context=True)
+    without = score_attempts(scorer, rows, context=False)
+    assert with_ctx == [0.2, 0.2, 0.9, 0.2, 0.9, 0.2] and set(without) == {0.2}
+    assert not any("Attempt" in p for p in scorer.prompts[-6:])
+
+    cfg = EvalRevisionConfig(output_dir=str(tmp_path / "ev"), problems="arith", per_level=1, num_chains=2,
+                             chain_length=3, seed=0)
+    cfg_problems = [{"id": "a", "question": problems[0]["question"], "answer": "2"}]
+    import ttstrain.stages.eval_revision as ev
+
+    monkeypatch.setattr(ev, "stage_problems", lambda c: cfg_problems)  # the scripted model knows this question only
+    result = run_eval_revision(cfg, generator=ScriptedGenerator(script), scorers={"orm": ContextScorer()},
+                               progress=False)
+    assert result["pass@1_by_revision_step"] == {0: 0.0, 1: 0.5, 2: 0.5}
+    assert result["verifiers"]["orm"]["auroc_all_attempts"] == 1.0
+    # 1 attempt x 2 chains: each chain's first attempt is wrong; 2 x 1 (chain 0 alone, then chain 1 alone)
+    assert result["majority"]["1x2"] == 0.0
+    assert result["verifiers"]["orm"]["hierarchical"]["2x2"] == 1.0
+    for name in ("chains.parquet", "orm_data.parquet", "eval_revision.json", "config.json"):
+        assert (tmp_path / "ev" / name).exists()
+    assert json.loads((tmp_path / "ev" / "eval_revision.json").read_text())["num_chains"] == 2

@@ -21,6 +21,7 @@ COMMANDS = {
     "train-revision": ("ttstrain.stages.train_revision", "Revision SFT (loss on the correct answer only)."),
     "label-mc": ("ttstrain.stages.label_mc", "Monte Carlo step labels for PRM training (resumable, sharded)."),
     "train-prm": ("ttstrain.stages.train_prm", "Train a process reward model on step labels (Trainer, accelerate)."),
+    "eval-revision": ("ttstrain.stages.eval_revision", "Revision chains: pass@1 by revision step, flip rates, selection with PRM / revision-aware ORM."),
     "eval-prm": ("ttstrain.stages.eval_prm", "Evaluate a PRM: held-out BCE, step AUROC, best-of-N vs majority, ProcessBench F1."),
     "search": ("ttstrain.stages.run_search", "Test-time search (best-of-N, beam, lookahead) x budgets, graded."),
     "compute-optimal": ("ttstrain.stages.compute_optimal", "Difficulty bins, compute-optimal strategy per bin (2-fold CV), FLOPs match."),

@@ -25,7 +25,8 @@ from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, format_revision_promp
 def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_chains: int, chain_length: int,
                         temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 320, seed: int = 0,
                         max_attempts: int = MAX_CONTEXT_ATTEMPTS, tokenizer=None, progress: bool = True) -> list[dict]:
-    """One row per attempt: problem_id, chain, step, completion, answer, correct, num_tokens, prompt_tokens."""
+    """One row per attempt: problem_id, question, gold, chain, step, prompt (the revision prompt the
+    attempt was generated from), completion, answer, correct, num_tokens, prompt_tokens."""
     history: dict[tuple[int, int], list[str]] = defaultdict(list)
     rows: list[dict] = []
     params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
@@ -34,12 +35,13 @@ def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_c
         prompts = [format_revision_prompt(problems[p]["question"], history[(p, c)], tokenizer, max_attempts)
                    for p, c in keys]
         results = generator.generate(prompts, params, streams=[c for _, c in keys])
-        for (p, c), res in zip(keys, results):
+        for (p, c), prompt, res in zip(keys, prompts, results):
             comp = res.completions[0]
             answer = extract_answer(comp.text)
             history[(p, c)].append(comp.text)
-            rows.append({"problem_id": problems[p]["id"], "level": problems[p].get("level"), "chain": c, "step": step,
-                         "completion": comp.text, "answer": answer,
+            rows.append({"problem_id": problems[p]["id"], "level": problems[p].get("level"),
+                         "question": problems[p]["question"], "gold": problems[p]["answer"], "chain": c, "step": step,
+                         "prompt": prompt, "completion": comp.text, "answer": answer,
                          "correct": bool(answer is not None and is_equivalent(answer, problems[p]["answer"])),
                          "num_tokens": comp.num_tokens, "prompt_tokens": res.prompt_tokens})
     return rows

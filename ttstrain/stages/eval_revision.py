@@ -1,0 +1,125 @@
+"""Evaluate a revision model on-policy: sampled revision chains, pass@1 at each revision step, how
+often a correct answer turns wrong, and answer selection over chains with and without verifiers.
+
+    ttstrain eval-revision --model runs/demo/revision --per_level 10 --num_chains 4 --chain_length 4 \\
+        --prm runs/demo/prm --orm runs/demo/revision_orm --output_dir runs/demo/eval_revision
+    python eval/eval_revision.py --model runs/revision --split train --output_dir runs/revision_chains_train
+
+What it writes to output_dir:
+  chains.parquet        one row per attempt (problem, chain, step, revision prompt, completion,
+                        answer, correct) and, per verifier given, its score (`score_prm`: the base
+                        PRM after the plain question; `score_orm`: the revision-aware ORM after the
+                        revision prompt with the previous attempts)
+  orm_data.parquet      the same attempts as training rows of the revision-aware ORM (PRM trainer,
+                        `--label_mode orm`); run this stage on the train split to build its data
+  eval_revision.json    pass@1 by revision step, flip rates, each verifier's AUROC on the attempts,
+                        and accuracy of every chains x length split of the budget under majority,
+                        and hierarchical selection with each verifier
+  config.json           the resolved config
+
+The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
+is the measure to pick a checkpoint by (run this on each `checkpoint-*` folder).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttstrain.io import write_json, write_parquet, write_resolved_config
+from ttstrain.stages import stage_generator, stage_problems
+
+
+@dataclass
+class EvalRevisionConfig:
+    output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder."})
+    model: str = field(default="default", metadata={"help": "Revision model: a path, hub id or 'default'."})
+    backend: str = field(default="transformers", metadata={"help": "Generation backend."})
+    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+    problems: str = field(default="arith", metadata={"help": "Problem source."})
+    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
+    per_level: int | None = field(default=10, metadata={"help": "Problems per level (arith only)."})
+    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
+    num_chains: int = field(default=4, metadata={"help": "Parallel chains per question."})
+    chain_length: int = field(default=4, metadata={"help": "Attempts per chain (revision steps)."})
+    max_attempts: int = field(default=4, metadata={"help": "Previous attempts kept in context (what the model was trained with)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
+    prm: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
+    orm: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
+    seed: int = field(default=0, metadata={"help": "Seed of the chains."})
+
+
+def verifier_summary(rows: list[dict], key: str) -> dict:
+    from ttstrain.compute_optimal import revision_accuracy_rows
+    from ttstrain.prm_eval import auroc
+
+    scores = [r[key] if r[key] is not None else 0.0 for r in rows]
+    later = [i for i, r in enumerate(rows) if r["step"] > 0]
+    scored = [{**r, "score": s} for r, s in zip(rows, scores)]
+    return {"auroc_all_attempts": auroc(scores, [r["correct"] for r in rows]),
+            "auroc_revisions_only": auroc([scores[i] for i in later], [rows[i]["correct"] for i in later]),
+            "hierarchical": split_accuracy(revision_accuracy_rows(scored, selection="hierarchical"))}
+
+
+def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
+    """Mean accuracy per 'L x P' split (L sequential attempts, P parallel chains)."""
+    out: dict[str, list[float]] = {}
+    for r in acc_rows:
+        out.setdefault(f"{r['sequential']}x{r['parallel']}", []).append(r["accuracy"])
+    return {k: round(sum(v) / len(v), 4) for k, v in out.items()}
+
+
+def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
+                      progress: bool = True) -> dict:
+    from ttstrain.compute_optimal import revision_accuracy_rows
+    from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
+    from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
+
+    problems = stage_problems(cfg)
+    generator = generator or stage_generator(cfg)
+    rows = run_revision_chains(generator, problems, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
+                               temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                               max_attempts=cfg.max_attempts, progress=progress)
+    scorers = dict(scorers or {})
+    for name, path in (("prm", cfg.prm), ("orm", cfg.orm)):
+        if path and name not in scorers:
+            from ttstrain.scoring import PRMScorer
+
+            scorers[name] = PRMScorer.from_pretrained(path)
+    for name, scorer in scorers.items():
+        for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"))):
+            r[f"score_{name}"] = s
+    result = {
+        "problems": len(problems), "num_chains": cfg.num_chains, "chain_length": cfg.chain_length,
+        "pass@1_by_revision_step": revision_step_accuracy(rows),
+        "flip_rates": flip_rates(rows),
+        "majority": split_accuracy(revision_accuracy_rows(rows, selection="majority")),
+        "verifiers": {name: verifier_summary(rows, f"score_{name}") for name in scorers},
+    }
+    out = Path(cfg.output_dir)
+    write_parquet(out / "chains.parquet", rows)
+    write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
+    write_json(out / "eval_revision.json", result)
+    write_resolved_config(out, cfg, generator=generator.identity())
+    return result
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((EvalRevisionConfig,))
+
+
+def main(args: list[str] | None = None) -> None:
+    (cfg,) = make_parser().parse_args_and_config(args)
+    result = run_eval_revision(cfg)
+    print(json.dumps(result, indent=2))
+    print(f"[eval-revision] written to {cfg.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
