@@ -115,5 +115,9 @@ def test_quick_demo_end_to_end(tmp_path):
     bon = report["prm"]["best_of_n"]
     assert set(bon["weighted_at"]) == {1, 2, 4, 8} and bon["problems"] == 20
     assert report["prm"]["heldout"]["split"] == "validation" and report["prm"]["heldout"]["rows"] > 0
+    sr = report["search"]
+    assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search"} and sr["budgets"] == [1, 2, 4]
+    assert sr["generations"]["beam_search"][4] == 4 and "oracle" in sr["compute_optimal"]
+    assert (out / "compute_optimal" / "compute_optimal.md").exists() and "Test-time search" in text
     assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
     assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]

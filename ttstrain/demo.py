@@ -11,6 +11,9 @@ Stages, in order (each writes its data and resolved config under --out):
   5. label    Monte Carlo step labels on training problems (the PRM's data)
   6. prm      train a PRM on those soft labels (BCE, early stopping on 10% held-out questions)
   7. prm_eval held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the test samples
+  8. search   majority, PRM-weighted best-of-N and beam search (M=4) at N = 1, 2, 4, ... on test problems
+  9. compute_optimal  difficulty bins (oracle: pass@1 of the samples; predicted: mean PRM score),
+              best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N
 Then `report.md`, `report.json` and the plots are written to --out, with the sizes used and
 the wall time of every stage.
 """
@@ -42,6 +45,8 @@ class DemoConfig:
     label_samples: int | None = field(default=None, metadata={"help": "Samples per labelled problem (default 8; quick 4; paper 16)."})
     label_rollouts: int | None = field(default=None, metadata={"help": "Rollouts per step prefix (default 8; quick 4; paper 16)."})
     prm_epochs: int | None = field(default=None, metadata={"help": "PRM training epochs, early-stopped on validation loss (default 8; quick 3)."})
+    search_per_level: int | None = field(default=None, metadata={"help": "Test problems per level searched (default 10; quick 2)."})
+    search_max_budget: int | None = field(default=None, metadata={"help": "Largest search budget N (default 16; quick 4)."})
     prm_learning_rate: float = field(default=1e-3, metadata={"help": "PRM learning rate (a tiny body learns in minutes at 1e-3; paper 3e-5)."})
 
     def __post_init__(self):
@@ -57,6 +62,10 @@ class DemoConfig:
             self.label_rollouts = 4 if self.quick else 8
         if self.prm_epochs is None:
             self.prm_epochs = 3 if self.quick else 8
+        if self.search_per_level is None:
+            self.search_per_level = 2 if self.quick else 10
+        if self.search_max_budget is None:
+            self.search_max_budget = 4 if self.quick else 16
 
 
 class StageClock:
@@ -137,12 +146,35 @@ def run_demo(cfg: DemoConfig) -> dict:
                                               samples=str(out / "samples.parquet"), budgets=budgets,
                                               resamples=cfg.resamples, seed=cfg.seed))
 
+    with clock.stage("search"):
+        from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
+
+        search_dir = out / f"search-{cfg.search_per_level}x{cfg.search_max_budget}-seed{cfg.seed}"
+        search_cfg = SearchStageConfig(output_dir=str(search_dir), model=cfg.policy, backend=cfg.backend,
+                                       prm_path=str(out / "prm"), problems="arith", split="test",
+                                       per_level=cfg.search_per_level, max_budget=cfg.search_max_budget,
+                                       methods=["majority", "best_of_n_weighted", "beam_search"], beam_width="4",
+                                       max_new_tokens=cfg.max_new_tokens, resamples=cfg.resamples, seed=cfg.seed)
+        # a rerun retrains the PRM: drop search results scored by an earlier one
+        import shutil
+
+        shutil.rmtree(search_dir, ignore_errors=True)
+        search_summary = run_search_stage(search_cfg, generator=generator)
+
+    with clock.stage("compute_optimal"):
+        from ttstrain.stages.compute_optimal import ComputeOptimalConfig, run_compute_optimal
+
+        co_report = run_compute_optimal(ComputeOptimalConfig(output_dir=str(out / "compute_optimal"),
+                                                             search_dirs=[str(search_dir)],
+                                                             samples=str(out / "samples.parquet"), seed=cfg.seed))
+
     report = {
         "sizes": {"levels": sorted({p["level"] for p in problems}), "test_problems": len(problems),
                   "test_per_level": cfg.test_per_level, "samples_per_problem": cfg.num_samples,
                   "temperature": cfg.temperature, "budgets": budgets, "quick": cfg.quick,
                   "label_problems_per_level": cfg.label_per_level, "label_samples": cfg.label_samples,
-                  "label_rollouts": cfg.label_rollouts},
+                  "label_rollouts": cfg.label_rollouts, "search_per_level": cfg.search_per_level,
+                  "search_max_budget": cfg.search_max_budget},
         "generator": generator.identity(),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "greedy_pass@1": greedy_acc,
@@ -154,6 +186,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "labelling": labelling,
         "prm": {"training": prm_training, "heldout": prm_eval["heldout"], "best_of_n": prm_eval["best_of_n"],
                 "learning_rate": cfg.prm_learning_rate, "epochs": cfg.prm_epochs},
+        "search": search_summary_for_report(search_summary, co_report),
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
@@ -237,6 +270,10 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         prm_section(report["prm"]),
         "",
+        "## Test-time search and compute-optimal scaling",
+        "",
+        search_section(report["search"]),
+        "",
         "## Cost",
         "",
         f"Sampling throughput: {report['throughput']['sample_generated_tokens_per_s']:.0f} generated tokens/s; "
@@ -294,6 +331,74 @@ def prm_section(prm: dict) -> str:
                  [[b, bon["weighted_at"][b], bon["naive_at"][b], bon["majority_at"][b]] for b in budgets]),
         "",
         "![best-of-N](best_of_n.png)",
+    ])
+
+
+def search_summary_for_report(summary: dict, co_report: dict) -> dict:
+    """Accuracy per method and budget, beam vs best-of-N overall and per oracle bin, compute-optimal."""
+    fam = co_report["families"]["search"]
+    methods = {m: {int(b): e["accuracy"] for b, e in per_b.items()} for m, per_b in summary["methods"].items()}
+    beam = next(s for s in fam["strategies"] if s.startswith("beam_search"))
+    bon = fam["baseline"]
+    by_bin = fam["by_bin"]["oracle"]
+    low = [b for b in fam["budgets"] if b <= 4]
+    beam_minus_bon_by_bin = {
+        int(k): {int(b): (None if by_bin[beam][k][b] is None or by_bin[bon][k][b] is None
+                          else round(by_bin[beam][k][b] - by_bin[bon][k][b], 4)) for b in low}
+        for k in by_bin[bon]}
+    return {
+        "problems": summary["problems"], "budgets": summary["budgets"], "methods": methods,
+        "generations": {m: {int(b): e["generations"] for b, e in per_b.items()} for m, per_b in summary["methods"].items()},
+        "beam_strategy": beam, "baseline": bon, "beam_minus_bon_low_budget_by_oracle_bin": beam_minus_bon_by_bin,
+        "compute_optimal": {kind: {int(b): v for b, v in sel["accuracy"].items()}
+                            for kind, sel in fam["compute_optimal"].items()},
+        "efficiency": {kind: {int(b): e["ratio"] for b, e in eff.items()} for kind, eff in fam["efficiency"].items()},
+        "bin_agreement": co_report.get("bin_agreement"),
+        "seconds": summary.get("seconds"),
+    }
+
+
+def _f(x, nd=3):
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def search_section(sr: dict) -> str:
+    from ttstrain.report import md_table
+
+    budgets = sr["budgets"]
+    kinds = list(sr["compute_optimal"])
+    rows = []
+    for b in budgets:
+        rows.append([b] + [_f(sr["methods"][m].get(b)) for m in ("majority", "best_of_n_weighted", "beam_search")]
+                    + [_f(sr["compute_optimal"][k].get(b)) for k in kinds])
+    low = [b for b in budgets if b <= 4]
+    diffs = [sr["methods"]["beam_search"][b] - sr["methods"]["best_of_n_weighted"][b] for b in low]
+    verdict = ("beats" if all(d > 0 for d in diffs) else "does not beat" if all(d <= 0 for d in diffs)
+               else "is mixed against")
+    bins_better = sorted(k for k, v in sr["beam_minus_bon_low_budget_by_oracle_bin"].items()
+                         if any(d is not None and d > 0 for d in v.values()))
+    eff = sr["efficiency"].get("oracle", {})
+    best_eff = max((r for r in eff.values() if r is not None), default=None)
+    return "\n".join([
+        f"{sr['problems']} test problems, the PRM above as verifier, beam width M=4, budgets N = {budgets} "
+        f"(generations; best-of-N curves from nested subsets averaged over resamplings).",
+        "",
+        md_table(["N", "majority", "PRM-weighted best-of-N", f"beam search ({sr['beam_strategy']})"]
+                 + [f"compute-optimal ({k} bins)" for k in kinds], rows),
+        "",
+        f"At low budgets (N <= 4) beam search {verdict} best-of-N weighted overall "
+        f"(beam minus best-of-N: {', '.join(f'N={b}: {d:+.3f}' for b, d in zip(low, diffs))}); "
+        f"oracle difficulty bins where beam search is ahead at some N <= 4: {bins_better or 'none'} (1 = easiest).",
+        "",
+        md_table(["oracle bin"] + [f"beam - BoN, N={b}" for b in low],
+                 [[k] + [_f(v.get(b)) for b in low] for k, v in sorted(sr["beam_minus_bon_low_budget_by_oracle_bin"].items())]),
+        "",
+        f"Compute-optimal efficiency (oracle bins): the largest ratio of best-of-N's budget to the smallest "
+        f"compute-optimal budget that matches its accuracy is {_f(best_eff, 2)}"
+        + ("x" if best_eff is not None else " (never matched)") + "; per budget: "
+        + ", ".join(f"N={b}: {_f(r, 2)}" for b, r in eff.items()) + ". "
+        f"Oracle/predicted bin agreement {_f(sr['bin_agreement'], 2)}. Full analysis: "
+        f"[compute_optimal/compute_optimal.md](compute_optimal/compute_optimal.md).",
     ])
 
 
