@@ -11,7 +11,7 @@ The checkpoint ships in the package (`ttstrain/world/default_policy/`, a few MB 
 safetensors + tokenizer) so the demo and the tests start from it without retraining; it loads
 with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. Rebuild it with
 
-    make build-world    # phase 1 (800 steps) + phase 2 (500 steps from phase 1), ~35 min on 2 free cores
+    make build-world    # 1200 steps from scratch, ~45 min on 2 free cores
     ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
 
 Next to the weights it writes `build_config.json` (the resolved config) and `world_card.json`
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +57,9 @@ class BuildWorldConfig:
     eval_only: bool = field(default=False, metadata={"help": "Skip training; re-measure the checkpoint in output_dir."})
     log_every: int = field(default=50, metadata={"help": "Print the training loss every this many steps."})
     probe_every: int = field(default=200, metadata={"help": "Every this many steps, print greedy pass@1 on a few test "
-                                                            "problems per level and save a checkpoint (0: never)."})
+                                                            "problems per level (0: never)."})
+    save_probe_checkpoints: bool = field(default=False, metadata={"help": "Also save the model at every probe, "
+                                                                           "under output_dir/checkpoints/step-N."})
     probe_per_level: int = field(default=10, metadata={"help": "Test problems per level for the training probe."})
 
 
@@ -162,7 +165,9 @@ def train_policy(cfg: BuildWorldConfig):
         if cfg.probe_every and (step + 1) % cfg.probe_every == 0 and step + 1 < cfg.max_steps:
             probe = probe_policy(model, tokenizer, cfg.probe_per_level, cfg.seed)
             bar.write(f"step {step + 1}: loss {running:.4f}, greedy pass@1 by level {probe}")
-            model.save_pretrained(Path(cfg.output_dir) / "checkpoints" / f"step-{step + 1}", safe_serialization=True)
+            sys.stdout.flush()  # visible in a redirected log while training goes on
+            if cfg.save_probe_checkpoints:
+                model.save_pretrained(Path(cfg.output_dir) / "checkpoints" / f"step-{step + 1}", safe_serialization=True)
             model.train()
     model.eval()
     return model, tokenizer, {"train_tokens": tokens_seen, "train_seconds": round(time.time() - t0, 1),
