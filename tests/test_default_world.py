@@ -20,13 +20,6 @@ needs_policy = pytest.mark.skipif(not (default_policy_dir() / "model.safetensors
                                   reason="the default policy has not been built (ttstrain build-world)")
 
 
-# The shipped policy does not yet reach issue 2's accuracy target (greedy pass@1 ~90% at level 1
-# down to ~10% at level 5; it measures ~4% at level 1): these tests keep asserting the target and
-# show as xfail until a rebuilt policy meets it, when they will XPASS.
-misses_accuracy_target = pytest.mark.xfail(reason="shipped policy below its accuracy target (see world_card.json)",
-                                           strict=False)
-
-
 @pytest.fixture(scope="module")
 def policy():
     return HFGenerator("default")
@@ -45,7 +38,6 @@ def test_shipped_checkpoint_loads_like_a_hub_checkpoint():
 
 
 @needs_policy
-@misses_accuracy_target
 def test_world_card_meets_the_accuracy_target():
     path = default_policy_dir()
     card = json.loads((path / "world_card.json").read_text())
@@ -56,7 +48,6 @@ def test_world_card_meets_the_accuracy_target():
 
 
 @needs_policy
-@misses_accuracy_target
 def test_policy_accuracy_falls_with_level(policy):
     from ttstrain.sampling import sample_solutions
 
@@ -86,7 +77,6 @@ def test_step_by_step_generation_agrees_with_whole_solutions(policy):
 
 
 @needs_policy
-@misses_accuracy_target
 def test_monte_carlo_labels_carry_signal(policy, tmp_path):
     from ttstrain.shards import load_dataset_dir
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
