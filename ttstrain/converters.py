@@ -28,7 +28,7 @@ import hashlib
 import sys
 
 from ttstrain.prompts import format_prompt
-from ttstrain.steps import STEP_SEPARATOR
+from ttstrain.steps import flatten_step
 
 MATH_SHEPHERD_TAG = "ки"
 
@@ -39,7 +39,7 @@ def _problem_id(prefix: str, question: str) -> str:
 
 def _clean_step(step: str) -> str:
     # steps may not contain the separator: a multi-line step becomes one line
-    return " ".join(part.strip() for part in step.strip().split(STEP_SEPARATOR) if part.strip())
+    return flatten_step(step)
 
 
 def _row(question: str, steps: list[str], labels: list[float], source: str, *, sample_index: int = 0,

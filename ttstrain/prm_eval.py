@@ -37,6 +37,7 @@ from ttstrain.baselines import answer_key
 from ttstrain.metrics import voted_accuracy_at_budgets
 from ttstrain.prompts import format_prompt
 from ttstrain.sampling import group_by_problem
+from ttstrain.steps import flatten_step
 
 STEP_POSITIVE_AT = 0.5  # a step counts as "good" for AUROC when its Monte Carlo value is at least this
 
@@ -205,7 +206,9 @@ def processbench_f1(scorer, records: Sequence[dict], threshold: float | str = "c
     records whose id hashes into the calibration half (reported on the other half).
     """
     def score(recs):
-        return scorer.score([format_prompt(r["problem"]) for r in recs], [list(r["steps"]) for r in recs])
+        # ProcessBench steps may span several lines; each is scored as one line at its own index
+        return scorer.score([format_prompt(r["problem"]) for r in recs],
+                            [[flatten_step(x) or "." for x in r["steps"]] for r in recs])
 
     scores, labels = score(records), [int(r["label"]) for r in records]
     if threshold != "calibrate":

@@ -27,6 +27,12 @@ def split_steps(solution: str) -> list[str]:
     return [s.strip() for s in body.split(STEP_SEPARATOR) if s.strip()]
 
 
+def flatten_step(step: str) -> str:
+    """One step as one line: the lines of a multi-line step (external data such as ProcessBench)
+    joined by spaces, so the step count and indices survive the step contract."""
+    return " ".join(part.strip() for part in step.strip().split(STEP_SEPARATOR) if part.strip())
+
+
 def join_steps(steps: list[str]) -> str:
     """Inverse of `split_steps` for clean steps (no separator inside a step)."""
     for i, step in enumerate(steps):
