@@ -24,20 +24,15 @@ import torch
 
 def eight_step_solutions(n: int, num_ops: int, seed: int) -> tuple[list[str], list[list[str]]]:
     from ttstrain.prompts import format_prompt
-    from ttstrain.world.task import ArithmeticProblem, apply_op
+    from ttstrain.world.task import LEVEL_SPECS, ArithmeticProblem, LevelSpec, draw_start_and_ops
 
+    top = LEVEL_SPECS[max(LEVEL_SPECS)]
+    spec = LevelSpec(num_ops, top.start_range, top.addsub_range, top.mul_range)  # the top level, longer
     rng = random.Random(seed)
     prompts, steps = [], []
-    while len(prompts) < n:
-        start, ops = rng.randint(2, 99), []
-        value = start
-        while len(ops) < num_ops:
-            op = rng.choice("+-*")
-            x = rng.randint(2, 9) if op == "*" else rng.randint(2, 99)
-            if 0 <= apply_op(value, op, x) <= 9999:
-                ops.append((op, x))
-                value = apply_op(value, op, x)
-        p = ArithmeticProblem(id=f"bench-{len(prompts)}", level=5, start=start, ops=tuple(ops))
+    for i in range(n):
+        start, ops = draw_start_and_ops(rng, spec)
+        p = ArithmeticProblem(id=f"bench-{i}", level=5, start=start, ops=ops)
         prompts.append(format_prompt(p.question))
         steps.append(p.gold_steps())
     return prompts, steps

@@ -37,11 +37,6 @@ def _problem_id(prefix: str, question: str) -> str:
     return f"{prefix}-" + hashlib.sha1(question.encode()).hexdigest()[:12]
 
 
-def _clean_step(step: str) -> str:
-    # steps may not contain the separator: a multi-line step becomes one line
-    return flatten_step(step)
-
-
 def _row(question: str, steps: list[str], labels: list[float], source: str, *, sample_index: int = 0,
          final_correct: bool | None = None, gold: str | None = None, level=None, prompt: str | None = None) -> dict:
     if len(steps) != len(labels):
@@ -54,7 +49,8 @@ def _row(question: str, steps: list[str], labels: list[float], source: str, *, s
             raise ValueError(f"{source}: label {i} is {x}, outside [0, 1]")
     return {
         "prompt": prompt if prompt is not None else format_prompt(question),
-        "completions": [_clean_step(s) for s in steps],
+        # steps may not contain the separator: a multi-line step becomes one line
+        "completions": [flatten_step(s) for s in steps],
         "labels": labels,
         "problem_id": _problem_id(source, question),
         "sample_index": sample_index,

@@ -226,11 +226,10 @@ def write_demo_report(out: Path, report: dict) -> None:
     plot_curves(out / "baselines.png", curves, "Default world: sampling baselines")
     by_level = {f"majority@N L{lvl}": v["majority_at"] for lvl, v in base["by_level"].items()}
     plot_curves(out / "majority_by_level.png", by_level, "Majority vote by level")
-    if "prm" in report:
-        bon = report["prm"]["best_of_n"]
-        plot_curves(out / "best_of_n.png", {"PRM-weighted best-of-N": bon["weighted_at"],
-                                            "majority@N": bon["majority_at"], "pass@N (oracle)": base["overall"]["pass_at"]},
-                    "Default world: PRM best-of-N vs majority")
+    bon = report["prm"]["best_of_n"]
+    plot_curves(out / "best_of_n.png", {"PRM-weighted best-of-N": bon["weighted_at"],
+                                        "majority@N": bon["majority_at"], "pass@N (oracle)": base["overall"]["pass_at"]},
+                "Default world: PRM best-of-N vs majority")
     write_json(out / "report.json", report)
 
     s = report["sizes"]

@@ -107,13 +107,12 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
 
     `samples` are rows of `ttstrain sample` (problem_id, question or prompt, steps, answer, correct).
     """
-    samples = list(samples)
     scores = scorer.score_solutions([sample_prompt(r) for r in samples], [list(r["steps"]) for r in samples], how=how)
-    for r, s in zip(samples, scores):
-        r["_prm_score"] = s
-    curves = {"weighted": [], "majority": [], "naive": [], "pass": []}
+    # copies carry each score through the grouping; the caller's rows stay as they were
+    scored = [{**r, "_prm_score": s} for r, s in zip(samples, scores)]
+    curves = {"weighted": [], "majority": [], "naive": []}
     by_level: dict = {}
-    for pid, rows in group_by_problem(samples).items():
+    for pid, rows in group_by_problem(scored).items():
         keys = [answer_key(r["answer"]) for r in rows]
         good = {k for k, r in zip(keys, rows) if r["correct"]}
         weights = [r["_prm_score"] for r in rows]
@@ -127,8 +126,6 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
         for name, c in (("weighted", w), ("majority", m), ("naive", nv)):
             curves[name].append(c)
             by_level.setdefault(rows[0].get("level"), {}).setdefault(name, []).append(c)
-    for r in samples:
-        r.pop("_prm_score", None)
 
     def mean_curve(cs):
         return {b: round(sum(c[b] for c in cs) / len(cs), 4) for b in budgets if all(b in c for c in cs)}

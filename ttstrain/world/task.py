@@ -108,7 +108,11 @@ def apply_op(value: int, op: str, x: int) -> int:
 
 
 def _draw_problem(rng: random.Random, level: int) -> tuple[int, tuple[tuple[str, int], ...]]:
-    spec = LEVEL_SPECS[level]
+    return draw_start_and_ops(rng, LEVEL_SPECS[level])
+
+
+def draw_start_and_ops(rng: random.Random, spec: LevelSpec) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """A start number and `spec.num_ops` operations whose running value stays in 0..MAX_VALUE."""
     start = rng.randint(*spec.start_range)
     value, ops = start, []
     while len(ops) < spec.num_ops:
