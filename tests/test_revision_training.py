@@ -123,3 +123,10 @@ def test_revision_orm_rows_and_eval_stage(tmp_path, monkeypatch):
     for name in ("chains.parquet", "orm_data.parquet", "eval_revision.json", "config.json"):
         assert (tmp_path / "ev" / name).exists()
     assert json.loads((tmp_path / "ev" / "eval_revision.json").read_text())["num_chains"] == 2
+
+
+def test_cpu_training_defaults_to_full_precision_without_checkpointing(tmp_path):
+    # TRL's SFTConfig turns bf16 on everywhere; bf16 autocast on a CPU made revision SFT ~10x slower
+    cfg = RevisionConfig(output_dir=str(tmp_path / "rev"), use_cpu=True, report_to="none")
+    assert cfg.bf16 is False and cfg.gradient_checkpointing is False
+    assert RevisionConfig(output_dir=str(tmp_path / "rev"), use_cpu=True, bf16=False, report_to="none").bf16 is False
