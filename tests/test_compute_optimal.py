@@ -218,3 +218,16 @@ def test_stage_writes_report_plots_and_json(tmp_path):
     md = (out / "compute_optimal.md").read_text()
     assert "compute-optimal (oracle bins, 2-fold CV)" in md and "FLOPs-matched" in md
     assert (out / "bins.parquet").exists() and (out / "config.json").exists()
+
+
+def test_revision_score_column_names_the_verifier(tmp_path):
+    from ttstrain.stages.compute_optimal import load_revision_rows
+
+    # one problem, two chains of one attempt: the PRM prefers the right answer, majority cannot break the tie
+    rows = [{"problem_id": "q", "chain": c, "step": 0, "answer": a, "correct": a == "1", "score_prm": s}
+            for c, (a, s) in enumerate([("1", 0.9), ("2", 0.1)])]
+    write_parquet(tmp_path / "chains.parquet", rows)
+    weighted = load_revision_rows(str(tmp_path / "chains.parquet"), "weighted", score_column="score_prm")
+    assert {(r["sequential"], r["parallel"]): r["accuracy"] for r in weighted}[(1, 2)] == 1.0
+    with pytest.raises(ValueError, match="score_orm"):
+        load_revision_rows(str(tmp_path / "chains.parquet"), "weighted", score_column="score_orm")

@@ -48,6 +48,7 @@ class ComputeOptimalConfig:
     samples: str | None = field(default=None, metadata={"help": "Graded samples for oracle bins (parquet or `ttstrain sample` folder); default: the first search folder's best-of-N candidates."})
     scores: str | None = field(default=None, metadata={"help": "Rows with problem_id and verifier `score` for predicted bins; default: samples if scored, else the best-of-N candidates."})
     revisions: str | None = field(default=None, metadata={"help": "Revision chains parquet, or per-problem rows (problem_id, sequential, parallel, accuracy)."})
+    revision_score: str = field(default="score", metadata={"help": "Column of the revision chains holding the verifier score (`ttstrain eval-revision` writes score_prm and score_orm)."})
     revision_selection: str = field(default="auto", metadata={"help": "Answer selection over revision chains: majority, weighted (all attempts), hierarchical (within each chain, then across), auto (weighted if scored, else majority)."})
     strategies: list[str] = field(default_factory=list, metadata={"help": "Search strategies to choose among (empty: all found)."})
     baseline: str = field(default="best_of_n_weighted", metadata={"help": "Search strategy compute-optimal is compared with."})
@@ -108,12 +109,16 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
     return rows, first_config
 
 
-def load_revision_rows(path: str, selection: str = "auto") -> list[dict]:
+def load_revision_rows(path: str, selection: str = "auto", score_column: str = "score") -> list[dict]:
     from ttstrain.compute_optimal import revision_accuracy_rows, revision_strategy
 
-    rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", "score", "sequential", "parallel",
-                              "accuracy"])
+    rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
+                              "parallel", "accuracy"])
     if rows and "chain" in rows[0]:
+        if score_column != "score":
+            if score_column not in rows[0]:
+                raise ValueError(f"{path}: no column {score_column!r} (revision_score); columns: {sorted(rows[0])}")
+            rows = [{**{k: v for k, v in r.items() if k != score_column}, "score": r.get(score_column)} for r in rows]
         return revision_accuracy_rows(rows, selection=selection)
     return [{"problem_id": str(r["problem_id"]), "strategy": revision_strategy(int(r["sequential"])),
              "sequential": int(r["sequential"]), "parallel": int(r["parallel"]),
@@ -371,7 +376,7 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
         table = co.strategy_table(search_rows)
         report["families"]["search"] = co.analyze_family(table, cfg.baseline, bins, strategies=cfg.strategies or None,
                                                          **analysis_kw)
-    revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection) if cfg.revisions else []
+    revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection, cfg.revision_score) if cfg.revisions else []
     if revision_rows:
         table = co.strategy_table(revision_rows)
         by_length = [s for _, s in sorted({(r["sequential"], r["strategy"]) for r in revision_rows})]
