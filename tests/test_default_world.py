@@ -96,9 +96,12 @@ def test_quick_demo_end_to_end(tmp_path):
     from ttstrain.demo import DemoConfig, run_demo
 
     out = tmp_path / "demo"
-    report = run_demo(DemoConfig(out=str(out), quick=True, test_per_level=4, num_samples=8, label_per_level=2))
+    report = run_demo(DemoConfig(out=str(out), quick=True, test_per_level=4, num_samples=8, label_per_level=2,
+                                 revision_per_level=2))
     for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet", "best_of_n.png",
-                 "prm/model.safetensors", "prm/prm_train_config.json", "eval_prm/eval_prm.json"):
+                 "prm/model.safetensors", "prm/prm_train_config.json", "eval_prm/eval_prm.json",
+                 "revision_model/model.safetensors", "eval_revision/chains.parquet",
+                 "compute_optimal/revision_ratio_sweep.png"):
         assert (out / name).exists(), name
     text = (out / "report.md").read_text()
     assert "greedy pass@1" in text and "Monte Carlo step labels" in text and "Process reward model" in text
@@ -109,5 +112,10 @@ def test_quick_demo_end_to_end(tmp_path):
     assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search"} and sr["budgets"] == [1, 2, 4]
     assert sr["generations"]["beam_search"][4] == 4 and "oracle" in sr["compute_optimal"]
     assert (out / "compute_optimal" / "compute_optimal.md").exists() and "Test-time search" in text
+    rv = report["revisions"]
+    assert rv["data"]["rows"] > 0 and rv["training"]["optimizer_steps"] >= 1 and "## Revisions" in text
+    assert set(rv["pass@1_by_revision_step"]) == {0, 1, 2, 3} and rv["num_chains"] == 2 and rv["problems"] == 10
+    assert set(rv["curves"]) == {"revisions(L=1)", "revisions(L=2)", "revisions(L=4)"}
+    assert set(rv["prm_hierarchical"]) == set(rv["majority"]) and "4x2" in rv["majority"]
     assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
     assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]

@@ -6,7 +6,8 @@ import random
 from collections import Counter
 
 from ttstrain.generation.scripted import ScriptedGenerator
-from ttstrain.revisions.pairs import build_revision_rows, closest_by_edit_distance, format_revision_prompt
+from ttstrain.revisions.pairs import (build_revision_rows, closest_by_edit_distance, fit_revision_prompt,
+                                     format_revision_prompt)
 from ttstrain.shards import load_dataset_dir
 from ttstrain.stages.build_revisions import BuildRevisionsConfig, run_build_revisions
 
@@ -73,6 +74,19 @@ def test_revision_prompt_keeps_the_last_four_attempts(char_tokenizer):
     assert text.endswith("Revised solution:\n") and text.startswith("Problem:\n")
     assert format_revision_prompt(PROBLEM["question"], []) == "Problem:\n" + PROBLEM["question"] + "\nSolution:\n"
     assert format_revision_prompt(PROBLEM["question"], attempts, tokenizer=char_tokenizer) == text  # no template
+
+
+def test_prompt_that_would_overflow_the_context_drops_its_oldest_attempts(char_tokenizer):
+    attempts = ["a" * 100, "b" * 100, "c" * 100]
+    full = format_revision_prompt(PROBLEM["question"], attempts)
+    n = len(char_tokenizer(full, add_special_tokens=False)["input_ids"])  # one token per character
+    assert fit_revision_prompt(PROBLEM["question"], attempts, char_tokenizer, max_tokens=n) == full
+    fitted = fit_revision_prompt(PROBLEM["question"], attempts, char_tokenizer, max_tokens=n - 1)
+    assert fitted == format_revision_prompt(PROBLEM["question"], attempts[1:])
+    # nothing fits: the bare question prompt, never a cut question
+    assert fit_revision_prompt(PROBLEM["question"], attempts, char_tokenizer, max_tokens=5) == \
+        format_revision_prompt(PROBLEM["question"], [])
+    assert fit_revision_prompt(PROBLEM["question"], attempts) == full  # no tokenizer, no limit
 
 
 def test_revision_prompt_with_chat_template(char_tokenizer):

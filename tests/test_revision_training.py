@@ -130,3 +130,28 @@ def test_cpu_training_defaults_to_full_precision_without_checkpointing(tmp_path)
     cfg = RevisionConfig(output_dir=str(tmp_path / "rev"), use_cpu=True, report_to="none")
     assert cfg.bf16 is False and cfg.gradient_checkpointing is False
     assert RevisionConfig(output_dir=str(tmp_path / "rev"), use_cpu=True, bf16=False, report_to="none").bf16 is False
+
+
+def test_sft_rows_fit_the_target_inside_max_length(char_tokenizer):
+    from ttstrain.trainers.revision_trainer import revision_sft_rows
+
+    row = {"question": ROWS[0]["question"], "previous_attempts": ["x" * 300, "y" * 300], "target": ROWS[0]["target"]}
+    (fitted,) = revision_sft_rows([row], char_tokenizer, max_length=500)
+    assert "y" * 300 in fitted["prompt"] and "x" * 300 not in fitted["prompt"] and fitted["completion"] == row["target"]
+    total = len(char_tokenizer(fitted["prompt"] + fitted["completion"], add_special_tokens=False)["input_ids"]) + 2
+    assert total <= 500
+    (unfitted,) = revision_sft_rows([row], char_tokenizer)
+    assert "x" * 300 in unfitted["prompt"]
+
+
+def test_chains_drop_old_attempts_past_the_generators_context(char_tokenizer):
+    import copy
+
+    problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
+    gen = ScriptedGenerator(lambda prompt, j, params: "w" * 150 + "\nThe answer is \\boxed{3}.")
+    tok = copy.deepcopy(char_tokenizer)
+    tok.model_max_length = 700  # prompts up to 500 tokens: the question and two attempts fit, three do not
+    rows = run_revision_chains(gen, problems, num_chains=1, chain_length=5, max_new_tokens=200, tokenizer=tok,
+                               progress=False)
+    lengths = [len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows]
+    assert max(lengths) <= 500 and [r["prompt"].count("Attempt ") for r in rows] == [0, 1, 2, 2, 2]

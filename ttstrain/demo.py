@@ -12,8 +12,14 @@ Stages, in order (each writes its data and resolved config under --out):
   6. prm      train a PRM on those soft labels (BCE, early stopping on 10% held-out questions)
   7. prm_eval held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the test samples
   8. search   majority, PRM-weighted best-of-N and beam search (M=4) at N = 1, 2, 4, ... on test problems
-  9. compute_optimal  difficulty bins (oracle: pass@1 of the samples; predicted: mean PRM score),
-              best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N
+  9. revision_data  sampled answers of training problems at a higher temperature, correct ones
+              paired with wrong attempts (closest by edit distance last)
+ 10. revision       revision SFT of the policy on them (loss on the correct answer only)
+ 11. revision_eval  sequential revision chains on the searched test problems: pass@1 by revision
+              step, flip rates, majority vs PRM-hierarchical selection per chains x length split
+ 12. compute_optimal  difficulty bins (oracle: pass@1 of the samples; predicted: mean PRM score),
+              best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N, for
+              the search methods and for sequential:parallel revision splits
 Then `report.md`, `report.json` and the plots are written to --out, with the sizes used and
 the wall time of every stage.
 """
@@ -48,6 +54,13 @@ class DemoConfig:
     search_per_level: int | None = field(default=None, metadata={"help": "Test problems per level searched (default 10; quick 2)."})
     search_max_budget: int | None = field(default=None, metadata={"help": "Largest search budget N (default 16; quick 4)."})
     prm_learning_rate: float = field(default=1e-3, metadata={"help": "PRM learning rate (a tiny body learns in minutes at 1e-3; paper 3e-5)."})
+    revision_per_level: int | None = field(default=None, metadata={"help": "Training problems per level for revision data (default 24; quick 4)."})
+    revision_samples: int | None = field(default=None, metadata={"help": "Answers sampled per revision-data problem (default 32; quick 8; paper 64)."})
+    revision_temperature: float = field(default=1.2, metadata={"help": "Temperature of the revision-data samples."})
+    revision_epochs: float | None = field(default=None, metadata={"help": "Revision SFT epochs (default 2; quick 1)."})
+    revision_learning_rate: float = field(default=3e-4, metadata={"help": "Revision SFT learning rate (paper 1e-5, for billion-parameter models)."})
+    revision_chains: int | None = field(default=None, metadata={"help": "Parallel revision chains per test problem (default 4; quick 2)."})
+    revision_length: int = field(default=4, metadata={"help": "Attempts per revision chain."})
 
     def __post_init__(self):
         if self.test_per_level is None:
@@ -66,6 +79,14 @@ class DemoConfig:
             self.search_per_level = 2 if self.quick else 10
         if self.search_max_budget is None:
             self.search_max_budget = 4 if self.quick else 16
+        if self.revision_per_level is None:
+            self.revision_per_level = 4 if self.quick else 24
+        if self.revision_samples is None:
+            self.revision_samples = 8 if self.quick else 32
+        if self.revision_epochs is None:
+            self.revision_epochs = 1 if self.quick else 2
+        if self.revision_chains is None:
+            self.revision_chains = 2 if self.quick else 4
 
 
 class StageClock:
@@ -161,12 +182,38 @@ def run_demo(cfg: DemoConfig) -> dict:
         shutil.rmtree(search_dir, ignore_errors=True)
         search_summary = run_search_stage(search_cfg, generator=generator)
 
+    with clock.stage("revision_data"):
+        from ttstrain.stages.build_revisions import BuildRevisionsConfig, run_build_revisions
+
+        revision_data_dir = out / f"revisions-{cfg.revision_per_level}x{cfg.revision_samples}-seed{cfg.seed}"
+        revision_data = run_build_revisions(BuildRevisionsConfig(
+            output_dir=str(revision_data_dir), model=cfg.policy, backend=cfg.backend, problems="arith", split="train",
+            per_level=cfg.revision_per_level, num_samples=cfg.revision_samples, temperature=cfg.revision_temperature,
+            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed), generator=generator)
+
+    with clock.stage("revision"):
+        from ttstrain.trainers.revision_trainer import train_revision
+
+        revision_cfg = demo_revision_config(cfg, revision_data_dir, out / "revision_model")
+        train_revision(revision_cfg)
+        revision_training = revision_training_summary(out / "revision_model", revision_cfg)
+
+    with clock.stage("revision_eval"):
+        from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
+
+        revision_eval = run_eval_revision(EvalRevisionConfig(
+            output_dir=str(out / "eval_revision"), model=str(out / "revision_model"), backend=cfg.backend,
+            problems="arith", split="test", per_level=cfg.search_per_level, num_chains=cfg.revision_chains,
+            chain_length=cfg.revision_length, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+            prm=str(out / "prm"), seed=cfg.seed))
+
     with clock.stage("compute_optimal"):
         from ttstrain.stages.compute_optimal import ComputeOptimalConfig, run_compute_optimal
 
-        co_report = run_compute_optimal(ComputeOptimalConfig(output_dir=str(out / "compute_optimal"),
-                                                             search_dirs=[str(search_dir)],
-                                                             samples=str(out / "samples.parquet"), seed=cfg.seed))
+        co_report = run_compute_optimal(ComputeOptimalConfig(
+            output_dir=str(out / "compute_optimal"), search_dirs=[str(search_dir)],
+            samples=str(out / "samples.parquet"), revisions=str(out / "eval_revision" / "chains.parquet"),
+            revision_score="score_prm", revision_selection="hierarchical", seed=cfg.seed))
 
     report = {
         "sizes": {"levels": sorted({p["level"] for p in problems}), "test_problems": len(problems),
@@ -174,7 +221,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                   "temperature": cfg.temperature, "budgets": budgets, "quick": cfg.quick,
                   "label_problems_per_level": cfg.label_per_level, "label_samples": cfg.label_samples,
                   "label_rollouts": cfg.label_rollouts, "search_per_level": cfg.search_per_level,
-                  "search_max_budget": cfg.search_max_budget},
+                  "search_max_budget": cfg.search_max_budget, "revision_per_level": cfg.revision_per_level,
+                  "revision_samples": cfg.revision_samples, "revision_chains": cfg.revision_chains,
+                  "revision_length": cfg.revision_length},
         "generator": generator.identity(),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "greedy_pass@1": greedy_acc,
@@ -187,6 +236,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         "prm": {"training": prm_training, "heldout": prm_eval["heldout"], "best_of_n": prm_eval["best_of_n"],
                 "learning_rate": cfg.prm_learning_rate, "epochs": cfg.prm_epochs},
         "search": search_summary_for_report(search_summary, co_report),
+        "revisions": revision_summary_for_report(revision_data, revision_training, revision_eval, co_report,
+                                                 samples, cfg),
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
@@ -204,6 +255,32 @@ def demo_prm_config(cfg: DemoConfig, label_dir: Path, out: Path):
                      num_train_epochs=cfg.prm_epochs, eval_strategy="epoch", save_strategy="epoch",
                      save_total_limit=1, logging_steps=10, early_stopping_patience=2, seed=cfg.seed,
                      report_to=[], dataloader_pin_memory=False)
+
+
+def demo_revision_config(cfg: DemoConfig, data_dir: Path, out: Path):
+    """recipes/default/revision/config_demo.yaml's settings, sized by the demo (one final model, no
+    periodic checkpoints: the demo evaluates the model it ends with)."""
+    from ttstrain.trainers.revision_config import RevisionConfig
+
+    return RevisionConfig(output_dir=str(out), model_name_or_path=cfg.policy, dataset_path=str(data_dir),
+                          learning_rate=cfg.revision_learning_rate, warmup_steps=10, per_device_train_batch_size=16,
+                          gradient_accumulation_steps=1, num_train_epochs=cfg.revision_epochs, max_length=1024,
+                          save_strategy="no", logging_steps=10, dropout=0.0, seed=cfg.seed, use_cpu=True,
+                          report_to="none", dataloader_pin_memory=False)
+
+
+def revision_training_summary(model_dir: Path, revision_cfg) -> dict:
+    """Rows, optimizer steps and the first/last logged training loss of the revision SFT run."""
+    import json
+
+    state_file = model_dir / "trainer_state.json"
+    history = json.loads(state_file.read_text())["log_history"] if state_file.exists() else []
+    losses = [h["loss"] for h in history if "loss" in h]
+    mean_loss = next((h["train_loss"] for h in history if "train_loss" in h), None)
+    return {"mean_loss": mean_loss,"learning_rate": revision_cfg.learning_rate, "epochs": revision_cfg.num_train_epochs,
+            "batch": revision_cfg.per_device_train_batch_size * revision_cfg.gradient_accumulation_steps,
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "optimizer_steps": max((h.get("step", 0) for h in history), default=None)}
 
 
 def label_signal(label_dir: Path) -> dict:
@@ -272,6 +349,10 @@ def write_demo_report(out: Path, report: dict) -> None:
         "## Test-time search and compute-optimal scaling",
         "",
         search_section(report["search"]),
+        "",
+        "## Revisions",
+        "",
+        revision_section(report["revisions"]),
         "",
         "## Cost",
         "",
@@ -355,6 +436,107 @@ def search_summary_for_report(summary: dict, co_report: dict) -> dict:
         "bin_agreement": co_report.get("bin_agreement"),
         "seconds": summary.get("seconds"),
     }
+
+
+def revision_summary_for_report(data: dict | None, training: dict, evaluation: dict, co_report: dict,
+                                samples: list[dict], cfg: DemoConfig) -> dict:
+    """Revision data and training, pass@1 along chains against the base policy's samples on the same
+    problems, selection rules per split, and the sequential-vs-parallel compute-optimal family."""
+    import pyarrow.parquet as pq
+
+    ids = set(pq.read_table(Path(cfg.out) / "eval_revision" / "chains.parquet", columns=["problem_id"])
+              .column("problem_id").to_pylist())
+    base = [r["correct"] for r in samples if r["problem_id"] in ids]
+    fam = co_report["families"].get("revisions", {})
+    data = data or {}
+    return {
+        "data": {**{k: data.get(k, 0) for k in ("questions", "rows", "samples", "samples_valid", "correct", "incorrect",
+                                                "questions_without_correct", "questions_without_incorrect",
+                                                "samples_dropped_no_answer")},
+                 "k_histogram": data.get("k_histogram"), "samples_per_question": cfg.revision_samples},
+        "training": training, "temperature": cfg.revision_temperature,
+        "problems": evaluation["problems"], "num_chains": evaluation["num_chains"],
+        "chain_length": evaluation["chain_length"],
+        "base_policy_sampled_pass@1": round(sum(base) / len(base), 4) if base else None,
+        "pass@1_by_revision_step": {int(k): v for k, v in evaluation["pass@1_by_revision_step"].items()},
+        "flip_rates": evaluation["flip_rates"],
+        "majority": evaluation["majority"],
+        "prm_hierarchical": evaluation["verifiers"].get("prm", {}).get("hierarchical"),
+        "prm_auroc": evaluation["verifiers"].get("prm", {}).get("auroc_all_attempts"),
+        "compute_optimal": {kind: {int(b): v for b, v in sel["accuracy"].items()}
+                            for kind, sel in fam.get("compute_optimal", {}).items()},
+        "choices_oracle": fam.get("compute_optimal", {}).get("oracle", {}).get("choices"),
+        "curves": {name: {int(b): v for b, v in c.items()} for name, c in fam.get("curves", {}).items()},
+    }
+
+
+def revision_section(rv: dict) -> str:
+    from ttstrain.report import md_table
+
+    d, tr = rv["data"], rv["training"]
+    steps = rv["pass@1_by_revision_step"]
+    first, last = steps[min(steps)], steps[max(steps)]
+    trend = "rises" if last > first else "falls" if last < first else "stays flat"
+    fr = rv["flip_rates"]
+    splits = sorted(rv["majority"], key=lambda k: (int(k.split("x")[0]) * int(k.split("x")[1]), k))
+    curves = rv["curves"]
+    budgets = sorted({b for c in curves.values() for b in c})
+    kinds = list(rv["compute_optimal"])
+    lines = [
+        f"Data: {d['questions']} training problems x {d['samples_per_question']} answers at temperature "
+        f"{rv['temperature']}; {d['correct']} correct answers became {d['rows']} rows "
+        f"(k previous wrong attempts, histogram {d['k_histogram']}); {d['questions_without_correct']} problems had "
+        f"no correct answer, {d['questions_without_incorrect']} no wrong one.",
+        "",
+        f"Revision SFT of the policy (loss on the correct answer only): lr {tr['learning_rate']}, batch {tr['batch']}, "
+        f"{tr['epochs']} epochs, {tr['optimizer_steps']} optimizer steps; training loss {_f(tr['first_loss'])} "
+        f"(first logged) -> {_f(tr['last_loss'])} (last), {_f(tr['mean_loss'])} on average.",
+        "",
+        f"Sequential chains on {rv['problems']} test problems ({rv['num_chains']} chains x {rv['chain_length']} "
+        f"attempts, each attempt conditioned on the chain's previous ones, at most 4). pass@1 by revision step "
+        f"{trend} from step 1 to step {max(steps) + 1} ({first:.3f} -> {last:.3f}); the base policy's sampled pass@1 "
+        f"on the same problems is {_f(rv['base_policy_sampled_pass@1'])}.",
+        "",
+        md_table(["revision step"] + [str(s + 1) for s in steps], [["pass@1"] + [_f(v) for v in steps.values()]]),
+        "",
+        f"A correct answer turned into a wrong one at the next revision {_f(fr['correct_to_incorrect'])} of the time "
+        f"({fr['transitions_from_correct']} transitions; the paper saw 0.38); a wrong one into a right one "
+        f"{_f(fr['incorrect_to_correct'])} ({fr['transitions_from_incorrect']}). The PRM's AUROC on the attempts: "
+        f"{_f(rv['prm_auroc'])}.",
+        "",
+        "Accuracy of L sequential x P parallel attempts (budget L*P), answer by majority over all attempts or "
+        "hierarchically with the PRM (weighted best-of-N within each chain, then across chains):",
+        "",
+        md_table(["L x P", "budget", "majority", "PRM hierarchical"],
+                 [[k, int(k.split("x")[0]) * int(k.split("x")[1]), _f(rv["majority"].get(k)),
+                   _f((rv["prm_hierarchical"] or {}).get(k))] for k in splits]),
+        "",
+        "Compute-optimal over the sequential:parallel split (PRM-hierarchical selection, oracle bins, 2-fold CV) "
+        "against parallel sampling (L = 1):",
+        "",
+        md_table(["N"] + list(curves) + [f"compute-optimal ({k} bins)" for k in kinds],
+                 [[b] + [_f(c.get(b)) for c in curves.values()] + [_f(rv["compute_optimal"][k].get(b)) for k in kinds]
+                  for b in budgets]),
+        "",
+        "Sequential length chosen per oracle bin (1 = easiest) and budget, one choice per cross-validation fold:",
+        "",
+        choices_table(rv["choices_oracle"] or {}),
+        "",
+        "Plots: [compute_optimal/accuracy_revisions.png](compute_optimal/accuracy_revisions.png), "
+        "[compute_optimal/revision_ratio_sweep.png](compute_optimal/revision_ratio_sweep.png).",
+    ]
+    return "\n".join(lines)
+
+
+def choices_table(choices: dict) -> str:
+    """bins x budgets, each cell the strategies chosen by the folds, `revisions(L=4)` shown as `L=4`."""
+    from ttstrain.report import md_table
+
+    budgets = sorted({int(b) for per in choices.values() for b in per})
+    short = lambda name: name.replace("revisions(", "").rstrip(")")  # noqa: E731
+    return md_table(["bin"] + [f"N={b}" for b in budgets],
+                    [[k] + [" / ".join(short(c) for c in per.get(str(b), per.get(b, []))) for b in budgets]
+                     for k, per in sorted(choices.items(), key=lambda kv: int(kv[0]))])
 
 
 def _f(x, nd=3):

@@ -19,21 +19,30 @@ from tqdm.auto import tqdm
 
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent
-from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, format_revision_prompt
+from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt
 
 
 def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_chains: int, chain_length: int,
                         temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 320, seed: int = 0,
-                        max_attempts: int = MAX_CONTEXT_ATTEMPTS, tokenizer=None, progress: bool = True) -> list[dict]:
+                        max_attempts: int = MAX_CONTEXT_ATTEMPTS, tokenizer=None, max_prompt_tokens: int | None = None,
+                        progress: bool = True) -> list[dict]:
     """One row per attempt: problem_id, question, gold, chain, step, prompt (the revision prompt the
-    attempt was generated from), completion, answer, correct, num_tokens, prompt_tokens."""
+    attempt was generated from), completion, answer, correct, num_tokens, prompt_tokens.
+
+    `tokenizer` formats with its chat template if it has one. Prompts longer than
+    `max_prompt_tokens` lose their oldest attempts; by default the limit is the generator's context
+    (its tokenizer's `model_max_length`) minus `max_new_tokens`."""
     history: dict[tuple[int, int], list[str]] = defaultdict(list)
     rows: list[dict] = []
     params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     keys = [(p, c) for p in range(len(problems)) for c in range(num_chains)]
+    counter = tokenizer or generator.tokenizer
+    context = getattr(counter, "model_max_length", None)
+    if max_prompt_tokens is None and context and max_new_tokens < context < 10**6:  # HF's "no limit" is ~1e30
+        max_prompt_tokens = context - max_new_tokens
     for step in tqdm(range(chain_length), desc="revision chains", disable=not progress):
-        prompts = [format_revision_prompt(problems[p]["question"], history[(p, c)], tokenizer, max_attempts)
-                   for p, c in keys]
+        prompts = [fit_revision_prompt(problems[p]["question"], history[(p, c)], tokenizer, max_attempts,
+                                       max_tokens=max_prompt_tokens, counter=counter) for p, c in keys]
         results = generator.generate(prompts, params, streams=[c for _, c in keys])
         for (p, c), prompt, res in zip(keys, prompts, results):
             comp = res.completions[0]

@@ -70,6 +70,21 @@ def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Rand
     return rows, dict(stats)
 
 
+def fit_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
+                        max_attempts: int = MAX_CONTEXT_ATTEMPTS, max_tokens: int | None = None, counter=None) -> str:
+    """`format_revision_prompt` with the oldest attempts dropped until the prompt is at most
+    `max_tokens` tokens as `counter` (default: `tokenizer`) counts them: the model's context minus
+    room for the answer. No limit without a counter and `max_tokens`; the question is never cut."""
+    counter = counter or tokenizer
+    attempts = list(previous_attempts)[-max_attempts:] if max_attempts > 0 else []
+    while True:
+        prompt = format_revision_prompt(question, attempts, tokenizer, max_attempts)
+        if not attempts or counter is None or max_tokens is None \
+                or len(counter(prompt, add_special_tokens=False)["input_ids"]) <= max_tokens:
+            return prompt
+        attempts = attempts[1:]
+
+
 def format_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
                            max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> str:
     """The model input for a revision: the question, the most recent attempts, then room for a new one.

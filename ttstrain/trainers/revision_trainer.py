@@ -13,12 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ttstrain.revisions.pairs import format_revision_prompt
+from ttstrain.revisions.pairs import fit_revision_prompt
 
 
-def revision_sft_rows(rows: Sequence[dict], tokenizer=None, max_attempts: int = 4) -> list[dict]:
-    return [{"prompt": format_revision_prompt(r["question"], r["previous_attempts"], tokenizer, max_attempts),
-             "completion": r["target"]} for r in rows]
+def revision_sft_rows(rows: Sequence[dict], tokenizer=None, max_attempts: int = 4,
+                      max_length: int | None = None) -> list[dict]:
+    """Prompt-completion pairs; with a tokenizer and `max_length`, the oldest attempts of a row are
+    dropped until question, attempts and target fit (truncation would otherwise cut the target)."""
+    out = []
+    for r in rows:
+        budget = None
+        if tokenizer is not None and max_length:
+            budget = max_length - len(tokenizer(r["target"], add_special_tokens=False)["input_ids"]) - 2  # BOS, EOS
+        prompt = fit_revision_prompt(r["question"], r["previous_attempts"], tokenizer, max_attempts, max_tokens=budget)
+        out.append({"prompt": prompt, "completion": r["target"]})
+    return out
 
 
 def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence[dict] | None = None):
@@ -38,7 +47,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
     model.train()
     if train_rows is None:
         train_rows = load_dataset_dir(cfg.dataset_path).to_list()
-    dataset = Dataset.from_list(revision_sft_rows(train_rows, tokenizer, cfg.max_attempts))
+    dataset = Dataset.from_list(revision_sft_rows(train_rows, tokenizer, cfg.max_attempts, cfg.max_length))
     return SFTTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer)
 
 
@@ -49,6 +58,7 @@ def train_revision(cfg) -> Path:
     trainer.train()
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
+    trainer.state.save_to_json(str(out / "trainer_state.json"))  # the loss history, next to the final model
     trainer.processing_class.save_pretrained(str(out))
     write_resolved_config(out, {k: v for k, v in cfg.to_dict().items()}, name="ttstrain_config.json")
     write_text(out / "README.md", "\n".join([
