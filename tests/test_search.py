@@ -330,10 +330,14 @@ def test_verifier_without_token_count_is_refused():
 
 
 def test_registry_has_one_signature():
-    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead"}
+    from ttstrain.prompts import format_prompt
+
+    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead",
+                                   "revisions"}
     gen = Policy(lambda prompt, j, params: BOX["1"])
     for name, fn in SEARCH_METHODS.items():
-        (res,) = fn(gen, ScriptedScorer({}, default=0.5), [P], SearchConfig(n=2, beam_width=2, lookahead_steps=1))
+        (res,) = fn(gen, ScriptedScorer({}, default=0.5), [format_prompt("Q?")],
+                    SearchConfig(n=2, beam_width=2, lookahead_steps=1, revision_length=2))
         assert res.method == name and res.answer == "1" and len(res.candidates) == 2
     with pytest.raises(ValueError, match="unknown aggregation"):
         SearchConfig(aggregation="median")
@@ -428,3 +432,62 @@ def test_stage_help_and_yaml(tmp_path):
     (cfg,) = make_parser().parse_args_and_config(["--config", str(recipe), "--max_budget", "16"])
     assert cfg.methods == ["majority", "beam_search"] and cfg.budgets() == [1, 2, 4, 8, 16]
     assert cfg.search_config(16).width() == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# revisions: chains of a revision model, hierarchical or majority selection
+# ---------------------------------------------------------------------------------------------
+
+
+def _revision_policy():
+    """Chain c's attempt s (s = the number of attempts in its prompt): chain 0 says 5, 5; chain 1 says 7, 8."""
+    answers = {0: ["5", "5", "5", "5"], 1: ["7", "8", "8", "8"]}
+
+    def script(prompt, stream, params):
+        return "step" + STEP_SEPARATOR + BOX[answers[stream % 2][prompt.count("Attempt ")]]
+
+    return Policy(script)
+
+
+@pytest.mark.parametrize("how, answer", [("majority", "5"), ("hierarchical", "7"), ("weighted", "7")])
+def test_revision_search_selection_and_exact_cost(how, answer):
+    from ttstrain.prompts import format_prompt
+    from ttstrain.revisions.pairs import format_revision_prompt
+
+    question = "Start with 1.\n1. Add 4.\nWhat is the result?"
+    gen = _revision_policy()
+    values = {BOX["5"]: 0.1, BOX["7"]: 0.9, BOX["8"]: 0.2}
+    scorer = ScriptedScorer(lambda prompt, prefix: values.get(prefix[-1], 0.5), num_parameters=10)
+    (res,) = run_search("revisions", gen, scorer, [{"question": question}], budget=4, revision_length=2,
+                        revision_selection=how)
+    # majority over 5, 5, 7, 8 -> 5; hierarchical: chain 0 votes 5 (0.2), chain 1 votes 7 (0.9) -> 7
+    assert res.answer == answer and res.method == "revisions" and res.selection == how
+    assert [c.answer for c in res.candidates] == ["5", "5", "7", "8"]  # chain-major
+    # two rounds of one generate call each, P = 2 chains per call; the second round's prompts hold the first attempt
+    assert len(gen.calls) == 2 and gen.calls[0].streams == [0, 1]
+    assert gen.calls[1].prompts == [format_revision_prompt(question, ["step\n" + BOX["5"]]),
+                                    format_revision_prompt(question, ["step\n" + BOX["7"]])]
+    check_totals(gen, scorer if how != "majority" else None, [res])
+    cost = res.cost
+    assert (cost.generations, cost.completions, cost.rounds) == (4, 4, 2)
+    assert cost.generated_tokens == 4 * (len("step\n" + BOX["5"]) + 1)  # 14 characters + end of sequence each
+    assert cost.prefill_tokens == sum(len(p) for call in gen.calls for p in call.prompts)
+    if how == "majority":
+        assert cost.verifier_tokens == 0 and res.candidates[0].score is None
+    else:  # every attempt scored after the plain question prompt: prompt + "step\n\\boxed{x}"
+        assert cost.verifier_tokens == 4 * (len(format_prompt(question)) + 14)
+
+
+def test_revision_search_splits_the_budget_and_keeps_four_attempts():
+    from ttstrain.prompts import format_prompt
+
+    gen = Policy(lambda prompt, j, params: BOX["1"])
+    (res,) = run_search("revisions", gen, None, [{"question": "Q?"}], budget=12, revision_length=6,
+                        revision_selection="majority")
+    assert len(res.candidates) == 12 and len(gen.calls) == 6 and all(len(c.prompts) == 2 for c in gen.calls)
+    assert [c.prompts[0].count("Attempt ") for c in gen.calls] == [0, 1, 2, 3, 4, 4]
+    (short,) = run_search("revisions", Policy(lambda prompt, j, params: BOX["1"]), None, [format_prompt("Q?")],
+                          budget=2, revision_length=4, revision_selection="majority")
+    assert short.cost.generations == 2 and short.cost.rounds == 2  # L clamped to N: one chain of 2
+    with pytest.raises(ValueError, match="format_prompt"):
+        run_search("revisions", gen, None, ["not a prompt"], budget=2, revision_selection="majority")

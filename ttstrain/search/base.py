@@ -118,6 +118,8 @@ class SearchConfig:
         search: a beam whose steps reach it is finished with finish_reason "length").
     max_step_tokens: cap on one step (step search and rollouts).
     max_rounds: step-search rounds before the search stops (Snell et al.: 40).
+    revision_length: L, sequential attempts per chain of revision search (N = L x chains).
+    revision_selection: how revision search picks its answer: hierarchical, majority or weighted.
     """
 
     n: int = 16
@@ -129,14 +131,16 @@ class SearchConfig:
     max_new_tokens: int = 512
     max_step_tokens: int = 256
     max_rounds: int = 40
+    revision_length: int = 4
+    revision_selection: str = "hierarchical"
     seed: int = 0
 
     def __post_init__(self):
         if self.n < 1:
             raise ValueError(f"budget n must be >= 1, got {self.n}")
         aggregate([0.5], self.aggregation)  # fails early on an unknown aggregation
-        if self.lookahead_steps < 0 or self.max_rounds < 1:
-            raise ValueError("lookahead_steps must be >= 0 and max_rounds >= 1")
+        if self.lookahead_steps < 0 or self.max_rounds < 1 or self.revision_length < 1:
+            raise ValueError("lookahead_steps must be >= 0, max_rounds >= 1 and revision_length >= 1")
 
     def width(self) -> int:
         """M for this N (see the class docstring)."""

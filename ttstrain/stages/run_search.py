@@ -67,6 +67,8 @@ class SearchStageConfig:
     max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
     beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N))."})
     lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search."})
+    revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model <revision model>)."})
+    revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
     aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of samples and beam steps."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold of samples and beam steps."})
@@ -90,7 +92,9 @@ class SearchStageConfig:
         width = int(self.beam_width) if self.beam_width.strip().isdigit() else self.beam_width.strip()
         return SearchConfig(n=n, beam_width=width, lookahead_steps=self.lookahead_steps, aggregation=self.aggregation,
                             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
-                            max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds, seed=self.seed)
+                            max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds,
+                            revision_length=self.revision_length, revision_selection=self.revision_selection,
+                            seed=self.seed)
 
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
