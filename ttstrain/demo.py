@@ -270,14 +270,14 @@ def demo_revision_config(cfg: DemoConfig, data_dir: Path, out: Path):
 
 
 def revision_training_summary(model_dir: Path, revision_cfg) -> dict:
-    """Rows, optimizer steps and the first/last logged training loss of the revision SFT run."""
+    """Optimizer settings, steps, and the first, last and mean training loss of the revision SFT run."""
     import json
 
     state_file = model_dir / "trainer_state.json"
     history = json.loads(state_file.read_text())["log_history"] if state_file.exists() else []
     losses = [h["loss"] for h in history if "loss" in h]
     mean_loss = next((h["train_loss"] for h in history if "train_loss" in h), None)
-    return {"mean_loss": mean_loss,"learning_rate": revision_cfg.learning_rate, "epochs": revision_cfg.num_train_epochs,
+    return {"mean_loss": mean_loss, "learning_rate": revision_cfg.learning_rate, "epochs": revision_cfg.num_train_epochs,
             "batch": revision_cfg.per_device_train_batch_size * revision_cfg.gradient_accumulation_steps,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "optimizer_steps": max((h.get("step", 0) for h in history), default=None)}

@@ -15,14 +15,26 @@ from __future__ import annotations
 from ttstrain.steps import SOLUTION_END, join_steps, split_steps
 
 
+QUESTION_HEAD, SOLUTION_HEAD = "Problem:\n", "\nSolution:\n"
+
+
 def format_example(question: str, solution: str) -> str:
-    return f"Problem:\n{question.strip()}\nSolution:\n{join_steps(split_steps(solution))}{SOLUTION_END}"
+    return f"{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}{join_steps(split_steps(solution))}{SOLUTION_END}"
 
 
 def format_prompt(question: str, few_shot: list[tuple[str, str]] | None = None) -> str:
     """The prompt for `question`, after the (question, solution) examples in `few_shot`."""
     shots = "".join(format_example(q, s) for q, s in (few_shot or []))
-    return f"{shots}Problem:\n{question.strip()}\nSolution:\n"
+    return f"{shots}{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}"
+
+
+def question_from_prompt(prompt: str) -> str:
+    """Inverse of `format_prompt`: the question of its last problem (after any worked examples)."""
+    head = prompt.rfind(QUESTION_HEAD)
+    if head < 0 or not prompt.endswith(SOLUTION_HEAD):
+        raise ValueError("expected a prompt made by ttstrain.prompts.format_prompt "
+                         f"('Problem:' ... 'Solution:'), got {prompt[-80:]!r}")
+    return prompt[head + len(QUESTION_HEAD):-len(SOLUTION_HEAD)]
 
 
 def gsm8k_solution_to_steps(solution: str) -> str:

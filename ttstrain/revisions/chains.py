@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent
-from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt
+from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 
 
 def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_chains: int, chain_length: int,
@@ -37,9 +37,8 @@ def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_c
     params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     keys = [(p, c) for p in range(len(problems)) for c in range(num_chains)]
     counter = tokenizer or generator.tokenizer
-    context = getattr(counter, "model_max_length", None)
-    if max_prompt_tokens is None and context and max_new_tokens < context < 10**6:  # HF's "no limit" is ~1e30
-        max_prompt_tokens = context - max_new_tokens
+    if max_prompt_tokens is None:
+        max_prompt_tokens = prompt_token_limit(counter, max_new_tokens)
     for step in tqdm(range(chain_length), desc="revision chains", disable=not progress):
         prompts = [fit_revision_prompt(problems[p]["question"], history[(p, c)], tokenizer, max_attempts,
                                        max_tokens=max_prompt_tokens, counter=counter) for p, c in keys]

@@ -70,6 +70,13 @@ def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Rand
     return rows, dict(stats)
 
 
+def prompt_token_limit(tokenizer, max_new_tokens: int) -> int | None:
+    """The longest prompt that leaves `max_new_tokens` of the model's context (its tokenizer's
+    `model_max_length`); None when the tokenizer states no real limit (HF's "none" is ~1e30)."""
+    context = getattr(tokenizer, "model_max_length", None)
+    return context - max_new_tokens if context and max_new_tokens < context < 10**6 else None
+
+
 def fit_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
                         max_attempts: int = MAX_CONTEXT_ATTEMPTS, max_tokens: int | None = None, counter=None) -> str:
     """`format_revision_prompt` with the oldest attempts dropped until the prompt is at most

@@ -255,12 +255,12 @@ def select_naive(candidates: Sequence[Candidate]) -> int | None:
 def select_weighted(candidates: Sequence[Candidate]) -> int | None:
     """Best-of-N weighted: the answer with the largest sum of aggregated scores over the
     candidates that reach it (answers pooled by `answer_key`); returns its best-scored candidate."""
-    return _representative(candidates, weighted_vote([c.key for c in candidates], [_score(c) for c in candidates]))
+    return representative(candidates, weighted_vote([c.key for c in candidates], [_score(c) for c in candidates]))
 
 
 def select_majority(candidates: Sequence[Candidate]) -> int | None:
     """Majority vote over answers (no verifier); returns the first candidate with the winning answer."""
-    return _representative(candidates, weighted_vote([c.key for c in candidates]), by_score=False)
+    return representative(candidates, weighted_vote([c.key for c in candidates]), by_score=False)
 
 
 def _score(c: Candidate) -> float:
@@ -269,7 +269,9 @@ def _score(c: Candidate) -> float:
     return c.score
 
 
-def _representative(candidates, key, by_score: bool = True) -> int | None:
+def representative(candidates, key, by_score: bool = True) -> int | None:
+    """The candidate standing for answer `key`: its best-scored one (ties: the first), or its first
+    when by_score is False; None for no key."""
     if key is None:
         return None
     idx = [i for i, c in enumerate(candidates) if c.key == key]
@@ -310,6 +312,19 @@ def generate_charged(generator: Generator, requests: Sequence[tuple[int, str, in
         cost.generated_tokens += sum(c.num_tokens for c in res.completions)
         cost.completions += len(res.completions)
     return results
+
+
+def score_candidates(scorer, rows: Sequence[Sequence[Candidate]], prompts: Sequence[str],
+                     costs: Sequence[SearchCost], aggregation: str) -> None:
+    """Score every candidate with steps in one call (row i after prompts[i]), charging row i's cost;
+    sets each candidate's step_scores, verifier_tokens and aggregated score (an empty one scores [])."""
+    items = [(i, prompts[i], c.steps) for i, row in enumerate(rows) for c in row if c.steps]
+    scores, tokens = score_charged(scorer, items, costs)
+    it = iter(zip(scores, tokens))
+    for row in rows:
+        for c in row:
+            c.step_scores, c.verifier_tokens = next(it) if c.steps else ([], 0)
+            c.score = aggregate(c.step_scores, aggregation)
 
 
 def score_charged(scorer, items: Sequence[tuple[int, str, list[str]]],

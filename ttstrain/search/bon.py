@@ -23,11 +23,10 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from ttstrain.aggregation import aggregate
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_charged, select, verifier_parameters)
+                                  score_candidates, select, verifier_parameters)
 from ttstrain.steps import split_steps
 
 
@@ -52,13 +51,7 @@ def best_of_n(generator: Generator, scorer, prompts: Sequence[str], config: Sear
                                  finished=True, num_tokens=c.num_tokens))
         cands.append(row)
     if scored:
-        items = [(i, prompts[i], c.steps) for i, row in enumerate(cands) for c in row if c.steps]
-        scores, tokens = score_charged(scorer, items, costs)
-        it = iter(zip(scores, tokens))
-        for row in cands:
-            for c in row:
-                c.step_scores, c.verifier_tokens = next(it) if c.steps else ([], 0)
-                c.score = aggregate(c.step_scores, config.aggregation)
+        score_candidates(scorer, cands, prompts, costs, config.aggregation)
     name = method or {"weighted": "best_of_n_weighted", "naive": "best_of_n_naive"}.get(selection, selection)
     return [SearchResult(method=name, prompt=p, n=n, selection=selection, candidates=row,
                          selected=select(row, selection), cost=cost) for p, row, cost in zip(prompts, cands, costs)]

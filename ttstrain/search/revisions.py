@@ -25,26 +25,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.aggregation import aggregate
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
-from ttstrain.prompts import format_prompt
-from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt
+from ttstrain.prompts import format_prompt, question_from_prompt
+from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_charged, verifier_parameters)
+                                  representative, score_candidates, verifier_parameters)
 from ttstrain.steps import split_steps
 
 REVISION_SELECTIONS = ("hierarchical", "majority", "weighted")
-_QUESTION_HEAD, _QUESTION_TAIL = "Problem:\n", "\nSolution:\n"
-
-
-def question_from_prompt(prompt: str) -> str:
-    """The question of a `format_prompt` prompt (its last problem, after any worked examples)."""
-    head = prompt.rfind(_QUESTION_HEAD)
-    if head < 0 or not prompt.endswith(_QUESTION_TAIL):
-        raise ValueError("revision search needs prompts made by ttstrain.prompts.format_prompt "
-                         f"('Problem:' ... 'Solution:'), got {prompt[-80:]!r}")
-    return prompt[head + len(_QUESTION_HEAD):-len(_QUESTION_TAIL)]
 
 
 def split_budget(n: int, revision_length: int) -> tuple[int, int]:
@@ -63,12 +52,14 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
     if scored:
         check_verifier(scorer)
     length, chains = split_budget(config.n, config.revision_length)
-    questions = [question_from_prompt(p) for p in prompts]
+    try:
+        questions = [question_from_prompt(p) for p in prompts]
+    except ValueError as e:
+        raise ValueError(f"revision search: {e}") from None
     costs = [SearchCost(generations=length * chains, rounds=length, policy_parameters=generator.num_parameters,
                         verifier_parameters=verifier_parameters(scorer) if scored else None) for _ in prompts]
     counter = generator.tokenizer
-    context = getattr(counter, "model_max_length", None)
-    max_prompt = context - config.max_new_tokens if context and config.max_new_tokens < context < 10**6 else None
+    max_prompt = prompt_token_limit(counter, config.max_new_tokens)
     params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
                             max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed)
     attempts: list[list[list[Candidate]]] = [[[] for _ in range(chains)] for _ in prompts]
@@ -84,18 +75,10 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
     flat = [[a for chain in per for a in chain] for per in attempts]
     if scored:
         # the base PRM judges an attempt as a solution of the plain question
-        items = [(i, format_prompt(questions[i]), a.steps) for i, row in enumerate(flat) for a in row if a.steps]
-        scores, tokens = score_charged(scorer, items, costs)
-        it = iter(zip(scores, tokens))
-        for row in flat:
-            for a in row:
-                a.step_scores, a.verifier_tokens = next(it) if a.steps else ([], 0)
-                a.score = aggregate(a.step_scores, config.aggregation)
+        score_candidates(scorer, flat, [format_prompt(q) for q in questions], costs, config.aggregation)
     results = []
     for p, per, row, cost in zip(prompts, attempts, flat, costs):
         chosen = select_over_chains([[{"answer": a.answer, "score": a.score} for a in chain] for chain in per], how)
-        picks = [k for k, a in enumerate(row) if chosen is not None and a.key == chosen]
-        selected = max(picks, key=lambda k: (row[k].score or 0.0, -k)) if picks else None
         results.append(SearchResult(method="revisions", prompt=p, n=config.n, selection=how, candidates=row,
-                                    selected=selected, cost=cost))
+                                    selected=representative(row, chosen, by_score=scored), cost=cost))
     return results
