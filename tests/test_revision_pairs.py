@@ -71,7 +71,9 @@ def test_revision_prompt_keeps_the_last_four_attempts(char_tokenizer):
     assert "attempt number 0" not in text and "attempt number 1" not in text
     assert all(f"attempt number {i}" in text for i in range(2, 6))
     assert text.index("attempt number 5") > text.index("attempt number 2")
-    assert text.endswith("Revised solution:\n") and text.startswith("Problem:\n")
+    assert text.startswith("Previous attempt:\n") and text.count("Previous attempt:\n") == 4
+    # the question comes last, exactly as the plain prompt writes it, so the solution follows it directly
+    assert text.endswith(format_revision_prompt(PROBLEM["question"], []))
     assert format_revision_prompt(PROBLEM["question"], []) == "Problem:\n" + PROBLEM["question"] + "\nSolution:\n"
     assert format_revision_prompt(PROBLEM["question"], attempts, tokenizer=char_tokenizer) == text  # no template
 

@@ -52,7 +52,7 @@ def test_chains_condition_on_history_and_flip_rates():
     problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
 
     def script(prompt, j, params):
-        attempts = prompt.count("Attempt ")
+        attempts = prompt.count("Previous attempt:")
         # chain 0: wrong, right, right, wrong; chain 1 always right
         right = j == 1 or attempts in (1, 2)
         return f"The answer is \\boxed{{{2 if right else 3}}}."
@@ -66,7 +66,7 @@ def test_chains_condition_on_history_and_flip_rates():
     assert rates["incorrect_to_correct"] == 1.0
     # every step is one call over all chains, each chain its own random stream
     assert len(gen.calls) == 4 and all(c.streams == [0, 1] for c in gen.calls)
-    assert "Attempt 3:" in gen.calls[3].prompts[0]
+    assert gen.calls[3].prompts[0].count("Previous attempt:") == 3
     long = run_revision_chains(ScriptedGenerator(script), problems, num_chains=1, chain_length=6, progress=False)
     assert len(long) == 6
 
@@ -80,7 +80,7 @@ class ContextScorer:
 
     def score_solutions(self, prompts, steps, how="last"):
         self.prompts += prompts
-        return [0.9 if ("Attempt 1:" in p and "boxed{2}" in s[-1]) else 0.2 for p, s in zip(prompts, steps)]
+        return [0.9 if ("Previous attempt:" in p and "boxed{2}" in s[-1]) else 0.2 for p, s in zip(prompts, steps)]
 
 
 def test_revision_orm_rows_and_eval_stage(tmp_path, monkeypatch):
@@ -92,20 +92,20 @@ def test_revision_orm_rows_and_eval_stage(tmp_path, monkeypatch):
     problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
 
     def script(prompt, j, params):
-        attempts = prompt.count("Attempt ")
+        attempts = prompt.count("Previous attempt:")
         right = attempts >= 1 and j == 0  # chain 0 right from its second attempt on, chain 1 never
         return f"1 + 1 = {2 if right else 3}\nThe answer is \\boxed{{{2 if right else 3}}}."
 
     rows = run_revision_chains(ScriptedGenerator(script), problems, num_chains=2, chain_length=3, progress=False)
     orm = revision_orm_rows(rows)
     # rows are step-major: (step 0, chain 0), (step 0, chain 1), (step 1, chain 0), ...
-    assert len(orm) == 6 and orm[2]["prompt"].count("Attempt ") == 1 and orm[2]["labels"] == [1.0, 1.0]
+    assert len(orm) == 6 and orm[2]["prompt"].count("Previous attempt:") == 1 and orm[2]["labels"] == [1.0, 1.0]
     assert orm[0]["labels"] == [0.0, 0.0] and len({(r["problem_id"], r["sample_index"]) for r in orm}) == 6
     scorer = ContextScorer()
     with_ctx = score_attempts(scorer, rows, context=True)
     without = score_attempts(scorer, rows, context=False)
     assert with_ctx == [0.2, 0.2, 0.9, 0.2, 0.9, 0.2] and set(without) == {0.2}
-    assert not any("Attempt" in p for p in scorer.prompts[-6:])
+    assert not any("Previous attempt" in p for p in scorer.prompts[-6:])
 
     cfg = EvalRevisionConfig(output_dir=str(tmp_path / "ev"), problems="arith", per_level=1, num_chains=2,
                              chain_length=3, seed=0)
@@ -154,4 +154,4 @@ def test_chains_drop_old_attempts_past_the_generators_context(char_tokenizer):
     rows = run_revision_chains(gen, problems, num_chains=1, chain_length=5, max_new_tokens=200, tokenizer=tok,
                                progress=False)
     lengths = [len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows]
-    assert max(lengths) <= 500 and [r["prompt"].count("Attempt ") for r in rows] == [0, 1, 2, 2, 2]
+    assert max(lengths) <= 500 and [r["prompt"].count("Previous attempt:") for r in rows] == [0, 1, 2, 2, 2]

@@ -444,7 +444,7 @@ def _revision_policy():
     answers = {0: ["5", "5", "5", "5"], 1: ["7", "8", "8", "8"]}
 
     def script(prompt, stream, params):
-        return "step" + STEP_SEPARATOR + BOX[answers[stream % 2][prompt.count("Attempt ")]]
+        return "step" + STEP_SEPARATOR + BOX[answers[stream % 2][prompt.count("Previous attempt:")]]
 
     return Policy(script)
 
@@ -485,7 +485,7 @@ def test_revision_search_splits_the_budget_and_keeps_four_attempts():
     (res,) = run_search("revisions", gen, None, [{"question": "Q?"}], budget=12, revision_length=6,
                         revision_selection="majority")
     assert len(res.candidates) == 12 and len(gen.calls) == 6 and all(len(c.prompts) == 2 for c in gen.calls)
-    assert [c.prompts[0].count("Attempt ") for c in gen.calls] == [0, 1, 2, 3, 4, 4]
+    assert [c.prompts[0].count("Previous attempt:") for c in gen.calls] == [0, 1, 2, 3, 4, 4]
     (short,) = run_search("revisions", Policy(lambda prompt, j, params: BOX["1"]), None, [format_prompt("Q?")],
                           budget=2, revision_length=4, revision_selection="majority")
     assert short.cost.generations == 2 and short.cost.rounds == 2  # L clamped to N: one chain of 2

@@ -25,6 +25,7 @@ from ttstrain.steps import SOLUTION_END
 
 MAX_CONTEXT_ATTEMPTS = 4
 RETRY_MESSAGE = "That answer may be wrong. Please try again."
+ATTEMPT_HEAD = "Previous attempt:\n"
 
 
 def closest_by_edit_distance(target: str, candidates: Sequence[str]) -> tuple[int, int]:
@@ -94,12 +95,16 @@ def fit_revision_prompt(question: str, previous_attempts: Sequence[str], tokeniz
 
 def format_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
                            max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> str:
-    """The model input for a revision: the question, the most recent attempts, then room for a new one.
+    """The model input for a revision: the most recent attempts, then the question, then room for a new one.
 
     Only the last `max_attempts` attempts are kept (what the model was trained with). With a
-    tokenizer that has a chat template, attempts are assistant turns answered by a retry message;
-    otherwise a plain-text layout ending exactly like `format_prompt`, so a policy trained on the
-    step format continues it.
+    tokenizer that has a chat template, attempts are assistant turns answered by a retry message.
+    Otherwise the attempts come first, each closed like a solution, and the prompt ends with
+    exactly `format_prompt(question)`: the new solution sits right after its question, as in the
+    step format a policy was trained on, so the operands it copies from the question stay as near
+    as they always were. (Attempts between question and solution put the question hundreds of
+    characters back; the default world's policy could then no longer solve from it, and its
+    revision model lost accuracy at every revision: see recipes/default/revision/config_demo.yaml.)
     """
     attempts = list(previous_attempts)[-max_attempts:] if max_attempts > 0 else []
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
@@ -107,8 +112,5 @@ def format_revision_prompt(question: str, previous_attempts: Sequence[str], toke
         for a in attempts:
             messages += [{"role": "assistant", "content": a}, {"role": "user", "content": RETRY_MESSAGE}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if not attempts:
-        return format_prompt(question)
-    # the question, the attempts (each closed like a solution), then a header for the revision
-    body = "".join(f"Attempt {i + 1}:\n{a.strip()}{SOLUTION_END}" for i, a in enumerate(attempts))
-    return f"Problem:\n{question.strip()}\n{body}Revised solution:\n"
+    body = "".join(f"{ATTEMPT_HEAD}{a.strip()}{SOLUTION_END}" for a in attempts)
+    return body + format_prompt(question)
