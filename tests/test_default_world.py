@@ -117,5 +117,13 @@ def test_quick_demo_end_to_end(tmp_path):
     assert set(rv["pass@1_by_revision_step"]) == {0, 1, 2, 3} and rv["num_chains"] == 2 and rv["problems"] == 10
     assert set(rv["curves"]) == {"revisions(L=1)", "revisions(L=2)", "revisions(L=4)"}
     assert set(rv["prm_hierarchical"]) == set(rv["majority"]) and "4x2" in rv["majority"]
+    assert rv["selection"] == "majority" and "(majority selection, oracle bins" in text
     assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
     assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]
+
+
+def test_demo_refuses_an_unknown_revision_selection():
+    from ttstrain.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="revision_selection must be majority, hierarchical or weighted, got 'vote'"):
+        DemoConfig(out="unused", revision_selection="vote")

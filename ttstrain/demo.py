@@ -16,7 +16,8 @@ Stages, in order (each writes its data and resolved config under --out):
               paired with wrong attempts (closest by edit distance last)
  10. revision       revision SFT of the policy on them (loss on the correct answer only)
  11. revision_eval  sequential revision chains on the searched test problems: pass@1 by revision
-              step, flip rates, majority vs PRM-hierarchical selection per chains x length split
+              step, flip rates, majority vs PRM-hierarchical selection per chains x length split;
+              the compute-optimal revision family selects by --revision_selection (majority)
  12. compute_optimal  difficulty bins (oracle: pass@1 of the samples; predicted: mean PRM score),
               best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N, for
               the search methods and for sequential:parallel revision splits
@@ -61,6 +62,7 @@ class DemoConfig:
     revision_learning_rate: float = field(default=3e-4, metadata={"help": "Revision SFT learning rate (paper 1e-5, for billion-parameter models)."})
     revision_chains: int | None = field(default=None, metadata={"help": "Parallel revision chains per test problem (default 4; quick 2)."})
     revision_length: int = field(default=4, metadata={"help": "Attempts per revision chain."})
+    revision_selection: str = field(default="majority", metadata={"help": "Answer selection over revision chains in the compute-optimal analysis: majority (default; this world's PRM does not rank answers within a question, see the report's PRM section) or hierarchical (the paper's: PRM-weighted within each chain, then across)."})
 
     def __post_init__(self):
         if self.test_per_level is None:
@@ -87,6 +89,8 @@ class DemoConfig:
             self.revision_epochs = 1 if self.quick else 2
         if self.revision_chains is None:
             self.revision_chains = 2 if self.quick else 4
+        if self.revision_selection not in ("majority", "hierarchical", "weighted"):
+            raise ValueError(f"revision_selection must be majority, hierarchical or weighted, got {self.revision_selection!r}")
 
 
 class StageClock:
@@ -213,7 +217,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         co_report = run_compute_optimal(ComputeOptimalConfig(
             output_dir=str(out / "compute_optimal"), search_dirs=[str(search_dir)],
             samples=str(out / "samples.parquet"), revisions=str(out / "eval_revision" / "chains.parquet"),
-            revision_score="score_prm", revision_selection="hierarchical", seed=cfg.seed))
+            revision_score="score_prm", revision_selection=cfg.revision_selection, seed=cfg.seed))
 
     report = {
         "sizes": {"levels": sorted({p["level"] for p in problems}), "test_problems": len(problems),
@@ -467,6 +471,7 @@ def revision_summary_for_report(data: dict | None, training: dict, evaluation: d
                             for kind, sel in fam.get("compute_optimal", {}).items()},
         "choices_oracle": fam.get("compute_optimal", {}).get("oracle", {}).get("choices"),
         "curves": {name: {int(b): v for b, v in c.items()} for name, c in fam.get("curves", {}).items()},
+        "selection": cfg.revision_selection,
     }
 
 
@@ -511,8 +516,8 @@ def revision_section(rv: dict) -> str:
                  [[k, int(k.split("x")[0]) * int(k.split("x")[1]), _f(rv["majority"].get(k)),
                    _f((rv["prm_hierarchical"] or {}).get(k))] for k in splits]),
         "",
-        "Compute-optimal over the sequential:parallel split (PRM-hierarchical selection, oracle bins, 2-fold CV) "
-        "against parallel sampling (L = 1):",
+        f"Compute-optimal over the sequential:parallel split ({rv.get('selection', 'hierarchical')} selection, "
+        "oracle bins, 2-fold CV) against parallel sampling (L = 1):",
         "",
         md_table(["N"] + list(curves) + [f"compute-optimal ({k} bins)" for k in kinds],
                  [[b] + [_f(c.get(b)) for c in curves.values()] + [_f(rv["compute_optimal"][k].get(b)) for k in kinds]
