@@ -127,3 +127,10 @@ def test_demo_refuses_an_unknown_revision_selection():
 
     with pytest.raises(ValueError, match="revision_selection must be majority, hierarchical or weighted, got 'vote'"):
         DemoConfig(out="unused", revision_selection="vote")
+
+
+def test_revision_trend_needs_more_than_noise():
+    from ttstrain.demo import revision_trend
+
+    assert revision_trend(0.26, 0.25, 200).startswith("is flat within noise (2 standard errors: 0.087)")
+    assert revision_trend(0.20, 0.35, 200) == "rises" and revision_trend(0.35, 0.20, 200) == "falls"

@@ -27,6 +27,7 @@ the wall time of every stage.
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from contextlib import contextmanager
@@ -475,13 +476,23 @@ def revision_summary_for_report(data: dict | None, training: dict, evaluation: d
     }
 
 
+def revision_trend(first: float, last: float, attempts_per_step: int) -> str:
+    """'rises', 'falls', or 'is flat within noise' when the change is under two standard errors of
+    the difference of two proportions over `attempts_per_step` attempts each."""
+    p = (first + last) / 2
+    two_se = 2 * math.sqrt(2 * p * (1 - p) / attempts_per_step) if attempts_per_step else 0.0
+    if abs(last - first) < two_se:
+        return f"is flat within noise (2 standard errors: {two_se:.3f})"
+    return "rises" if last > first else "falls"
+
+
 def revision_section(rv: dict) -> str:
     from ttstrain.report import md_table
 
     d, tr = rv["data"], rv["training"]
     steps = rv["pass@1_by_revision_step"]
     first, last = steps[min(steps)], steps[max(steps)]
-    trend = "rises" if last > first else "falls" if last < first else "stays flat"
+    trend = revision_trend(first, last, rv["problems"] * rv["num_chains"])
     fr = rv["flip_rates"]
     splits = sorted(rv["majority"], key=lambda k: (int(k.split("x")[0]) * int(k.split("x")[1]), k))
     curves = rv["curves"]
