@@ -394,7 +394,8 @@ def revision_strategy(sequential: int) -> str:
     return f"revisions(L={sequential})"
 
 
-REVISION_SELECTIONS = ("auto", "majority", "weighted", "hierarchical")
+CHAIN_SELECTIONS = ("majority", "weighted", "hierarchical")  # what select_over_chains picks by
+REVISION_SELECTIONS = ("auto",) + CHAIN_SELECTIONS  # revision_accuracy_rows: auto picks one of them
 
 
 def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
@@ -417,7 +418,7 @@ def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
     if selection == "weighted":
         return weighted_vote(keys, [float(a["score"]) for a in flat])
     if selection != "hierarchical":
-        raise ValueError(f"selection must be one of {REVISION_SELECTIONS}, got {selection!r}")
+        raise ValueError(f"selection must be one of {CHAIN_SELECTIONS}, got {selection!r}")
     winners, weights = [], []
     for c in chains:
         ck = [answer_key(a.get("answer")) for a in c]

@@ -90,7 +90,9 @@ class DemoConfig:
             self.revision_epochs = 1 if self.quick else 2
         if self.revision_chains is None:
             self.revision_chains = 2 if self.quick else 4
-        if self.revision_selection not in ("majority", "hierarchical", "weighted"):
+        from ttstrain.compute_optimal import CHAIN_SELECTIONS
+
+        if self.revision_selection not in CHAIN_SELECTIONS:
             raise ValueError(f"revision_selection must be majority, hierarchical or weighted, got {self.revision_selection!r}")
 
 
@@ -527,7 +529,7 @@ def revision_section(rv: dict) -> str:
                  [[k, int(k.split("x")[0]) * int(k.split("x")[1]), _f(rv["majority"].get(k)),
                    _f((rv["prm_hierarchical"] or {}).get(k))] for k in splits]),
         "",
-        f"Compute-optimal over the sequential:parallel split ({rv.get('selection', 'hierarchical')} selection, "
+        f"Compute-optimal over the sequential:parallel split ({rv['selection']} selection, "
         "oracle bins, 2-fold CV) against parallel sampling (L = 1):",
         "",
         md_table(["N"] + list(curves) + [f"compute-optimal ({k} bins)" for k in kinds],

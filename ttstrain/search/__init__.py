@@ -76,5 +76,5 @@ def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence
 
 __all__ = ["NO_VERIFIER", "SEARCH_METHODS", "SELECTIONS", "SUBSAMPLED", "Candidate", "ScriptedScorer", "SearchConfig",
            "SearchCost", "SearchMethod", "SearchResult", "Verifier", "beam_search", "best_of_n", "best_of_n_naive",
-           "best_of_n_weighted", "get_method", "lookahead_search", "majority", "revision_search", "nested_orders", "run_search", "select",
+           "best_of_n_weighted", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select",
            "step_search", "subset_result"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ttstrain.compute_optimal import CHAIN_SELECTIONS, select_over_chains
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.prompts import format_prompt, question_from_prompt
@@ -32,8 +33,6 @@ from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, 
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   representative, score_candidates, verifier_parameters)
 from ttstrain.steps import split_steps
-
-REVISION_SELECTIONS = ("hierarchical", "majority", "weighted")
 
 
 def split_budget(n: int, revision_length: int) -> tuple[int, int]:
@@ -43,11 +42,9 @@ def split_budget(n: int, revision_length: int) -> tuple[int, int]:
 
 
 def revision_search(generator: Generator, scorer, prompts: Sequence[str], config: SearchConfig) -> list[SearchResult]:
-    from ttstrain.compute_optimal import select_over_chains
-
     how = config.revision_selection
-    if how not in REVISION_SELECTIONS:
-        raise ValueError(f"revision_selection must be one of {REVISION_SELECTIONS}, got {how!r}")
+    if how not in CHAIN_SELECTIONS:
+        raise ValueError(f"revision_selection must be one of {CHAIN_SELECTIONS}, got {how!r}")
     scored = how != "majority"
     if scored:
         check_verifier(scorer)
