@@ -84,6 +84,35 @@ def test_weighted_best_of_n_beats_majority_when_the_prm_knows():
     assert flat["weighted_at"] == flat["majority_at"]
 
 
+class PromptScorer(TableScorer):
+    """Scores every step by its prompt alone: a PRM that knows each question's difficulty and nothing else."""
+
+    def score(self, prompts, steps):
+        return [[self.table[p]] * len(st) for p, st in zip(prompts, steps)]
+
+
+def test_within_question_auroc_tells_ranking_answers_from_ranking_questions():
+    rows = _samples()
+    for r in rows[8:]:  # p2 gets two more right answers, so the easy question has more of them
+        r["correct"] = r["sample_index"] < 5
+        r["steps"], r["answer"] = (["good step"], "1") if r["correct"] else (["bad step"], "2")
+    knows = bon_vs_majority(TableScorer({"good step": 0.95, "bad step": 0.05}), rows, [1, 8], resamples=4)
+    assert knows["within_question_auroc"] == 1.0 and knows["within_question_problems"] == 2
+    assert knows["pooled_auroc"] == 1.0
+    # difficulty only: p2 (5 of 8 right) scored 0.9, p1 (3 of 8) 0.1
+    difficulty = PromptScorer({"q p1": 0.1, "q p2": 0.9})
+    r = bon_vs_majority(difficulty, [{**x, "prompt": x["question"]} for x in rows], [1, 8], resamples=4)
+    assert r["within_question_auroc"] == 0.5
+    pos = [0.1] * 3 + [0.9] * 5
+    neg = [0.1] * 5 + [0.9] * 3
+    expected = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / 64
+    assert r["pooled_auroc"] == pytest.approx(expected, abs=1e-4) and expected > 0.6
+    assert r["weighted_at"][8] == r["majority_at"][8]
+    # a problem whose samples are all right (or all wrong) has no within-question ranking to measure
+    same = bon_vs_majority(difficulty, [{**x, "prompt": x["question"], "correct": True} for x in rows], [1])
+    assert same["within_question_auroc"] is None and same["within_question_problems"] == 0
+
+
 def test_processbench_prediction_and_f1():
     assert first_below([0.9, 0.8, 0.3, 0.9], 0.5) == 2
     assert first_below([0.9, 0.8], 0.5) == -1

@@ -417,8 +417,25 @@ def prm_section(prm: dict) -> str:
         md_table(["N", "PRM-weighted best-of-N", "PRM best-of-N (naive)", "majority@N"],
                  [[b, bon["weighted_at"][b], bon["naive_at"][b], bon["majority_at"][b]] for b in budgets]),
         "",
+        within_question_line(bon),
+        "",
         "![best-of-N](best_of_n.png)",
     ])
+
+
+def within_question_line(bon: dict, near_chance: float = 0.05) -> str:
+    """How the PRM ranks answers inside a question vs across questions (what weighted best-of-N needs)."""
+    within, pooled = bon.get("within_question_auroc"), bon.get("pooled_auroc")
+    if within is None:
+        return "No test problem has both right and wrong samples, so the PRM's ranking within a question is unmeasured."
+    if within <= 0.5 + near_chance:
+        verdict = ("near chance within a question: the PRM tells easy questions from hard ones, not right answers from "
+                   "wrong ones, so weighting can add little to majority vote")
+    else:
+        verdict = "the PRM ranks right answers above wrong ones within a question"
+    return (f"Ranking: AUROC of the solution scores against correctness {within} within a question (mean over the "
+            f"{bon['within_question_problems']} problems with both right and wrong samples) vs {pooled} pooled over "
+            f"all test samples; {verdict}.")
 
 
 def search_summary_for_report(summary: dict, co_report: dict) -> dict:

@@ -13,7 +13,12 @@ What each number means:
                  below it (0.5 = chance). `solution_auroc` ranks whole solutions by their last-step
                  score against final correctness.
   BoN vs maj     accuracy of PRM-weighted best-of-N (sum of aggregated scores per answer) and of
-                 majority vote, on the same random subsets of N samples per problem.
+                 majority vote, on the same random subsets of N samples per problem. Next to it,
+                 `within_question_auroc`: the AUROC of the aggregated scores against correctness
+                 inside each problem that has both right and wrong samples, averaged over those
+                 problems, and `pooled_auroc` over all samples at once. Weighted best-of-N can only
+                 beat majority when the first is above 0.5; a PRM that ranks questions by difficulty
+                 and answers within a question at random shows a high pooled and a ~0.5 within.
   ProcessBench   the predicted first wrong step is the first step scored below a threshold (none:
                  the solution is predicted correct); F1 is the harmonic mean of the accuracy on
                  solutions with an error (exact step) and on correct ones. The threshold is either
@@ -112,10 +117,14 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
     scored = [{**r, "_prm_score": s} for r, s in zip(samples, scores)]
     curves = {"weighted": [], "majority": [], "naive": []}
     by_level: dict = {}
+    within: list[float] = []
     for pid, rows in group_by_problem(scored).items():
         keys = [answer_key(r["answer"]) for r in rows]
         good = {k for k, r in zip(keys, rows) if r["correct"]}
         weights = [r["_prm_score"] for r in rows]
+        ranked = auroc(weights, [bool(r["correct"]) for r in rows])
+        if ranked is not None:
+            within.append(ranked)
         use = [b for b in budgets if b <= len(rows)]
         # the same seed draws the same subsets for every selection rule
         w = voted_accuracy_at_budgets(keys, good, use, weights=weights, resamples=resamples, seed=seed)
@@ -132,7 +141,10 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
 
     out = {"problems": len(curves["weighted"]), "aggregation": how, "resamples": resamples,
            "weighted_at": mean_curve(curves["weighted"]), "majority_at": mean_curve(curves["majority"]),
-           "naive_at": mean_curve(curves["naive"])}
+           "naive_at": mean_curve(curves["naive"]),
+           "within_question_auroc": _round(sum(within) / len(within)) if within else None,
+           "within_question_problems": len(within),
+           "pooled_auroc": _round(auroc(scores, [bool(r["correct"]) for r in samples]))}
     out["by_level"] = {lvl: {f"{k}_at": mean_curve(v) for k, v in d.items()}
                        for lvl, d in sorted(by_level.items(), key=lambda kv: (kv[0] is None, kv[0]))}
     return out
