@@ -127,20 +127,3 @@ def test_demo_refuses_an_unknown_revision_selection():
 
     with pytest.raises(ValueError, match="revision_selection must be majority, hierarchical or weighted, got 'vote'"):
         DemoConfig(out="unused", revision_selection="vote")
-
-
-def test_within_question_line_names_what_the_prm_ranks():
-    from ttstrain.demo import within_question_line
-
-    flat = within_question_line({"within_question_auroc": 0.49, "within_question_problems": 140, "pooled_auroc": 0.8})
-    assert "0.49 within a question" in flat and "140 problems" in flat and "near chance" in flat
-    ranks = within_question_line({"within_question_auroc": 0.7, "within_question_problems": 140, "pooled_auroc": 0.8})
-    assert "ranks right answers above wrong ones" in ranks and "near chance" not in ranks
-    assert "unmeasured" in within_question_line({"within_question_auroc": None, "within_question_problems": 0})
-
-
-def test_revision_trend_needs_more_than_noise():
-    from ttstrain.demo import revision_trend
-
-    assert revision_trend(0.26, 0.25, 200).startswith("is flat within noise (2 standard errors: 0.087)")
-    assert revision_trend(0.20, 0.35, 200) == "rises" and revision_trend(0.35, 0.20, 200) == "falls"
