@@ -17,3 +17,5 @@ def test_within_question_line_names_what_the_prm_ranks():
 def test_revision_trend_needs_more_than_noise():
     assert revision_trend(0.26, 0.25, 200).startswith("is flat within noise (2 standard errors: 0.087)")
     assert revision_trend(0.20, 0.35, 200) == "rises" and revision_trend(0.35, 0.20, 200) == "falls"
+    # no spread to measure (every attempt wrong, or every one right): equal rates are still flat
+    assert revision_trend(0.0, 0.0, 200).startswith("is flat") and revision_trend(1.0, 1.0, 200).startswith("is flat")

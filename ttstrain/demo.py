@@ -500,7 +500,7 @@ def revision_trend(first: float, last: float, attempts_per_step: int) -> str:
     the difference of two proportions over `attempts_per_step` attempts each."""
     p = (first + last) / 2
     two_se = 2 * math.sqrt(2 * p * (1 - p) / attempts_per_step) if attempts_per_step else 0.0
-    if abs(last - first) < two_se:
+    if abs(last - first) <= two_se:  # equal rates are flat even when the spread is 0 (both 0.0 or 1.0)
         return f"is flat within noise (2 standard errors: {two_se:.3f})"
     return "rises" if last > first else "falls"
 
