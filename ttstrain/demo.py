@@ -63,7 +63,7 @@ class DemoConfig:
     revision_learning_rate: float = field(default=3e-4, metadata={"help": "Revision SFT learning rate (paper 1e-5, for billion-parameter models)."})
     revision_chains: int | None = field(default=None, metadata={"help": "Parallel revision chains per test problem (default 4; quick 2)."})
     revision_length: int = field(default=4, metadata={"help": "Attempts per revision chain."})
-    revision_selection: str = field(default="majority", metadata={"help": "Answer selection over revision chains in the compute-optimal analysis: majority (default; this world's PRM does not rank answers within a question, see the report's PRM section) or hierarchical (the paper's: PRM-weighted within each chain, then across)."})
+    revision_selection: str = field(default="majority", metadata={"help": "Answer selection over revision chains in the compute-optimal analysis: majority (default; this world's PRM does not rank answers within a question, see the report's PRM section), hierarchical (the paper's: PRM-weighted within each chain, then across) or weighted (PRM-weighted over all attempts at once)."})
 
     def __post_init__(self):
         if self.test_per_level is None:
