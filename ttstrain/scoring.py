@@ -12,6 +12,11 @@ A solution's step scores become one number with an aggregation from the project'
 (`ttstrain.aggregation.AGGREGATIONS`, re-exported here); Snell et al. found the last step's score
 best for PRMs trained on Monte Carlo labels, so `"last"` is the default.
 
+A PRM trained with `--reference_features true` also records a small combiner over the frozen
+reference policy's token log-probs (`ttstrain.reference_features`); the scorer then loads that
+policy too and returns the combined probability. `use_reference_features=False` scores with the
+value head alone (the ablation).
+
     from ttstrain.scoring import PRMScorer, aggregate
     prm = PRMScorer.from_pretrained("runs/default/prm_demo")
     step_scores = prm.score([prompt, prompt], [["3 + 4 = 7", "The answer is \\\\boxed{7}."], ["3 + 4 = 8"]])
@@ -28,6 +33,7 @@ import torch
 
 from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.reference_features import META_KEY, check_vocab, combined_logits, prefix_features, token_logprobs
 from ttstrain.trainers.prm_trainer import HEAD_TYPE, PRM_CONFIG_KEY, build_batch
 
 logger = logging.getLogger(__name__)
@@ -41,7 +47,7 @@ class PRMScorer:
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, packing: bool = True,
-                 packing_length: int | None = None):
+                 packing_length: int | None = None, reference_model=None, use_reference_features: bool = True):
         meta = getattr(model.config, PRM_CONFIG_KEY, None)
         if meta is None:
             logger.warning("model config has no %r: assuming a token-value head trained on %r-separated steps",
@@ -63,19 +69,38 @@ class PRMScorer:
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0}
         self.last_scored_tokens: list[int] = []
+        self.reference_spec = meta.get(META_KEY) if use_reference_features else None
+        self.reference_model = reference_model.eval() if (self.reference_spec and reference_model is not None) else None
+        if self.reference_spec and self.reference_model is None:
+            raise ValueError(f"this PRM combines its value head with the token log-probs of "
+                             f"{self.reference_spec.get('reference_model')!r}: pass reference_model= (or load with "
+                             "PRMScorer.from_pretrained), or use_reference_features=False for the value head alone")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: str = "auto",
-                        attn_implementation: str | None = None, **kw) -> "PRMScorer":
-        """Load a PRM folder (or hub id) written by the PRM trainer; keyword arguments go to `__init__`."""
-        from transformers import AutoModelForTokenClassification
+                        attn_implementation: str | None = None, reference_model: str | None = None,
+                        **kw) -> "PRMScorer":
+        """Load a PRM folder (or hub id) written by the PRM trainer; keyword arguments go to `__init__`.
 
-        from ttstrain.models import _torch_dtype, load_tokenizer
+        A PRM with reference features also loads its reference policy (the recorded
+        `reference_model`, or `reference_model` given here, e.g. where the policy now lives).
+        """
+        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+        from ttstrain.models import _torch_dtype, load_tokenizer, resolve_model
 
         path = os.fspath(path)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = AutoModelForTokenClassification.from_pretrained(path, dtype=_torch_dtype(dtype), **extra)
-        return cls(model.to(device), load_tokenizer(path), **kw)
+        tokenizer = load_tokenizer(path)
+        spec = (getattr(model.config, PRM_CONFIG_KEY, None) or {}).get(META_KEY)
+        ref = None
+        if spec and kw.get("use_reference_features", True):
+            name = reference_model or spec["reference_model"]
+            ref = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=_torch_dtype(dtype), **extra)
+            check_vocab(tokenizer, ref, name)
+            ref = ref.to(device)
+        return cls(model.to(device), tokenizer, reference_model=ref, **kw)
 
     @property
     def device(self) -> torch.device:
@@ -92,22 +117,40 @@ class PRMScorer:
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
         batch_size = batch_size or self.batch_size
         encoded = {i: self.tokenize(p, s) for i, (p, s) in enumerate(zip(prompts, steps)) if len(s)}
+        keys = list(encoded)
+        seqs = [encoded[i].input_ids for i in keys]
+        ends = [encoded[i].step_end_positions for i in keys]
+        logits = self.value_logits(seqs, ends, batch_size)
+        if self.reference_spec:
+            lps = token_logprobs(self.reference_model, seqs, self.pad_token_id, batch_size, self.packing)
+            logits = [combined_logits(self.reference_spec, v, prefix_features(lp, encoded[i].prompt_length, e))
+                      for i, v, lp, e in zip(keys, logits, lps, ends)]
         out: list[list[float]] = [[] for _ in prompts]
+        for i, v in zip(keys, logits):
+            out[i] = torch.sigmoid(torch.tensor(v, dtype=torch.float32)).tolist()
+        self.stats["solutions"] += len(encoded)
+        self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
+        return out
+
+    @torch.inference_mode()
+    def value_logits(self, seqs: list[list[int]], step_ends: list[list[int]],
+                     batch_size: int | None = None) -> list[list[float]]:
+        """The value head's logit at each step end of each token sequence (one forward pass per packed batch)."""
+        batch_size = batch_size or self.batch_size
+        out: list[list[float]] = [[] for _ in seqs]
         # longest first, so each batch holds similar lengths and packs tightly
-        order = sorted(encoded, key=lambda i: -len(encoded[i].input_ids))
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         for b in range(0, len(order), batch_size):
             chunk = order[b:b + batch_size]
-            seqs = [encoded[i].input_ids for i in chunk]
-            inputs, where = build_batch(seqs, self.pad_token_id, self.packing, self.packing_length)
+            inputs, where = build_batch([seqs[i] for i in chunk], self.pad_token_id, self.packing,
+                                        self.packing_length)
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             logits = self.model(**inputs, use_cache=False).logits[..., 0].float()
             for i, (r, o) in zip(chunk, where):
-                pos = torch.as_tensor(encoded[i].step_end_positions, device=logits.device) + o
-                out[i] = torch.sigmoid(logits[r, pos]).tolist()
+                pos = torch.as_tensor(step_ends[i], device=logits.device) + o
+                out[i] = logits[r, pos].tolist()
             self.stats["forward_passes"] += 1
-            self.stats["tokens"] += sum(len(s) for s in seqs)
-        self.stats["solutions"] += len(encoded)
-        self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
+            self.stats["tokens"] += sum(len(seqs[i]) for i in chunk)
         return out
 
     def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,

@@ -16,6 +16,8 @@ Output folder (`output_dir`):
   model.safetensors, config.json, tokenizer*  the PRM (best validation checkpoint), loadable with
                                               `ttstrain.scoring.PRMScorer.from_pretrained(output_dir)`
   README.md                                   model card: data, settings, validation losses
+                                              (with --reference_features: the fitted combiner, also in
+                                              config.json's ttstrain_prm.reference_features)
   prm_train_config.json                       the resolved config, data summary and final metrics
   checkpoint-<step>/                          Trainer checkpoints (resumable; the best one is kept)
 """
@@ -43,6 +45,16 @@ def resolve_resume(value):
     return value
 
 
+def append_card_line(output_dir, line: str) -> None:
+    """One more bullet at the end of the model card."""
+    from pathlib import Path
+
+    from ttstrain.io import write_text
+
+    card = Path(output_dir) / "README.md"
+    write_text(card, card.read_text(encoding="utf-8") + f"- {line}\n")
+
+
 def run_train_prm(cfg):
     """Split by question, train, keep the best checkpoint, save the PRM with its card. Returns the trainer."""
     from transformers import set_seed
@@ -64,6 +76,17 @@ def run_train_prm(cfg):
         metrics.update(trainer.evaluate())
     trainer.log_metrics("all", metrics)
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
+    if cfg.reference_features and trainer.args.should_save:
+        from ttstrain.reference_features import fit_reference_features
+
+        # fitted on the training questions, so the validation questions stay held out for evaluation
+        spec = fit_reference_features(cfg.output_dir, train, reference=cfg.model_name_or_path,
+                                      label_mode=cfg.label_mode, batch_size=cfg.per_device_eval_batch_size,
+                                      fitted_on="train")
+        metrics["reference_features"] = spec
+        append_card_line(cfg.output_dir, f"reference features (scorer combines the value head with "
+                                         f"`{cfg.model_name_or_path}`'s token log-probs): {spec}")
+    trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
         trainer.save_state()
         write_resolved_config(cfg.output_dir, cfg.to_dict(), name=PRM_TRAIN_CONFIG, data=trainer.data_summary,

@@ -77,6 +77,11 @@ class PRMConfig(TrainingArguments):
             The LoRA adapter.
         dataset_num_proc (`int` or `None`, defaults to `None`):
             Processes for tokenising the dataset.
+        reference_features (`bool`, defaults to `False`):
+            After training, fit a 4-number combiner of the value head's logit with the frozen starting
+            model's token log-probs of the solution so far (min and mean) on the training questions
+            (`ttstrain.reference_features`); the scorer then loads that model too. Needs a starting model
+            whose tokenizer the PRM shares (not `random_init`).
 
     > [!NOTE]
     > These parameters have default values different from [`~transformers.TrainingArguments`]:
@@ -154,6 +159,9 @@ class PRMConfig(TrainingArguments):
     packing_length: int | None = field(
         default=None, metadata={"help": "Capacity of a packed sequence; None: the batch's longest row."})
     dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenising the dataset."})
+    reference_features: bool = field(
+        default=False, metadata={"help": "After training, combine the value head with the starting model's token "
+                                         "log-probs (fitted on the training questions); the scorer loads both."})
 
     # LoRA
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters + the value head (merged at save)."})
@@ -168,6 +176,9 @@ class PRMConfig(TrainingArguments):
             raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.reference_features and self.random_init:
+            raise ValueError("reference_features=True reads the starting model's log-probs; with random_init=True "
+                             "there is no trained starting model to read")
         if self.hard_labels_from_dataset and self.label_mode != "hard":
             raise ValueError("hard_labels_from_dataset=True needs label_mode='hard'")
         if _several_processes_without_cuda():
