@@ -56,6 +56,7 @@ class DemoConfig:
     search_per_level: int | None = field(default=None, metadata={"help": "Test problems per level searched (default 10; quick 2)."})
     search_max_budget: int | None = field(default=None, metadata={"help": "Largest search budget N (default 16; quick 4)."})
     prm_learning_rate: float = field(default=1e-3, metadata={"help": "PRM learning rate (a tiny body learns in minutes at 1e-3; paper 3e-5)."})
+    prm_reference_features: bool = field(default=True, metadata={"help": "Combine the PRM's value head with the policy's token log-probs (train-prm --reference_features); false: the value head alone."})
     revision_per_level: int | None = field(default=None, metadata={"help": "Training problems per level for revision data (default 24; quick 4)."})
     revision_samples: int | None = field(default=None, metadata={"help": "Answers sampled per revision-data problem (default 32; quick 8; paper 64)."})
     revision_temperature: float = field(default=1.2, metadata={"help": "Temperature of the revision-data samples."})
@@ -241,7 +242,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                        "prompt_tokens_prefilled": generator.stats.prefill_tokens},
         "labelling": labelling,
         "prm": {"training": prm_training, "heldout": prm_eval["heldout"], "best_of_n": prm_eval["best_of_n"],
-                "learning_rate": cfg.prm_learning_rate, "epochs": cfg.prm_epochs},
+                "learning_rate": cfg.prm_learning_rate, "epochs": cfg.prm_epochs,
+                "reference_features": prm_eval.get("reference_features"),
+                "value_head_only": prm_eval.get("value_head_only")},
         "search": search_summary_for_report(search_summary, co_report),
         "revisions": revision_summary_for_report(revision_data, revision_training, revision_eval, co_report,
                                                  samples, cfg),
@@ -261,7 +264,7 @@ def demo_prm_config(cfg: DemoConfig, label_dir: Path, out: Path):
                      warmup_steps=10, per_device_train_batch_size=16, gradient_accumulation_steps=1,
                      num_train_epochs=cfg.prm_epochs, eval_strategy="epoch", save_strategy="epoch",
                      save_total_limit=1, logging_steps=10, early_stopping_patience=2, seed=cfg.seed,
-                     report_to=[], dataloader_pin_memory=False)
+                     report_to=[], dataloader_pin_memory=False, reference_features=cfg.prm_reference_features)
 
 
 def demo_revision_config(cfg: DemoConfig, data_dir: Path, out: Path):
@@ -417,10 +420,44 @@ def prm_section(prm: dict) -> str:
         md_table(["N", "PRM-weighted best-of-N", "PRM best-of-N (naive)", "majority@N"],
                  [[b, bon["weighted_at"][b], bon["naive_at"][b], bon["majority_at"][b]] for b in budgets]),
         "",
+        weighted_vs_majority_line(bon),
+        "",
         within_question_line(bon),
         "",
+        *reference_feature_lines(prm),
         "![best-of-N](best_of_n.png)",
     ])
+
+
+def weighted_vs_majority_line(bon: dict) -> str:
+    """Weighted best-of-N minus majority at the largest budget, with its paired standard error."""
+    n = list(bon["weighted_at"])[-1]
+    diff = bon["weighted_at"][n] - bon["majority_at"][n]
+    se = (bon.get("weighted_minus_majority_se_at") or {}).get(n)
+    verdict = "beats" if diff > 0 else ("ties" if diff == 0 else "is below")
+    spread = f" (paired standard error over problems {se})" if se is not None else ""
+    return f"At N = {n}, PRM-weighted best-of-N {verdict} majority by {diff:+.4f}{spread}."
+
+
+def reference_feature_lines(prm: dict) -> list[str]:
+    """The combiner the PRM scores with, and the value head alone (the ablation)."""
+    spec, alone = prm.get("reference_features"), prm.get("value_head_only")
+    if not spec:
+        return []
+    w = spec["weights"]
+    lines = [
+        f"The PRM scores with reference features (`train-prm --reference_features`): step logit = {w[0]:.3f} x "
+        f"value-head logit + {w[1]:.3f} x min + {w[2]:.3f} x mean of the policy's token log-probs of the solution "
+        f"so far + {spec['bias']:.3f}, fitted on the {spec['fitted_rows']} rows of the "
+        f"{spec['fitted_on']} split ({spec['fitted_steps']} steps; their BCE {spec['bce_value_head_only']} with the value head alone, "
+        f"{spec['bce_combined']} combined).", ""]
+    if alone and alone.get("best_of_n"):
+        ab, ho = alone["best_of_n"], alone.get("heldout") or {}
+        n = list(ab["weighted_at"])[-1]
+        lines += [f"Ablation, the value head alone: held-out BCE {ho.get('bce')}, step AUROC {ho.get('step_auroc')}; "
+                  f"weighted best-of-{n} {ab['weighted_at'][n]} vs majority {ab['majority_at'][n]}; AUROC within a "
+                  f"question {ab.get('within_question_auroc')}, pooled {ab.get('pooled_auroc')}.", ""]
+    return lines
 
 
 def within_question_line(bon: dict, near_chance: float = 0.05) -> str:

@@ -106,6 +106,17 @@ def sample_prompt(row: dict) -> str:
     return row["prompt"] if row.get("prompt") else format_prompt(row["question"])
 
 
+def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> dict:
+    """Standard error of mean(a - b) over problems at each budget (per-problem accuracies, paired)."""
+    out = {}
+    for n in budgets:
+        d = [x[n] - y[n] for x, y in zip(a, b) if n in x and n in y]
+        if len(d) == len(a) and len(d) > 1:
+            m = sum(d) / len(d)
+            out[n] = round((sum((v - m) ** 2 for v in d) / (len(d) - 1) / len(d)) ** 0.5, 4)
+    return out
+
+
 def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how: str = DEFAULT_AGGREGATION,
                     resamples: int = 16, seed: int = 0) -> dict:
     """PRM-weighted best-of-N, naive best-of-N and majority@N on the same random subsets of graded samples.
@@ -142,6 +153,7 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
     out = {"problems": len(curves["weighted"]), "aggregation": how, "resamples": resamples,
            "weighted_at": mean_curve(curves["weighted"]), "majority_at": mean_curve(curves["majority"]),
            "naive_at": mean_curve(curves["naive"]),
+           "weighted_minus_majority_se_at": paired_se(curves["weighted"], curves["majority"], budgets),
            "within_question_auroc": _round(sum(within) / len(within)) if within else None,
            "within_question_problems": len(within),
            "pooled_auroc": _round(auroc(scores, [bool(r["correct"]) for r in samples]))}

@@ -11,7 +11,8 @@ PRM held out in training (`labels_split: validation`, the split recorded in the 
 prm_train_config.json) or on every row (`all`, for a labelled set the PRM never saw). The
 ProcessBench threshold is a number, or `calibrate`: chosen on `processbench_calibration` (a file of
 the same schema) when given, else on the id-hash calibration half of each file and reported on the
-other half. Output: eval_prm.json and config.json in output_dir.
+other half. A PRM trained with `--reference_features true` is also scored by its value head alone
+(`value_head_only`, the ablation). Output: eval_prm.json and config.json in output_dir.
 """
 
 from __future__ import annotations
@@ -103,6 +104,17 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
             f: processbench_f1(scorer, load_processbench(f), cfg.processbench_threshold, calibration_records=calib,
                                calibration_name=cfg.processbench_calibration or "")
             for f in cfg.processbench}
+    if scorer.reference_spec:
+        # the ablation: the same checkpoint scored by its value head alone
+        alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False)
+        result["value_head_only"] = {}
+        if cfg.labels:
+            result["value_head_only"]["heldout"] = heldout_metrics(alone, rows)
+        if cfg.samples:
+            result["value_head_only"]["best_of_n"] = bon_vs_majority(
+                alone, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation, resamples=cfg.resamples,
+                seed=cfg.seed)
+        result["reference_features"] = scorer.reference_spec
     result["scorer_stats"] = dict(scorer.stats)
     out = Path(cfg.output_dir)
     write_json(out / "eval_prm.json", result)
