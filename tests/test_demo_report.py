@@ -3,7 +3,7 @@
 Pure functions of measured numbers, so these run in the fast suite (`make fast_test`).
 """
 
-from ttstrain.demo import revision_trend, within_question_line
+from ttstrain.demo import reference_feature_lines, revision_trend, weighted_vs_majority_line, within_question_line
 
 
 def test_within_question_line_names_what_the_prm_ranks():
@@ -19,3 +19,24 @@ def test_revision_trend_needs_more_than_noise():
     assert revision_trend(0.20, 0.35, 200) == "rises" and revision_trend(0.35, 0.20, 200) == "falls"
     # no spread to measure (every attempt wrong, or every one right): equal rates are still flat
     assert revision_trend(0.0, 0.0, 200).startswith("is flat") and revision_trend(1.0, 1.0, 200).startswith("is flat")
+
+
+def test_weighted_vs_majority_line_reads_the_largest_budget_and_its_spread():
+    bon = {"weighted_at": {1: 0.3, 16: 0.496}, "majority_at": {1: 0.3, 16: 0.485},
+           "weighted_minus_majority_se_at": {1: 0.0, 16: 0.012}}
+    assert weighted_vs_majority_line(bon) == ("At N = 16, PRM-weighted best-of-N beats majority by +0.0110 "
+                                              "(paired standard error over problems 0.012).")
+    below = weighted_vs_majority_line({"weighted_at": {4: 0.40}, "majority_at": {4: 0.41}})
+    assert below == "At N = 4, PRM-weighted best-of-N is below majority by -0.0100."
+
+
+def test_reference_feature_lines_give_the_combiner_and_the_ablation():
+    assert reference_feature_lines({"reference_features": None}) == []
+    spec = {"weights": [0.75, 0.37, 10.95], "bias": 0.4, "fitted_rows": 862, "fitted_on": "train",
+            "fitted_steps": 3376, "bce_value_head_only": 0.38, "bce_combined": 0.33}
+    alone = {"heldout": {"bce": 0.4, "step_auroc": 0.92},
+             "best_of_n": {"weighted_at": {16: 0.48}, "majority_at": {16: 0.485}, "within_question_auroc": 0.46,
+                           "pooled_auroc": 0.8}}
+    text = "\n".join(reference_feature_lines({"reference_features": spec, "value_head_only": alone}))
+    assert "0.750 x value-head logit + 0.370 x min + 10.950 x mean" in text and "862 rows of the train split" in text
+    assert "weighted best-of-16 0.48 vs majority 0.485" in text and "within a question 0.46" in text

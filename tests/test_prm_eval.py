@@ -206,3 +206,13 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     assert json.loads((tmp_path / "out" / "config.json").read_text())["labels_split"] == "all"
     with pytest.raises(ValueError, match="validation_fraction"):
         run_eval_prm(EvalPRMConfig(prm=str(prm), output_dir=str(tmp_path / "o2"), labels=str(labels)))
+
+
+def test_paired_se_is_the_standard_error_of_per_problem_differences():
+    from ttstrain.prm_eval import paired_se
+
+    a = [{4: 1.0, 16: 1.0}, {4: 0.5, 16: 1.0}, {4: 0.0, 16: 0.0}]
+    b = [{4: 0.0, 16: 1.0}, {4: 0.5, 16: 1.0}, {4: 0.0, 16: 0.0}]
+    # differences at N=4: 1, 0, 0 -> sd 0.5774, se 0.3333; at N=16 all equal -> 0
+    assert paired_se(a, b, [4, 16]) == {4: 0.3333, 16: 0.0}
+    assert paired_se(a[:1], b[:1], [4]) == {}  # one problem: no spread to measure
