@@ -108,6 +108,9 @@ def test_quick_demo_end_to_end(tmp_path):
     bon = report["prm"]["best_of_n"]
     assert set(bon["weighted_at"]) == {1, 2, 4, 8} and bon["problems"] == 20
     assert report["prm"]["heldout"]["split"] == "validation" and report["prm"]["heldout"]["rows"] > 0
+    # the demo PRM scores with reference features, and the report carries the value head alone beside it
+    assert report["prm"]["reference_features"]["fitted_on"] == "train" and "value-head logit" in text
+    assert set(report["prm"]["value_head_only"]["best_of_n"]["weighted_at"]) == {1, 2, 4, 8}
     sr = report["search"]
     assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search"} and sr["budgets"] == [1, 2, 4]
     assert sr["generations"]["beam_search"][4] == 4 and "oracle" in sr["compute_optimal"]
@@ -117,7 +120,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert set(rv["pass@1_by_revision_step"]) == {0, 1, 2, 3} and rv["num_chains"] == 2 and rv["problems"] == 10
     assert set(rv["curves"]) == {"revisions(L=1)", "revisions(L=2)", "revisions(L=4)"}
     assert set(rv["prm_hierarchical"]) == set(rv["majority"]) and "4x2" in rv["majority"]
-    assert rv["selection"] == "majority" and "(majority selection, oracle bins" in text
+    assert rv["selection"] == "hierarchical" and "(hierarchical selection, oracle bins" in text
     assert report["sampling"]["overall"]["pass_at"][8] >= report["sampling"]["overall"]["pass@1"]
     assert report["throughput"]["prompt_tokens_prefilled"] < report["throughput"]["prompt_tokens_requested"]
 

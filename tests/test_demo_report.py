@@ -28,6 +28,9 @@ def test_weighted_vs_majority_line_reads_the_largest_budget_and_its_spread():
                                               "(paired standard error over problems 0.012).")
     below = weighted_vs_majority_line({"weighted_at": {4: 0.40}, "majority_at": {4: 0.41}})
     assert below == "At N = 4, PRM-weighted best-of-N is below majority by -0.0100."
+    # N = 16 is the headline where it was measured, whatever larger budgets follow
+    at16 = weighted_vs_majority_line({"weighted_at": {16: 0.5, 64: 0.49}, "majority_at": {16: 0.48, 64: 0.5}})
+    assert at16.startswith("At N = 16, PRM-weighted best-of-N beats majority by +0.0200")
 
 
 def test_reference_feature_lines_give_the_combiner_and_the_ablation():

@@ -17,7 +17,7 @@ Stages, in order (each writes its data and resolved config under --out):
  10. revision       revision SFT of the policy on them (loss on the correct answer only)
  11. revision_eval  sequential revision chains on the searched test problems: pass@1 by revision
               step, flip rates, majority vs PRM-hierarchical selection per chains x length split;
-              the compute-optimal revision family selects by --revision_selection (majority)
+              the compute-optimal revision family selects by --revision_selection (hierarchical)
  12. compute_optimal  difficulty bins (oracle: pass@1 of the samples; predicted: mean PRM score),
               best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N, for
               the search methods and for sequential:parallel revision splits
@@ -64,7 +64,7 @@ class DemoConfig:
     revision_learning_rate: float = field(default=3e-4, metadata={"help": "Revision SFT learning rate (paper 1e-5, for billion-parameter models)."})
     revision_chains: int | None = field(default=None, metadata={"help": "Parallel revision chains per test problem (default 4; quick 2)."})
     revision_length: int = field(default=4, metadata={"help": "Attempts per revision chain."})
-    revision_selection: str = field(default="majority", metadata={"help": "Answer selection over revision chains in the compute-optimal analysis: majority (default; this world's PRM does not rank answers within a question, see the report's PRM section), hierarchical (the paper's: PRM-weighted within each chain, then across) or weighted (PRM-weighted over all attempts at once)."})
+    revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection over revision chains in the compute-optimal analysis: hierarchical (default, the paper's: PRM-weighted within each chain, then across), majority (what to use with a PRM that does not rank answers within a question, such as the value head alone: --prm_reference_features false) or weighted (PRM-weighted over all attempts at once)."})
 
     def __post_init__(self):
         if self.test_per_level is None:
@@ -429,9 +429,15 @@ def prm_section(prm: dict) -> str:
     ])
 
 
+def headline_budget(curve: dict, preferred: int = 16):
+    """The budget a one-line summary reads: N = 16 (the issue's target) where measured, else the largest."""
+    keys = list(curve)
+    return next((k for k in keys if int(k) == preferred), keys[-1])
+
+
 def weighted_vs_majority_line(bon: dict) -> str:
-    """Weighted best-of-N minus majority at the largest budget, with its paired standard error."""
-    n = list(bon["weighted_at"])[-1]
+    """Weighted best-of-N minus majority at N = 16 (else the largest budget), with its paired standard error."""
+    n = headline_budget(bon["weighted_at"])
     diff = bon["weighted_at"][n] - bon["majority_at"][n]
     se = (bon.get("weighted_minus_majority_se_at") or {}).get(n)
     verdict = "beats" if diff > 0 else ("ties" if diff == 0 else "is below")
@@ -453,7 +459,7 @@ def reference_feature_lines(prm: dict) -> list[str]:
         f"{spec['bce_combined']} combined).", ""]
     if alone and alone.get("best_of_n"):
         ab, ho = alone["best_of_n"], alone.get("heldout") or {}
-        n = list(ab["weighted_at"])[-1]
+        n = headline_budget(ab["weighted_at"])
         lines += [f"Ablation, the value head alone: held-out BCE {ho.get('bce')}, step AUROC {ho.get('step_auroc')}; "
                   f"weighted best-of-{n} {ab['weighted_at'][n]} vs majority {ab['majority_at'][n]}; AUROC within a "
                   f"question {ab.get('within_question_auroc')}, pooled {ab.get('pooled_auroc')}.", ""]
