@@ -8,6 +8,7 @@ world's task), scored by a PRM with the default world's body:
 (b) prefix    the common naive approach: for every step, the prompt and the steps up to it as a
               sequence of its own, scored at its last token (batched and right-padded, same batch size).
 Both must give the same step scores (checked, to 1e-4); it prints steps scored per second of each.
+A PRM trained with reference features is scored by its value head here (`use_reference_features=False`).
 
     python bench/score_prm.py                   # 64 solutions of 8 steps, batch 16
     python bench/score_prm.py --solutions 128 --steps 8 --prm runs/demo/prm
@@ -66,7 +67,9 @@ def load_scorer(prm: str | None, batch_size: int):
     from ttstrain.trainers.prm_trainer import load_prm_model
 
     if prm:
-        return PRMScorer.from_pretrained(prm, batch_size=batch_size)
+        # the value head: what the two approaches compute differently (a PRM with reference features adds the
+        # same one pass of its reference model to either)
+        return PRMScorer.from_pretrained(prm, batch_size=batch_size, use_reference_features=False)
     torch.manual_seed(0)
     model, tok = load_prm_model("default", head_dropout=0.0, model_dropout=0.0)
     return PRMScorer(model, tok, batch_size=batch_size)
