@@ -11,6 +11,8 @@ and one score call. Printed per N: seconds per problem of each, generations, and
 
 Without --prm the PRM is the world body with a fresh (untrained) value head: the timing measures
 the search machinery, not the PRM's quality (a trained PRM can change how long beams live).
+A PRM with reference features (the demo's) runs two models per scoring call, which beam search
+makes at every step: `--value_head_only` times the same PRM without them.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import time
 import torch
 
 
-def load_prm(path: str | None):
+def load_prm(path: str | None, value_head_only: bool = False):
     from ttstrain.scoring import PRMScorer
     from ttstrain.trainers.prm_trainer import load_prm_model
 
     if path:
-        return PRMScorer.from_pretrained(path)
+        return PRMScorer.from_pretrained(path, use_reference_features=not value_head_only)
     torch.manual_seed(0)
     model, tok = load_prm_model("default", head_dropout=0.0, model_dropout=0.0)
     return PRMScorer(model, tok)
@@ -38,6 +40,9 @@ def main() -> None:
     ap.add_argument("--per_level", type=int, default=2)
     ap.add_argument("--beam_width", type=int, default=4)
     ap.add_argument("--prm", default=None)
+    ap.add_argument("--value_head_only", action="store_true",
+                    help="score with the PRM's value head alone (a PRM with reference features also runs its "
+                         "reference model on every scored solution)")
     ap.add_argument("--backend", default="transformers")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -47,7 +52,7 @@ def main() -> None:
     from ttstrain.search import run_search
 
     generator = load_generator(args.backend, model="default")
-    prm = load_prm(args.prm)
+    prm = load_prm(args.prm, args.value_head_only)
     problems = load_problems("arith", "test", per_level=args.per_level, seed=args.seed)
     run_search("best_of_n_weighted", generator, prm, problems[:2], budget=2, seed=args.seed)  # warm-up
     ratios = []
