@@ -53,12 +53,13 @@ def token_logprobs(model, seqs: Sequence[Sequence[int]], pad_token_id: int, batc
         ids = inputs["input_ids"]
         inputs = {k: v.to(device) for k, v in inputs.items()}
         logits = model(**inputs, use_cache=False).logits.float()
+        # one log-softmax and gather for the whole batch: position t holds log p(token t+1); the values
+        # across a packed boundary are never read
+        nxt = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
         for i, (r, o) in zip(chunk, where):
             n = len(seqs[i])
             lp = torch.zeros(n)
-            if n > 1:
-                rows = torch.log_softmax(logits[r, o:o + n - 1], dim=-1)
-                lp[1:] = rows.gather(-1, ids[r, o + 1:o + n, None].to(rows.device))[:, 0].cpu()
+            lp[1:] = nxt[r, o:o + n - 1]
             out[i] = lp
     return out
 
