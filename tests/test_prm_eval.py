@@ -216,3 +216,12 @@ def test_paired_se_is_the_standard_error_of_per_problem_differences():
     # differences at N=4: 1, 0, 0 -> sd 0.5774, se 0.3333; at N=16 all equal -> 0
     assert paired_se(a, b, [4, 16]) == {4: 0.3333, 16: 0.0}
     assert paired_se(a[:1], b[:1], [4]) == {}  # one problem: no spread to measure
+
+
+def test_threshold_calibration_resolves_scores_below_1e_4():
+    from ttstrain.prm_eval import _best_threshold
+
+    # out-of-domain text can put every step far below 0.5: the ranking must still be usable
+    scores = [[1e-5, 1e-7, 1e-5], [1e-5, 2e-5, 1e-5], [3e-6, 1e-5, 1e-5]]
+    t, f1 = _best_threshold(scores, [1, -1, 0])
+    assert f1 == 1.0 and 3e-6 < t <= 1e-5

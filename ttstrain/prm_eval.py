@@ -209,7 +209,12 @@ def calibration_half(record_id: str) -> bool:
 
 def _best_threshold(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> tuple[float, float]:
     """The threshold with the highest first-error F1 (ties: closest to 0.5) and that F1."""
-    candidates = sorted({round(x, 4) for s in scores for x in s} | {0.0, 1.01})
+    # the scores themselves (not rounded: a PRM can put every step of out-of-domain text below 1e-4),
+    # thinned to 1,000 quantiles when there are more
+    values = sorted({x for s in scores for x in s})
+    if len(values) > 1000:
+        values = [values[round(i * (len(values) - 1) / 999)] for i in range(1000)]
+    candidates = sorted(set(values) | {0.0, 1.01})
 
     def f1(t):
         return processbench_scores([first_below(s, t) for s in scores], labels)["f1"]

@@ -98,8 +98,8 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if cfg.samples:
         result["best_of_n"] = bon_vs_majority(scorer, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation,
                                               resamples=cfg.resamples, seed=cfg.seed)
+    calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
     if cfg.processbench:
-        calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
         result["processbench"] = {
             f: processbench_f1(scorer, load_processbench(f), cfg.processbench_threshold, calibration_records=calib,
                                calibration_name=cfg.processbench_calibration or "")
@@ -114,6 +114,11 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
             result["value_head_only"]["best_of_n"] = bon_vs_majority(
                 alone, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation, resamples=cfg.resamples,
                 seed=cfg.seed)
+        if cfg.processbench:
+            result["value_head_only"]["processbench"] = {
+                f: processbench_f1(alone, load_processbench(f), cfg.processbench_threshold,
+                                   calibration_records=calib, calibration_name=cfg.processbench_calibration or "")
+                for f in cfg.processbench}
         result["reference_features"] = scorer.reference_spec
     result["scorer_stats"] = dict(scorer.stats)
     out = Path(cfg.output_dir)
