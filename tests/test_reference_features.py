@@ -128,3 +128,16 @@ def test_world_policy_log_probs_rank_a_right_step_above_its_arithmetic_slip(tmp_
     bad = prm.score_solutions(prompts, wrong)
     wins = sum(g > b for g, b in zip(good, bad))
     assert len(good) == 40 and wins >= 34, (wins, len(good))
+
+
+def test_combined_scores_keep_their_order_far_below_float32s_range(tmp_path, base_dir):
+    """Out-of-domain text can push combined logits to -100 and below; the scores must not all become 0."""
+    from ttstrain.scoring import PRMScorer
+    from ttstrain.trainers.prm_trainer import load_prm_model
+
+    model, tok = load_prm_model(str(base_dir), head_dropout=0.0, model_dropout=0.0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    record_spec(tmp_path, {"reference_model": str(base_dir), "weights": [0.0, 0.0, 60.0], "bias": -20.0})
+    scores = PRMScorer.from_pretrained(tmp_path).score([PROMPT], [STEPS])[0]
+    assert all(0.0 < s < 1e-40 for s in scores), scores

@@ -125,9 +125,12 @@ class PRMScorer:
             lps = token_logprobs(self.reference_model, seqs, self.pad_token_id, batch_size, self.packing)
             logits = [combined_logits(self.reference_spec, v, prefix_features(lp, encoded[i].prompt_length, e))
                       for i, v, lp, e in zip(keys, logits, lps, ends)]
+        # the value head's logits are float32 as the model made them; combined logits are float64 and stay
+        # so (out-of-domain text can reach logits of -100, where a float32 sigmoid is exactly 0)
+        dtype = torch.float64 if self.reference_spec else torch.float32
         out: list[list[float]] = [[] for _ in prompts]
         for i, v in zip(keys, logits):
-            out[i] = torch.sigmoid(torch.tensor(v, dtype=torch.float32)).tolist()
+            out[i] = torch.sigmoid(torch.tensor(v, dtype=dtype)).tolist()
         self.stats["solutions"] += len(encoded)
         self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
         return out
