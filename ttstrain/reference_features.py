@@ -17,7 +17,8 @@ only the solution's tokens count (the prompt is the question, not the policy's c
 numbers are fitted after training, by the same soft-label BCE, on the training questions
 (`fit_combiner`; the validation questions stay held out for evaluation), and stored in the
 checkpoint's `config.ttstrain_prm` under `reference_features`; `ttstrain.scoring.PRMScorer`
-loads the reference model next to the PRM and applies them. Scoring stays one forward pass per solution, now in two models.
+loads the reference model next to the PRM and applies them. Scoring stays one forward pass per
+solution, now in two models.
 
     ttstrain train-prm --config recipes/default/prm/config_demo.yaml --reference_features true
 """
@@ -119,20 +120,16 @@ def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_m
     trained on (`row_targets` with `label_mode`). `reference` is the causal LM whose
     log-probs are read (a hub id, folder or alias such as "default").
     """
-    from transformers import AutoModelForCausalLM
-
-    from ttstrain.models import resolve_model
     from ttstrain.scoring import PRMScorer
     from ttstrain.trainers.prm_trainer import row_targets
 
     prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size)
-    ref = AutoModelForCausalLM.from_pretrained(resolve_model(reference)).to(prm.device).eval()
-    check_vocab(prm.tokenizer, ref, reference)
+    ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
     encoded, targets, steps_used = [], [], []
     for row in rows:
-        steps, values = row_targets(row, label_mode)
         if not len(row["completions"]):
             continue
+        steps, values = row_targets(row, label_mode)
         encoded.append(prm.tokenize(row["prompt"], list(row["completions"])))
         targets.extend(values)
         steps_used.append(steps)
@@ -150,6 +147,17 @@ def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_m
             "bce_value_head_only": round(before, 5), "bce_combined": round(after, 5)}
     record_spec(prm_dir, spec)
     return spec
+
+
+def load_reference_model(name: str, tokenizer, *, device="cpu", dtype: str = "auto", **kw):
+    """The reference causal LM (hub id, folder or alias), in eval mode on `device`, checked against the PRM's tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    from ttstrain.models import _torch_dtype, resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=_torch_dtype(dtype), **kw)
+    check_vocab(tokenizer, model, name)
+    return model.to(device).eval()
 
 
 def check_vocab(tokenizer, reference_model, name: str) -> None:
@@ -173,4 +181,4 @@ def record_spec(prm_dir: str | Path, spec: dict) -> None:
 
 
 __all__ = ["FEATURES", "META_KEY", "check_vocab", "combined_logits", "fit_combiner", "fit_reference_features",
-           "prefix_features", "record_spec", "token_logprobs"]
+           "load_reference_model", "prefix_features", "record_spec", "token_logprobs"]

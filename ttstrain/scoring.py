@@ -32,8 +32,9 @@ import os
 import torch
 
 from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
+from ttstrain.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
+                                         token_logprobs)
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
-from ttstrain.reference_features import META_KEY, check_vocab, combined_logits, prefix_features, token_logprobs
 from ttstrain.trainers.prm_trainer import HEAD_TYPE, PRM_CONFIG_KEY, build_batch
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,9 @@ class PRMScorer:
         A PRM with reference features also loads its reference policy (the recorded
         `reference_model`, or `reference_model` given here, e.g. where the policy now lives).
         """
-        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+        from transformers import AutoModelForTokenClassification
 
-        from ttstrain.models import _torch_dtype, load_tokenizer, resolve_model
+        from ttstrain.models import _torch_dtype, load_tokenizer
 
         path = os.fspath(path)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -96,10 +97,8 @@ class PRMScorer:
         spec = (getattr(model.config, PRM_CONFIG_KEY, None) or {}).get(META_KEY)
         ref = None
         if spec and kw.get("use_reference_features", True):
-            name = reference_model or spec["reference_model"]
-            ref = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=_torch_dtype(dtype), **extra)
-            check_vocab(tokenizer, ref, name)
-            ref = ref.to(device)
+            ref = load_reference_model(reference_model or spec["reference_model"], tokenizer, device=device,
+                                       dtype=dtype, **extra)
         return cls(model.to(device), tokenizer, reference_model=ref, **kw)
 
     @property
