@@ -91,34 +91,32 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
     scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size)
-    result: dict = {"prm": cfg.prm}
-    if cfg.labels:
-        rows, split = heldout_rows(cfg)
-        result["heldout"] = {**heldout_metrics(scorer, rows), **split, "labels": cfg.labels}
-    if cfg.samples:
-        result["best_of_n"] = bon_vs_majority(scorer, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation,
-                                              resamples=cfg.resamples, seed=cfg.seed)
+    rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
+    samples = load_samples(cfg.samples) if cfg.samples else None
+    benches = {f: load_processbench(f) for f in cfg.processbench}
     calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
-    if cfg.processbench:
-        result["processbench"] = {
-            f: processbench_f1(scorer, load_processbench(f), cfg.processbench_threshold, calibration_records=calib,
-                               calibration_name=cfg.processbench_calibration or "")
-            for f in cfg.processbench}
+
+    def evaluate(s) -> dict:
+        part: dict = {}
+        if rows is not None:
+            part["heldout"] = heldout_metrics(s, rows)
+        if samples is not None:
+            part["best_of_n"] = bon_vs_majority(s, samples, cfg.budgets, how=cfg.aggregation,
+                                                resamples=cfg.resamples, seed=cfg.seed)
+        if benches:
+            part["processbench"] = {
+                f: processbench_f1(s, records, cfg.processbench_threshold, calibration_records=calib,
+                                   calibration_name=cfg.processbench_calibration or "")
+                for f, records in benches.items()}
+        return part
+
+    result: dict = {"prm": cfg.prm, **evaluate(scorer)}
+    if rows is not None:
+        result["heldout"].update(split, labels=cfg.labels)
     if scorer.reference_spec:
-        # the ablation: the same checkpoint scored by its value head alone
+        # the ablation: the same checkpoint scored by its value head alone, on the same inputs
         alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False)
-        result["value_head_only"] = {}
-        if cfg.labels:
-            result["value_head_only"]["heldout"] = heldout_metrics(alone, rows)
-        if cfg.samples:
-            result["value_head_only"]["best_of_n"] = bon_vs_majority(
-                alone, load_samples(cfg.samples), cfg.budgets, how=cfg.aggregation, resamples=cfg.resamples,
-                seed=cfg.seed)
-        if cfg.processbench:
-            result["value_head_only"]["processbench"] = {
-                f: processbench_f1(alone, load_processbench(f), cfg.processbench_threshold,
-                                   calibration_records=calib, calibration_name=cfg.processbench_calibration or "")
-                for f in cfg.processbench}
+        result["value_head_only"] = evaluate(alone)
         result["reference_features"] = scorer.reference_spec
     result["scorer_stats"] = dict(scorer.stats)
     out = Path(cfg.output_dir)
