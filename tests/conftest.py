@@ -1,4 +1,4 @@
-"""Shared fixtures: the char tokenizer, a BPE tokenizer that merges newlines, a tiny random Llama."""
+"""Shared fixtures: the char tokenizer, a BPE tokenizer that merges newlines, a tiny random Llama and its folder."""
 
 from __future__ import annotations
 
@@ -41,3 +41,12 @@ def tiny_llama(char_tokenizer):
                       bos_token_id=char_tokenizer.bos_token_id, eos_token_id=char_tokenizer.eos_token_id,
                       pad_token_id=char_tokenizer.pad_token_id)
     return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory, tiny_llama, char_tokenizer):
+    """The tiny Llama saved as an ordinary causal-LM folder, like any checkpoint a user would pass."""
+    path = tmp_path_factory.mktemp("tiny_causal")
+    tiny_llama.save_pretrained(path)
+    char_tokenizer.save_pretrained(path)
+    return path

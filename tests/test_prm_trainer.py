@@ -53,19 +53,21 @@ def synthetic_rows(per_level: int = 4, seed: int = 0) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_llama, char_tokenizer):
-    """The tiny Llama saved as an ordinary causal-LM folder, like any checkpoint a user would pass."""
-    path = tmp_path_factory.mktemp("tiny_causal")
-    tiny_llama.save_pretrained(path)
-    char_tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("prm_data")
     write_parquet(path / "data" / "train-00000-of-00001.parquet", synthetic_rows(per_level=6))
     return path
+
+
+def train_prm_cli(base_dir, data_dir, out, **flags):
+    """`ttstrain train-prm`'s parsed config for a small CPU run of the tiny model; `flags` add or override options."""
+    from ttstrain.stages.train_prm import make_parser
+
+    options = {"model_name_or_path": base_dir, "dataset_path": data_dir, "output_dir": out, "learning_rate": "3e-3",
+               "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "validation_fraction": 0.2,
+               "disable_tqdm": "true", "dataloader_pin_memory": "false", "use_cpu": "true", "seed": 0, **flags}
+    (cfg,) = make_parser().parse_args_and_config([a for k, v in options.items() for a in (f"--{k}", str(v))])
+    return cfg
 
 
 def _row(labels, final_correct=True, hard=None):
@@ -243,15 +245,11 @@ def test_smoke_train_lowers_validation_loss_and_saves_a_loadable_prm(tmp_path, b
     from safetensors.torch import load_file
 
     from ttstrain.scoring import PRMScorer
-    from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG, make_parser, run_train_prm
+    from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG, run_train_prm
 
     out = tmp_path / "prm"
-    (cfg,) = make_parser().parse_args_and_config([
-        "--model_name_or_path", str(base_dir), "--dataset_path", str(data_dir), "--output_dir", str(out),
-        "--learning_rate", "3e-3", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
-        "--max_steps", "24", "--eval_steps", "8", "--save_steps", "8", "--logging_steps", "4",
-        "--validation_fraction", "0.2", "--eval_on_start", "true", "--disable_tqdm", "true",
-        "--dataloader_pin_memory", "false", "--use_cpu", "true", "--seed", "0"])
+    cfg = train_prm_cli(base_dir, data_dir, out, max_steps=24, eval_steps=8, save_steps=8, logging_steps=4,
+                        eval_on_start="true")
     trainer = run_train_prm(cfg)
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     assert evals[0] > min(evals) + 0.01, evals

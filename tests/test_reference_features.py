@@ -18,15 +18,7 @@ from ttstrain.steps import split_steps
 from ttstrain.trainers.prm_trainer import PRM_CONFIG_KEY
 from ttstrain.world.task import problems_split
 
-from test_prm_trainer import PROMPT, STEPS, synthetic_rows
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_llama, char_tokenizer):
-    path = tmp_path_factory.mktemp("tiny_causal_ref")
-    tiny_llama.save_pretrained(path)
-    char_tokenizer.save_pretrained(path)
-    return path
+from test_prm_trainer import PROMPT, STEPS, synthetic_rows, train_prm_cli
 
 
 def test_token_logprobs_match_one_plain_forward_per_sequence(tiny_llama, char_tokenizer):
@@ -62,17 +54,13 @@ def test_fit_combiner_recovers_known_weights_and_lowers_the_bce():
 
 def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, base_dir):
     from ttstrain.scoring import PRMScorer
-    from ttstrain.stages.train_prm import make_parser, run_train_prm
+    from ttstrain.stages.train_prm import run_train_prm
 
     data = tmp_path / "data"
     write_parquet(data / "train-00000-of-00001.parquet", synthetic_rows(per_level=4))
     out = tmp_path / "prm"
-    (cfg,) = make_parser().parse_args_and_config([
-        "--model_name_or_path", str(base_dir), "--dataset_path", str(data), "--output_dir", str(out),
-        "--learning_rate", "3e-3", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
-        "--max_steps", "6", "--eval_steps", "3", "--save_steps", "3", "--validation_fraction", "0.2",
-        "--reference_features", "true", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-        "--use_cpu", "true", "--report_to", "none", "--seed", "0"])
+    cfg = train_prm_cli(base_dir, data, out, max_steps=6, eval_steps=3, save_steps=3, reference_features="true",
+                        report_to="none")
     run_train_prm(cfg)
     spec = json.loads((out / "config.json").read_text())[PRM_CONFIG_KEY][META_KEY]
     # 20 questions x 2 rows, 4 questions held out: the combiner saw the 32 training rows only
