@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from ttstrain.generation.scripted import ScriptedGenerator
@@ -123,6 +124,38 @@ def test_revision_orm_rows_and_eval_stage(tmp_path, monkeypatch):
     for name in ("chains.parquet", "orm_data.parquet", "eval_revision.json", "config.json"):
         assert (tmp_path / "ev" / name).exists()
     assert json.loads((tmp_path / "ev" / "eval_revision.json").read_text())["num_chains"] == 2
+
+
+
+def test_eval_stage_reports_answer_bounds_from_base_samples(tmp_path, monkeypatch):
+    import json
+
+    import ttstrain.stages.eval_revision as ev
+    from ttstrain.io import write_parquet
+    from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
+
+    question = "Start with 1.\n1. Add 1.\nWhat is the result?"
+    monkeypatch.setattr(ev, "stage_problems", lambda c: [{"id": "a", "question": question, "answer": "2"}])
+    script = lambda prompt, j, params: "1 + 1 = 2\nThe answer is \\boxed{2}."  # noqa: E731
+    # question a: 1 right of 4, wrong answers "3" x2 and "4" -> exclusion 1/4 * (1 + 1/3); z is not evaluated
+    base = [{"problem_id": "a", "answer": a, "correct": a == "2"} for a in ("2", "3", "3", "4")]
+    base += [{"problem_id": "z", "answer": "9", "correct": True}]
+    write_parquet(tmp_path / "base" / "samples.parquet", base)
+    cfg = EvalRevisionConfig(output_dir=str(tmp_path / "ev"), num_chains=1, chain_length=2,
+                             base_samples=str(tmp_path / "base"))
+    result = run_eval_revision(cfg, generator=ScriptedGenerator(script), progress=False)
+    assert result["answer_bounds"] == {"first_attempt": 0.25, "exclude_previous": round(1 / 3, 4),
+                                       "keep_or_exclude_oracle": round(0.25 + 1 / 3, 4), "questions": 1,
+                                       "samples_per_question": 4.0}
+    assert json.loads((tmp_path / "ev" / "eval_revision.json").read_text())["answer_bounds"]["questions"] == 1
+
+    write_parquet(tmp_path / "bad.parquet", [{"problem_id": "a", "correct": True}])
+    calls = []
+    never = ScriptedGenerator(lambda *a: calls.append(a) or "")
+    cfg.base_samples, cfg.output_dir = str(tmp_path / "bad.parquet"), str(tmp_path / "ev2")
+    with pytest.raises(ValueError, match=r"bad\.parquet has no column answer"):
+        run_eval_revision(cfg, generator=never, progress=False)
+    assert calls == [] and not (tmp_path / "ev2").exists()
 
 
 def test_cpu_training_defaults_to_full_precision_without_checkpointing(tmp_path):

@@ -2,7 +2,8 @@
 often a correct answer turns wrong, and answer selection over chains with and without verifiers.
 
     ttstrain eval-revision --model runs/demo/revision --per_level 10 --num_chains 4 --chain_length 4 \\
-        --prm runs/demo/prm --orm runs/demo/revision_orm --output_dir runs/demo/eval_revision
+        --prm runs/demo/prm --orm runs/demo/revision_orm --base_samples runs/demo/samples.parquet \\
+        --output_dir runs/demo/eval_revision
     python eval/eval_revision.py --model runs/revision --split train --output_dir runs/revision_chains_train
 
 What it writes to output_dir:
@@ -14,7 +15,9 @@ What it writes to output_dir:
                         `--label_mode orm`); run this stage on the train split to build its data
   eval_revision.json    pass@1 by revision step, flip rates, each verifier's AUROC on the attempts,
                         and accuracy of every chains x length split of the budget under majority,
-                        and hierarchical selection with each verifier
+                        and hierarchical selection with each verifier; with --base_samples, what
+                        "try a different answer" can buy on these problems (`answer_bounds`, see
+                        ttstrain.revisions.bounds)
   config.json           the resolved config
 
 The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
@@ -50,6 +53,7 @@ class EvalRevisionConfig:
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
     prm: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
     orm: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
+    base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
     seed: int = field(default=0, metadata={"help": "Seed of the chains."})
 
 
@@ -65,6 +69,25 @@ def verifier_summary(rows: list[dict], key: str) -> dict:
             "hierarchical": split_accuracy(revision_accuracy_rows(scored, selection="hierarchical"))}
 
 
+def read_base_samples(path: str | Path) -> list[dict]:
+    """problem_id, answer and correct of base-policy samples; a folder means its samples.parquet."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path = path / "samples.parquet" if path.is_dir() else path
+    if not path.exists():
+        raise FileNotFoundError(f"--base_samples: {path} does not exist")
+    need = ["problem_id", "answer", "correct"]
+    missing = [c for c in need if c not in pq.read_schema(path).names]
+    if missing:
+        raise ValueError(f"--base_samples: {path} has no column {', '.join(missing)} (needs {', '.join(need)})")
+    rows = pq.read_table(path, columns=need).to_pylist()
+    for i, r in enumerate(rows):
+        if r["correct"] is None:
+            raise ValueError(f"--base_samples: {path} row {i}: field 'correct' is empty")
+    return rows
+
+
 def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
     """Mean accuracy per 'L x P' split (L sequential attempts, P parallel chains)."""
     out: dict[str, list[float]] = {}
@@ -76,10 +99,12 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
 def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
                       progress: bool = True) -> dict:
     from ttstrain.compute_optimal import revision_accuracy_rows
+    from ttstrain.revisions.bounds import revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
 
     problems = stage_problems(cfg)
+    base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
     generator = generator or stage_generator(cfg)
     rows = run_revision_chains(generator, problems, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
                                temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
@@ -100,6 +125,8 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
         "majority": split_accuracy(revision_accuracy_rows(rows, selection="majority")),
         "verifiers": {name: verifier_summary(rows, f"score_{name}") for name in scorers},
     }
+    if base_samples is not None:
+        result["answer_bounds"] = revision_answer_bounds(base_samples, problem_ids={p["id"] for p in problems})
     out = Path(cfg.output_dir)
     write_parquet(out / "chains.parquet", rows)
     write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
