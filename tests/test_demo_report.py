@@ -3,7 +3,8 @@
 Pure functions of measured numbers, so these run in the fast suite (`make fast_test`).
 """
 
-from ttstrain.demo import reference_feature_lines, revision_trend, weighted_vs_majority_line, within_question_line
+from ttstrain.demo import (answer_bounds_lines, reference_feature_lines, revision_trend, weighted_vs_majority_line,
+                           within_question_line)
 
 
 def test_within_question_line_names_what_the_prm_ranks():
@@ -43,3 +44,14 @@ def test_reference_feature_lines_give_the_combiner_and_the_ablation():
     text = "\n".join(reference_feature_lines({"reference_features": spec, "value_head_only": alone}))
     assert "0.750 x value-head logit + 0.370 x min + 10.950 x mean" in text and "862 rows of the train split" in text
     assert "weighted best-of-16 0.48 vs majority 0.485" in text and "within a question 0.46" in text
+
+
+def test_answer_bounds_lines_say_when_exclusion_loses():
+    spread = {"first_attempt": 0.365, "exclude_previous": 0.168, "keep_or_exclude_oracle": 0.533,
+              "questions": 50, "samples_per_question": 64.0}
+    line = answer_bounds_lines(spread)[0]
+    assert "64 samples" in line and "0.365" in line and "0.168" in line and "0.533" in line
+    assert "Exclusion loses here" in line
+    concentrated = {**spread, "exclude_previous": 0.4, "keep_or_exclude_oracle": 0.765}
+    assert "Exclusion loses" not in answer_bounds_lines(concentrated)[0]
+    assert answer_bounds_lines(None) == []

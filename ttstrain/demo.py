@@ -213,7 +213,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             output_dir=str(out / "eval_revision"), model=str(out / "revision_model"), backend=cfg.backend,
             problems="arith", split="test", per_level=cfg.search_per_level, num_chains=cfg.revision_chains,
             chain_length=cfg.revision_length, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-            prm=str(out / "prm"), seed=cfg.seed))
+            prm=str(out / "prm"), base_samples=str(out / "samples.parquet"), seed=cfg.seed))
 
     with clock.stage("compute_optimal"):
         from ttstrain.stages.compute_optimal import ComputeOptimalConfig, run_compute_optimal
@@ -527,6 +527,7 @@ def revision_summary_for_report(data: dict | None, training: dict, evaluation: d
         "base_policy_sampled_pass@1": round(sum(base) / len(base), 4) if base else None,
         "pass@1_by_revision_step": {int(k): v for k, v in evaluation["pass@1_by_revision_step"].items()},
         "flip_rates": evaluation["flip_rates"],
+        "answer_bounds": evaluation.get("answer_bounds"),
         "majority": evaluation["majority"],
         "prm_hierarchical": evaluation["verifiers"].get("prm", {}).get("hierarchical"),
         "prm_auroc": evaluation["verifiers"].get("prm", {}).get("auroc_all_attempts"),
@@ -582,6 +583,7 @@ def revision_section(rv: dict) -> str:
         f"{_f(fr['incorrect_to_correct'])} ({fr['transitions_from_incorrect']}). The PRM's AUROC on the attempts: "
         f"{_f(rv['prm_auroc'])}.",
         "",
+        *answer_bounds_lines(rv.get("answer_bounds")),
         "Accuracy of L sequential x P parallel attempts (budget L*P), answer by majority over all attempts or "
         "hierarchically with the PRM (weighted best-of-N within each chain, then across chains):",
         "",
@@ -604,6 +606,20 @@ def revision_section(rv: dict) -> str:
         "[compute_optimal/revision_ratio_sweep.png](compute_optimal/revision_ratio_sweep.png).",
     ]
     return "\n".join(lines)
+
+
+def answer_bounds_lines(bounds: dict | None) -> list[str]:
+    """What keeping or excluding the previous answer buys on these problems (ttstrain.revisions.bounds)."""
+    if not bounds:
+        return []
+    lines = [f"What a next attempt gets from the base policy's {bounds['samples_per_question']:g} samples per problem: "
+             f"a fresh sample {_f(bounds['first_attempt'])}; a fresh sample with the previous answer excluded "
+             f"(what wrong-only revision contexts teach) {_f(bounds['exclude_previous'])}; keeping a right answer "
+             f"and excluding a wrong one (perfect error detection) {_f(bounds['keep_or_exclude_oracle'])}."]
+    if bounds["exclude_previous"] < bounds["first_attempt"]:
+        lines[0] += (" Exclusion loses here (the wrong answers are spread thin), so a chain can rise above its "
+                     "first attempt only as far as the revision model tells its right attempts from its wrong ones.")
+    return lines + [""]
 
 
 def choices_table(choices: dict) -> str:
