@@ -55,3 +55,8 @@ def test_answer_bounds_lines_say_when_exclusion_loses():
     concentrated = {**spread, "exclude_previous": 0.4, "keep_or_exclude_oracle": 0.765}
     assert "Exclusion loses" not in answer_bounds_lines(concentrated)[0]
     assert answer_bounds_lines(None) == []
+    changed = {"changed_wrong_attempts": 338, "right_after_change": 0.1805, "fresh_sample_excluding_previous": 0.2021}
+    assert answer_bounds_lines(spread, changed)[0].endswith(
+        "changed a wrong answer (338 times), its new attempt was right 0.180 of the time; a fresh base sample "
+        "avoiding the previous answer would be right 0.202.")
+    assert "changed a wrong answer" not in answer_bounds_lines(spread, {**changed, "changed_wrong_attempts": 0})[0]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ttstrain.revisions.bounds import question_answer_bounds, revision_answer_bounds
+from ttstrain.revisions.bounds import changed_attempt_check, question_answer_bounds, revision_answer_bounds
 
 
 def _samples(problem_id, answers):
@@ -60,3 +60,21 @@ def test_exclusion_matches_a_simulated_reviser():
     expected = question_answer_bounds(pool)["exclude_previous"]
     assert expected == pytest.approx(0.3 * (0.4 / 0.6 + 0.2 / 0.8 + 0.1 / 0.9))
     assert abs(hits / trials - expected) < 0.01
+
+
+def test_changed_attempt_check_on_hand_made_chains():
+    base = _samples("a", [("2", True), ("2", True), ("3", False), ("4", False)])  # q_c 1/2, q_"3" 1/4
+
+    def row(chain, step, answer, problem_id="a"):
+        return {"problem_id": problem_id, "chain": chain, "step": step, "answer": answer, "correct": answer == "2"}
+
+    chains = [row(0, 0, "3"), row(0, 1, "2"), row(0, 2, "2"),   # wrong -> changed, right; right -> not counted
+              row(1, 0, "3"), row(1, 1, "3"), row(1, 2, "5"),   # unchanged wrong (skipped), then changed, wrong
+              row(2, 0, None), row(2, 1, "2"),                  # no answer -> changed, right; q_prev = 0
+              row(3, 0, "3", "z"), row(3, 1, "9", "z")]         # no base samples for z: skipped
+    check = changed_attempt_check(chains, base)
+    assert check == {"changed_wrong_attempts": 3, "right_after_change": round(2 / 3, 4),
+                     "fresh_sample_excluding_previous": round((2 / 3 + 2 / 3 + 1 / 2) / 3, 4)}
+    assert changed_attempt_check(chains[:3], base)["changed_wrong_attempts"] == 1
+    assert changed_attempt_check([row(0, 0, "2"), row(0, 1, "3")], base) == {
+        "changed_wrong_attempts": 0, "right_after_change": None, "fresh_sample_excluding_previous": None}

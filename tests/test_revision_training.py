@@ -147,6 +147,9 @@ def test_eval_stage_reports_answer_bounds_from_base_samples(tmp_path, monkeypatc
     assert result["answer_bounds"] == {"first_attempt": 0.25, "exclude_previous": round(1 / 3, 4),
                                        "keep_or_exclude_oracle": round(0.25 + 1 / 3, 4), "questions": 1,
                                        "samples_per_question": 4.0}
+    # the scripted model always answers 2: nothing wrong to change
+    assert result["changed_attempts"] == {"changed_wrong_attempts": 0, "right_after_change": None,
+                                          "fresh_sample_excluding_previous": None}
     assert json.loads((tmp_path / "ev" / "eval_revision.json").read_text())["answer_bounds"]["questions"] == 1
 
     write_parquet(tmp_path / "bad.parquet", [{"problem_id": "a", "correct": True}])

@@ -528,6 +528,7 @@ def revision_summary_for_report(data: dict | None, training: dict, evaluation: d
         "pass@1_by_revision_step": {int(k): v for k, v in evaluation["pass@1_by_revision_step"].items()},
         "flip_rates": evaluation["flip_rates"],
         "answer_bounds": evaluation.get("answer_bounds"),
+        "changed_attempts": evaluation.get("changed_attempts"),
         "majority": evaluation["majority"],
         "prm_hierarchical": evaluation["verifiers"].get("prm", {}).get("hierarchical"),
         "prm_auroc": evaluation["verifiers"].get("prm", {}).get("auroc_all_attempts"),
@@ -583,7 +584,7 @@ def revision_section(rv: dict) -> str:
         f"{_f(fr['incorrect_to_correct'])} ({fr['transitions_from_incorrect']}). The PRM's AUROC on the attempts: "
         f"{_f(rv['prm_auroc'])}.",
         "",
-        *answer_bounds_lines(rv.get("answer_bounds")),
+        *answer_bounds_lines(rv.get("answer_bounds"), rv.get("changed_attempts")),
         "Accuracy of L sequential x P parallel attempts (budget L*P), answer by majority over all attempts or "
         "hierarchically with the PRM (weighted best-of-N within each chain, then across chains):",
         "",
@@ -608,8 +609,9 @@ def revision_section(rv: dict) -> str:
     return "\n".join(lines)
 
 
-def answer_bounds_lines(bounds: dict | None) -> list[str]:
-    """What keeping or excluding the previous answer buys on these problems (ttstrain.revisions.bounds)."""
+def answer_bounds_lines(bounds: dict | None, changed: dict | None = None) -> list[str]:
+    """What keeping or excluding the previous answer buys on these problems, and how the revision
+    model's changed wrong attempts compare with fresh samples (ttstrain.revisions.bounds)."""
     if not bounds:
         return []
     lines = [f"What a next attempt gets from the base policy's {bounds['samples_per_question']:g} samples per problem: "
@@ -619,6 +621,10 @@ def answer_bounds_lines(bounds: dict | None) -> list[str]:
     if bounds["exclude_previous"] < bounds["first_attempt"]:
         lines[0] += (" Exclusion loses here (the wrong answers are spread thin), so a chain can rise above its "
                      "first attempt only as far as the revision model tells its right attempts from its wrong ones.")
+    if changed and changed.get("changed_wrong_attempts"):
+        lines[0] += (f" When the revision model changed a wrong answer ({changed['changed_wrong_attempts']} times), "
+                     f"its new attempt was right {_f(changed['right_after_change'])} of the time; a fresh base sample "
+                     f"avoiding the previous answer would be right {_f(changed['fresh_sample_excluding_previous'])}.")
     return lines + [""]
 
 

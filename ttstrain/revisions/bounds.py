@@ -17,7 +17,12 @@ is right scores a mix of the first two; so when exclude_previous < first_attempt
 right attempts from wrong ones (the oracle's edge) can raise pass@1 along a chain. Means are over
 questions.
 
+`changed_attempt_check` asks the other half of the question of a trained revision model's chains:
+when it does change a wrong answer, is its new attempt as good as a fresh base-policy sample that
+avoids the previous answer (q_c / (1 - q_prev) on that question)?
+
     bounds = revision_answer_bounds(samples)   # dicts with problem_id, answer, correct
+    check = changed_attempt_check(chain_rows, samples)
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ from typing import Iterable
 NO_ANSWER = object()  # one shared class for samples without a parsable answer
 
 
+def _answer_class(s: dict):
+    return NO_ANSWER if s.get("answer") is None else str(s["answer"])
+
+
 def question_answer_bounds(samples: list[dict]) -> dict[str, float]:
     """The three figures for one question's samples (see the module docstring)."""
     n = len(samples)
     if not n:
         raise ValueError("no samples for the question")
     right = sum(bool(s["correct"]) for s in samples) / n
-    wrong_shares = [c / n for c in Counter(NO_ANSWER if s.get("answer") is None else str(s["answer"])
-                                           for s in samples if not s["correct"]).values()]
+    wrong_shares = [c / n for c in Counter(_answer_class(s) for s in samples if not s["correct"]).values()]
     exclude = right * sum(q / (1 - q) for q in wrong_shares) if right > 0 else 0.0
     return {"first_attempt": right, "exclude_previous": exclude, "keep_or_exclude_oracle": right + exclude}
 
@@ -52,3 +60,34 @@ def revision_answer_bounds(samples: Iterable[dict], problem_ids: set | None = No
     means = {k: round(sum(q[k] for q in per_question) / len(per_question), 4) for k in per_question[0]}
     return {**means, "questions": len(per_question),
             "samples_per_question": round(sum(map(len, by_question.values())) / len(by_question), 2)}
+
+
+def changed_attempt_check(chain_rows: Iterable[dict], samples: Iterable[dict]) -> dict:
+    """Wrong attempts of revision chains whose next attempt has a different answer: how often that
+    next attempt is right, against a fresh base sample with the previous answer excluded
+    (q_c / (1 - q_prev) from the base samples of the same question; questions without base samples
+    are skipped). Chain rows: problem_id, chain, step, answer, correct."""
+    by_question: dict = defaultdict(list)
+    for s in samples:
+        by_question[s["problem_id"]].append(s)
+    chains: dict = defaultdict(dict)
+    for r in chain_rows:
+        chains[(r["problem_id"], r["chain"])][r["step"]] = r
+    changed = right = 0
+    fresh = 0.0
+    for (problem_id, _), steps in chains.items():
+        base = by_question.get(problem_id)
+        if not base:
+            continue
+        right_share = sum(bool(s["correct"]) for s in base) / len(base)
+        shares = Counter(_answer_class(s) for s in base if not s["correct"])
+        for step in sorted(steps)[:-1]:
+            prev, new = steps[step], steps.get(step + 1)
+            if new is None or prev["correct"] or _answer_class(new) == _answer_class(prev):
+                continue
+            changed += 1
+            right += bool(new["correct"])
+            fresh += right_share / (1 - shares.get(_answer_class(prev), 0) / len(base))
+    return {"changed_wrong_attempts": changed,
+            "right_after_change": round(right / changed, 4) if changed else None,
+            "fresh_sample_excluding_previous": round(fresh / changed, 4) if changed else None}

@@ -16,8 +16,9 @@ What it writes to output_dir:
   eval_revision.json    pass@1 by revision step, flip rates, each verifier's AUROC on the attempts,
                         and accuracy of every chains x length split of the budget under majority,
                         and hierarchical selection with each verifier; with --base_samples, what
-                        "try a different answer" can buy on these problems (`answer_bounds`, see
-                        ttstrain.revisions.bounds)
+                        "try a different answer" can buy on these problems (`answer_bounds`), and
+                        how a changed wrong attempt compares with a fresh sample that avoids the
+                        previous answer (`changed_attempts`; see ttstrain.revisions.bounds)
   config.json           the resolved config
 
 The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
@@ -99,7 +100,7 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
 def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
                       progress: bool = True) -> dict:
     from ttstrain.compute_optimal import revision_accuracy_rows
-    from ttstrain.revisions.bounds import revision_answer_bounds
+    from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
 
@@ -127,6 +128,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     }
     if base_samples is not None:
         result["answer_bounds"] = revision_answer_bounds(base_samples, problem_ids={p["id"] for p in problems})
+        result["changed_attempts"] = changed_attempt_check(rows, base_samples)
     out = Path(cfg.output_dir)
     write_parquet(out / "chains.parquet", rows)
     write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
