@@ -95,6 +95,24 @@ def test_one_forward_per_batch_reads_every_step(prm_dir):
     assert prm.score_solutions(prompts[:2], steps[:2], how="min") == [min(s) for s in scores[:2]]
 
 
+
+def test_a_shared_value_cache_spares_the_second_scorer_its_forwards(prm_dir):
+    prompts, steps = _solutions()
+    plain = PRMScorer.from_pretrained(prm_dir, batch_size=4).score(prompts, steps)
+    first = PRMScorer.from_pretrained(prm_dir, batch_size=4, value_cache={})
+    for a, b in zip(first.score(prompts[:3], steps[:3]), plain[:3]):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert len(first.value_cache) == 3
+    second = PRMScorer(first.model, first.tokenizer, batch_size=4, value_cache=first.value_cache)
+    mixed = second.score(prompts, steps)  # three cached, the rest run
+    assert second.stats["forward_passes"] == math.ceil((len(prompts) - 3) / 4)
+    for a, b in zip(mixed, plain):
+        assert a == pytest.approx(b, abs=1e-5)
+    again = second.score(prompts, steps)
+    assert second.stats["forward_passes"] == math.ceil((len(prompts) - 3) / 4) and again == mixed
+    # the cache keys on the tokens and the step ends: a prefix of a cached solution is run, not misread
+    assert second.score([prompts[0]], [steps[0][:1]])[0] == pytest.approx(plain[0][:1], abs=1e-5)
+
 def test_checkpoint_metadata_is_checked(prm_dir, tmp_path):
     prm = PRMScorer.from_pretrained(prm_dir)
     assert prm.metadata["head"] == "token_value" and prm.metadata["step_separator"] == "\n"

@@ -45,10 +45,15 @@ class PRMScorer:
     `stats` counts what scoring cost: solutions, forward passes and tokens run through the PRM
     (the "PRM-scored tokens" of a search budget); `last_scored_tokens` holds the tokens of each
     solution of the latest `score` call (0 for a solution with no step).
+
+    `value_cache`, a dict, keeps the value head's logits of every token sequence scored, so another
+    scorer of the same model given the same dict (the value-head-only ablation in eval-prm) reads
+    them instead of running the model again. It grows with every sequence; leave it None for search.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, packing: bool = True,
-                 packing_length: int | None = None, reference_model=None, use_reference_features: bool = True):
+                 packing_length: int | None = None, reference_model=None, use_reference_features: bool = True,
+                 value_cache: dict | None = None):
         meta = getattr(model.config, PRM_CONFIG_KEY, None)
         if meta is None:
             logger.warning("model config has no %r: assuming a token-value head trained on %r-separated steps",
@@ -69,6 +74,7 @@ class PRMScorer:
         self.add_special_tokens = bool(meta.get("add_special_tokens", True))
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0}
+        self.value_cache = value_cache
         self.last_scored_tokens: list[int] = []
         self.reference_spec = meta.get(META_KEY) if use_reference_features else None
         self.reference_model = reference_model.eval() if (self.reference_spec and reference_model is not None) else None
@@ -140,8 +146,15 @@ class PRMScorer:
         """The value head's logit at each step end of each token sequence (one forward pass per packed batch)."""
         batch_size = batch_size or self.batch_size
         out: list[list[float]] = [[] for _ in seqs]
+        cache, keys = self.value_cache, [None] * len(seqs)
+        if cache is not None:
+            keys = [(tuple(q), tuple(e)) for q, e in zip(seqs, step_ends)]
+            for i, key in enumerate(keys):
+                if key in cache:
+                    out[i] = list(cache[key])
+        todo = [i for i in range(len(seqs)) if cache is None or keys[i] not in cache]
         # longest first, so each batch holds similar lengths and packs tightly
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        order = sorted(todo, key=lambda i: -len(seqs[i]))
         for b in range(0, len(order), batch_size):
             chunk = order[b:b + batch_size]
             inputs, where = build_batch([seqs[i] for i in chunk], self.pad_token_id, self.packing,
@@ -151,6 +164,8 @@ class PRMScorer:
             for i, (r, o) in zip(chunk, where):
                 pos = torch.as_tensor(step_ends[i], device=logits.device) + o
                 out[i] = logits[r, pos].tolist()
+                if cache is not None:
+                    cache[keys[i]] = tuple(out[i])
             self.stats["forward_passes"] += 1
             self.stats["tokens"] += sum(len(seqs[i]) for i in chunk)
         return out

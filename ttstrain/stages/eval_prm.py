@@ -90,7 +90,8 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
-    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size)
+    # the value-head-only ablation reads the value logits the combined pass computed
+    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size, value_cache={})
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
     samples = load_samples(cfg.samples) if cfg.samples else None
     benches = {f: load_processbench(f) for f in cfg.processbench}
@@ -115,7 +116,8 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         result["heldout"].update(split, labels=cfg.labels)
     if scorer.reference_spec:
         # the ablation: the same checkpoint scored by its value head alone, on the same inputs
-        alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False)
+        alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False,
+                          value_cache=scorer.value_cache)
         result["value_head_only"] = evaluate(alone)
         result["reference_features"] = scorer.reference_spec
     result["scorer_stats"] = dict(scorer.stats)
