@@ -246,8 +246,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                 "reference_features": prm_eval.get("reference_features"),
                 "value_head_only": prm_eval.get("value_head_only")},
         "search": search_summary_for_report(search_summary, co_report),
-        "revisions": revision_summary_for_report(revision_data, revision_training, revision_eval, co_report,
-                                                 samples, cfg),
+        "revisions": revision_summary_for_report(revision_data, revision_training, revision_eval, co_report, cfg),
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
@@ -506,14 +505,11 @@ def search_summary_for_report(summary: dict, co_report: dict) -> dict:
 
 
 def revision_summary_for_report(data: dict | None, training: dict, evaluation: dict, co_report: dict,
-                                samples: list[dict], cfg: DemoConfig) -> dict:
+                                cfg: DemoConfig) -> dict:
     """Revision data and training, pass@1 along chains against the base policy's samples on the same
-    problems, selection rules per split, and the sequential-vs-parallel compute-optimal family."""
-    import pyarrow.parquet as pq
-
-    ids = set(pq.read_table(Path(cfg.out) / "eval_revision" / "chains.parquet", columns=["problem_id"])
-              .column("problem_id").to_pylist())
-    base = [r["correct"] for r in samples if r["problem_id"] in ids]
+    problems (the eval stage's answer bounds), selection rules per split, and the sequential-vs-parallel
+    compute-optimal family."""
+    bounds = evaluation.get("answer_bounds") or {}
     fam = co_report["families"].get("revisions", {})
     data = data or {}
     return {
@@ -524,7 +520,7 @@ def revision_summary_for_report(data: dict | None, training: dict, evaluation: d
         "training": training, "temperature": cfg.revision_temperature,
         "problems": evaluation["problems"], "num_chains": evaluation["num_chains"],
         "chain_length": evaluation["chain_length"],
-        "base_policy_sampled_pass@1": round(sum(base) / len(base), 4) if base else None,
+        "base_policy_sampled_pass@1": bounds.get("first_attempt"),
         "pass@1_by_revision_step": {int(k): v for k, v in evaluation["pass@1_by_revision_step"].items()},
         "flip_rates": evaluation["flip_rates"],
         "answer_bounds": evaluation.get("answer_bounds"),

@@ -146,13 +146,14 @@ class PRMScorer:
         """The value head's logit at each step end of each token sequence (one forward pass per packed batch)."""
         batch_size = batch_size or self.batch_size
         out: list[list[float]] = [[] for _ in seqs]
-        cache, keys = self.value_cache, [None] * len(seqs)
-        if cache is not None:
-            keys = [(tuple(q), tuple(e)) for q, e in zip(seqs, step_ends)]
-            for i, key in enumerate(keys):
-                if key in cache:
-                    out[i] = list(cache[key])
-        todo = [i for i in range(len(seqs)) if cache is None or keys[i] not in cache]
+        cache = self.value_cache
+        keys = [(tuple(q), tuple(e)) for q, e in zip(seqs, step_ends)] if cache is not None else None
+        todo = []
+        for i in range(len(seqs)):
+            if cache is not None and keys[i] in cache:
+                out[i] = list(cache[keys[i]])
+            else:
+                todo.append(i)
         # longest first, so each batch holds similar lengths and packs tightly
         order = sorted(todo, key=lambda i: -len(seqs[i]))
         for b in range(0, len(order), batch_size):

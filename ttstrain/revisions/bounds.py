@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable
 
+from ttstrain.revisions.chains import consecutive_attempts
+
 NO_ANSWER = object()  # one shared class for samples without a parsable answer
 
 
@@ -37,23 +39,33 @@ def _answer_class(s: dict):
     return NO_ANSWER if s.get("answer") is None else str(s["answer"])
 
 
+def _by_question(samples: Iterable[dict], problem_ids: set | None = None) -> dict:
+    by_question: dict = defaultdict(list)
+    for s in samples:
+        if problem_ids is None or s["problem_id"] in problem_ids:
+            by_question[s["problem_id"]].append(s)
+    return by_question
+
+
+def _answer_shares(samples: list[dict]) -> tuple[float, Counter]:
+    """The share of right samples, and the share of each wrong answer class."""
+    n = len(samples)
+    wrong = Counter(_answer_class(s) for s in samples if not s["correct"])
+    return sum(bool(s["correct"]) for s in samples) / n, Counter({k: c / n for k, c in wrong.items()})
+
+
 def question_answer_bounds(samples: list[dict]) -> dict[str, float]:
     """The three figures for one question's samples (see the module docstring)."""
-    n = len(samples)
-    if not n:
+    if not samples:
         raise ValueError("no samples for the question")
-    right = sum(bool(s["correct"]) for s in samples) / n
-    wrong_shares = [c / n for c in Counter(_answer_class(s) for s in samples if not s["correct"]).values()]
-    exclude = right * sum(q / (1 - q) for q in wrong_shares) if right > 0 else 0.0
+    right, wrong_shares = _answer_shares(samples)
+    exclude = right * sum(q / (1 - q) for q in wrong_shares.values()) if right > 0 else 0.0
     return {"first_attempt": right, "exclude_previous": exclude, "keep_or_exclude_oracle": right + exclude}
 
 
 def revision_answer_bounds(samples: Iterable[dict], problem_ids: set | None = None) -> dict:
     """Means over questions of `question_answer_bounds`, on `problem_ids` only when given."""
-    by_question: dict = defaultdict(list)
-    for s in samples:
-        if problem_ids is None or s["problem_id"] in problem_ids:
-            by_question[s["problem_id"]].append(s)
+    by_question = _by_question(samples, problem_ids)
     if not by_question:
         raise ValueError("no base-policy samples for the evaluated problems")
     per_question = [question_answer_bounds(v) for v in by_question.values()]
@@ -67,27 +79,16 @@ def changed_attempt_check(chain_rows: Iterable[dict], samples: Iterable[dict]) -
     next attempt is right, against a fresh base sample with the previous answer excluded
     (q_c / (1 - q_prev) from the base samples of the same question; questions without base samples
     are skipped). Chain rows: problem_id, chain, step, answer, correct."""
-    by_question: dict = defaultdict(list)
-    for s in samples:
-        by_question[s["problem_id"]].append(s)
-    chains: dict = defaultdict(dict)
-    for r in chain_rows:
-        chains[(r["problem_id"], r["chain"])][r["step"]] = r
+    shares = {q: _answer_shares(v) for q, v in _by_question(samples).items()}
     changed = right = 0
     fresh = 0.0
-    for (problem_id, _), steps in chains.items():
-        base = by_question.get(problem_id)
-        if not base:
+    for prev, new in consecutive_attempts(chain_rows):
+        if prev["problem_id"] not in shares or prev["correct"] or _answer_class(new) == _answer_class(prev):
             continue
-        right_share = sum(bool(s["correct"]) for s in base) / len(base)
-        shares = Counter(_answer_class(s) for s in base if not s["correct"])
-        for step in sorted(steps)[:-1]:
-            prev, new = steps[step], steps.get(step + 1)
-            if new is None or prev["correct"] or _answer_class(new) == _answer_class(prev):
-                continue
-            changed += 1
-            right += bool(new["correct"])
-            fresh += right_share / (1 - shares.get(_answer_class(prev), 0) / len(base))
+        right_share, wrong_shares = shares[prev["problem_id"]]
+        changed += 1
+        right += bool(new["correct"])
+        fresh += right_share / (1 - wrong_shares.get(_answer_class(prev), 0))
     return {"changed_wrong_attempts": changed,
             "right_after_change": round(right / changed, 4) if changed else None,
             "fresh_sample_excluding_previous": round(fresh / changed, 4) if changed else None}

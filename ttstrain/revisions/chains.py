@@ -13,7 +13,7 @@ call, with one random stream per chain, so two chains that happen to agree still
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -63,20 +63,26 @@ def revision_step_accuracy(rows: Sequence[dict]) -> dict[int, float]:
     return {s: sum(v) / len(v) for s, v in sorted(by_step.items())}
 
 
-def flip_rates(rows: Sequence[dict]) -> dict[str, float | int]:
-    """Correct -> incorrect and incorrect -> correct rates between consecutive attempts of a chain."""
-    chains: dict[tuple, dict[int, bool]] = defaultdict(dict)
+def consecutive_attempts(rows: Iterable[dict]):
+    """(attempt, the chain's next attempt) for every step of every chain (rows: problem_id, chain, step)."""
+    chains: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for r in rows:
-        chains[(r["problem_id"], r["chain"])][r["step"]] = r["correct"]
-    right_to_wrong = right = wrong_to_right = wrong = 0
+        chains[(r["problem_id"], r["chain"])][r["step"]] = r
     for steps in chains.values():
         for s in sorted(steps)[:-1]:
-            if steps[s]:
-                right += 1
-                right_to_wrong += not steps[s + 1]
-            else:
-                wrong += 1
-                wrong_to_right += steps[s + 1]
+            yield steps[s], steps[s + 1]
+
+
+def flip_rates(rows: Sequence[dict]) -> dict[str, float | int]:
+    """Correct -> incorrect and incorrect -> correct rates between consecutive attempts of a chain."""
+    right_to_wrong = right = wrong_to_right = wrong = 0
+    for prev, new in consecutive_attempts(rows):
+        if prev["correct"]:
+            right += 1
+            right_to_wrong += not new["correct"]
+        else:
+            wrong += 1
+            wrong_to_right += new["correct"]
     return {"correct_to_incorrect": right_to_wrong / right if right else float("nan"),
             "incorrect_to_correct": wrong_to_right / wrong if wrong else float("nan"),
             "transitions_from_correct": right, "transitions_from_incorrect": wrong}

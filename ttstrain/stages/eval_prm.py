@@ -90,8 +90,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
-    # the value-head-only ablation reads the value logits the combined pass computed
-    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size, value_cache={})
+    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size)
+    if scorer.reference_spec:
+        scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
     samples = load_samples(cfg.samples) if cfg.samples else None
     benches = {f: load_processbench(f) for f in cfg.processbench}
