@@ -211,8 +211,10 @@ def test_ten_thousand_characters_rejected_quickly():
 
 
 def test_ten_thousand_characters_hit_the_hard_limit(monkeypatch):
-    # Let the long expression through to sympy to check the kill, not just the length guard.
+    # Let the long expression through to sympy to check the kill, not just the length guard
+    # (normalised here, so the parent's patched limit is the one that applies).
     monkeypatch.setattr(grading, "MAX_SYMBOLIC_CHARS", 1_000_000)
+    monkeypatch.setattr(grading, "IN_PROCESS_MAX_CHARS", 1_000_000)
     grading.warm_up()
     result, elapsed = _timed(_long_expression(10_000), "1")
     assert result is False
@@ -234,3 +236,69 @@ def test_threads_share_the_pool():
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda p: is_equivalent(p["pred"], p["gold"], timeout=TABLE_TIMEOUT_S), pairs))
     assert results == [p["expected"] for p in pairs]
+
+
+# Inputs that once held the caller for seconds to minutes in normalisation (a quadratic unit
+# pattern on whitespace runs, million-digit numbers) or in sympy; each pair must be decided
+# within 1 s with a 0.5 s limit, the whole comparison included.
+ADVERSARIAL_PAIRS = [
+    ("1" + " " * 20_000 + "q", "1", False),
+    ("1" + " " * 200_000 + "q", "1", False),
+    ("1" + "\t" * 50_000 + "cm x", "1", True),
+    ("5" + " " * 100_000 + "cm", "5", True),
+    ("9" * 1_000_000, "9" * 999_999 + "8", False),
+    ("1." + "0" * 1_000_000 + "1", "1", False),
+    ("\\boxed{" + "9" * 1_000_000 + "}", "5", False),
+    ("1," * 300_000, "1", False),
+    ("\\frac{" * 3_000 + "1", "1", False),
+    ("\\text{" * 5_000 + "a" + "}" * 5_000, "a", False),
+    ("\\boxed{" * 5_000 + "1" + "}" * 5_000, "1", False),
+    ("\\left(" * 20_000, "1", False),
+    ("$" * 100_000, "1", False),
+    ("1 " + "square " * 10_000 + "cm", "1", False),
+    ("10^{" + "9" * 1_000 + "}", "1", False),
+    ("9^{9^{9^{9}}}", "1", False),
+    ("9!" * 300, "1", False),
+    ("x" * 500 + "=" + "y" * 499, "1", False),
+]
+
+
+@pytest.mark.parametrize("pred,gold,expected", ADVERSARIAL_PAIRS, ids=[f"case{i}" for i in range(len(ADVERSARIAL_PAIRS))])
+def test_adversarial_inputs_return_within_a_second(pred, gold, expected):
+    grading.warm_up()
+    start = time.monotonic()
+    assert is_equivalent(pred, gold, timeout=0.5) is expected
+    assert time.monotonic() - start < 1.0
+
+
+def test_normalisation_of_long_whitespace_is_linear():
+    start = time.monotonic()
+    assert normalize_answer("1" + " " * 200_000 + "q") == "1q"
+    assert normalize_answer("5" + " " * 200_000 + "cm") == "5"
+    assert time.monotonic() - start < 0.5
+
+
+def test_a_long_pair_is_normalised_in_the_worker_under_the_limit(monkeypatch):
+    # The caller never normalises a long pair itself: a slow rule cannot hold it past the limit.
+    def forbidden(_answer):
+        raise AssertionError("a long pair was normalised in the caller")
+
+    grading.warm_up()
+    monkeypatch.setattr(grading, "normalize_answer", forbidden)
+    padded = "\\boxed{1,000}" + " " * 2_000
+    assert is_equivalent(padded, "1000") is True
+    assert is_equivalent(padded, "1001") is False
+
+
+def test_startup_that_runs_past_its_wait_says_so(monkeypatch):
+    monkeypatch.setattr(grading, "WORKER_STARTUP_TIMEOUT_S", 0.01)
+    zygote = grading._Zygote()
+    with pytest.raises(RuntimeError, match="did not finish starting .* within 0.01 s.*TTSTRAIN_GRADING_STARTUP_TIMEOUT"):
+        zygote.fork_worker()
+
+
+def test_startup_that_exits_says_its_exit_code(monkeypatch):
+    monkeypatch.setattr(grading, "_ZYGOTE_BOOTSTRAP", "raise SystemExit(3) if True else ({path!r}, {fd})")
+    zygote = grading._Zygote()
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        zygote.fork_worker()

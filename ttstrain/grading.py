@@ -20,7 +20,9 @@ How a comparison is decided (`is_equivalent`):
    case-insensitively); or two plain numbers (compared exactly, or to 6 decimals when one is
    written as a decimal, as math-verify does).
 3. Otherwise math-verify (`parse` + `verify`) runs in a worker process under a hard
-   wall-clock limit (`timeout`, default 1 s). A worker that runs over is killed with SIGKILL
+   wall-clock limit (`timeout`, default 1 s). A pair longer than IN_PROCESS_MAX_CHARS is
+   sent to a worker whole, so its normalisation runs under the same limit (normalisation is
+   linear in the input, but no caller should depend on that). A worker that runs over is killed with SIGKILL
    (which also stops C-level big-integer work that no Python signal can interrupt) and the
    comparison counts as False. Workers are forked from a "zygote" process that imported and
    warmed up sympy once, so a replacement is ready in milliseconds. The zygote caps its
@@ -30,8 +32,9 @@ How a comparison is decided (`is_equivalent`):
 The pool (at most TTSTRAIN_GRADING_WORKERS workers, default min(4, CPUs)) starts lazily, is
 thread-safe and fork-aware, and is torn down at interpreter exit; if this process dies
 without exiting cleanly, the zygote sees its socket close and kills the workers. Starting the
-zygote takes about 3 s (importing and warming up sympy) and is not counted against `timeout`;
-call `warm_up()` to pay it ahead of time.
+zygote (importing and warming up sympy) is not counted against `timeout`; call `warm_up()` to
+pay it ahead of time. A zygote that does not start says why: its exit code, the signal that
+killed it, or that it ran past WORKER_STARTUP_TIMEOUT_S (TTSTRAIN_GRADING_STARTUP_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -53,8 +56,13 @@ from fractions import Fraction
 MAX_SYMBOLIC_CHARS = 2000
 # Address-space cap of a worker process. Sympy on any sensible answer stays far below it.
 WORKER_MEMORY_BYTES = 1 << 30
-# How long the zygote may take to import and warm up sympy + math-verify before we give up.
-WORKER_STARTUP_TIMEOUT_S = 120.0
+# How long the zygote may take to import and warm up sympy + math-verify before we give up
+# (TTSTRAIN_GRADING_STARTUP_TIMEOUT overrides it, for a loaded machine).
+WORKER_STARTUP_TIMEOUT_S = float(os.environ.get("TTSTRAIN_GRADING_STARTUP_TIMEOUT", 120.0))
+# Pairs longer than this (both answers together) are compared wholly in a worker, normalisation
+# included, so no input can hold the caller past the time limit; shorter ones normalise here in
+# microseconds and go to a worker only when the fast path has no verdict.
+IN_PROCESS_MAX_CHARS = 1000
 DEFAULT_POOL_SIZE = min(4, os.cpu_count() or 1)
 
 
@@ -153,11 +161,14 @@ _VARIABLE_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _COLUMN_VECTOR = re.compile(r"^\\begin\{([pb]matrix)\}(.*)\\end\{\1\}$", re.DOTALL)
 _WORD = re.compile(r"^[A-Za-z]+(?: [A-Za-z]+)*$")
+_WHITESPACE_RUN = re.compile(r"\s+")
 
 
 def normalize_answer(answer: str) -> str:
     """Canonical string form of an answer, used for the fast path and fed to math-verify."""
-    s = _strip_math_delimiters(answer.strip())
+    # Whitespace runs become one space first: every rule below treats any run as one separator,
+    # and a long run would otherwise make the end-anchored unit pattern quadratic.
+    s = _strip_math_delimiters(_WHITESPACE_RUN.sub(" ", answer).strip())
     s = _unwrap_whole_box(s)
     s = _simplify_latex(s)
     s = _strip_units(s)
@@ -306,23 +317,37 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
 def is_equivalent(pred: str | None, gold: str, timeout: float = 1.0) -> bool:
     """Whether the predicted answer means the same as the gold answer.
 
-    `timeout` is a hard wall-clock limit in seconds on the symbolic check; running over
-    counts as not equivalent. None as pred is never equivalent.
+    `timeout` is a hard wall-clock limit in seconds on the whole comparison of a long pair
+    (normalisation included) and on the symbolic check of a short one; running over counts as
+    not equivalent. None as pred is never equivalent.
     """
     if pred is None or gold is None:
         return False
     if pred.strip() == gold.strip() and pred.strip():
         return True
-    pred_n, gold_n = normalize_answer(pred), normalize_answer(gold)
-    if not pred_n or not gold_n:
-        return False
-    verdict = _fast_verdict(pred_n, gold_n)
+    timeout = max(float(timeout), 0.01)
+    if len(pred) + len(gold) > IN_PROCESS_MAX_CHARS:
+        return _in_worker(pred, gold, timeout, whole=True)
+    verdict, pred_n, gold_n = _normalised_verdict(pred, gold)
     if verdict is not None:
         return verdict
-    if len(pred_n) > MAX_SYMBOLIC_CHARS or len(gold_n) > MAX_SYMBOLIC_CHARS:
-        return False
+    return _in_worker(pred_n, gold_n, timeout, whole=False)
+
+
+def _normalised_verdict(pred: str, gold: str) -> tuple[bool | None, str, str]:
+    """(verdict or None when only sympy can tell, normalised pred, normalised gold)."""
+    pred_n, gold_n = normalize_answer(pred), normalize_answer(gold)
+    if not pred_n or not gold_n:
+        return False, pred_n, gold_n
+    verdict = _fast_verdict(pred_n, gold_n)
+    if verdict is None and (len(pred_n) > MAX_SYMBOLIC_CHARS or len(gold_n) > MAX_SYMBOLIC_CHARS):
+        verdict = False
+    return verdict, pred_n, gold_n
+
+
+def _in_worker(pred: str, gold: str, timeout: float, whole: bool) -> bool:
     try:
-        return _symbolic_equal(pred_n, gold_n, max(float(timeout), 0.01))
+        return _symbolic_equal(pred, gold, timeout, whole)
     except _NoVerdict:
         return False
 
@@ -342,9 +367,9 @@ class _NoVerdict(Exception):
 
 
 @functools.lru_cache(maxsize=65536)
-def _symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
+def _symbolic_equal(pred: str, gold: str, timeout: float, whole: bool = False) -> bool:
     # Many samples of a problem share an answer; caching saves a round-trip per repeat.
-    return _get_pool().compare(pred, gold, timeout)
+    return _get_pool().compare(pred, gold, timeout, whole)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,14 +443,28 @@ class _Zygote:
     def _wait_ready(self) -> None:
         if self._ready:
             return
+        started = time.monotonic()
         try:
             reply = self._reply(WORKER_STARTUP_TIMEOUT_S)
         except _ZygoteGone:
             reply = b""
         if reply != b"ready":
+            code = self.proc.poll()  # before close(), which kills a zygote still starting
             self.close()
-            raise RuntimeError(f"grading zygote failed to start (exit code {self.proc.poll()}); see its stderr")
+            raise RuntimeError(self._startup_failure(code, time.monotonic() - started))
         self._ready = True
+
+    @staticmethod
+    def _startup_failure(code: int | None, waited: float) -> str:
+        if code is None:
+            return (f"grading worker did not finish starting (importing and warming up sympy and "
+                    f"math-verify) within {WORKER_STARTUP_TIMEOUT_S:g} s, so it was stopped; the machine "
+                    f"may be overloaded: set TTSTRAIN_GRADING_STARTUP_TIMEOUT to more seconds")
+        if code < 0:
+            return (f"grading worker was killed by signal {-code} {waited:.1f} s into its start-up "
+                    f"(not by ttstrain; out of memory?)")
+        return (f"grading worker exited with code {code} {waited:.1f} s into its start-up, before it was "
+                f"ready (is math-verify installed? its error is on stderr above)")
 
     def _reply(self, timeout: float) -> bytes:
         try:
@@ -456,13 +495,17 @@ class _Worker:
         self.sock, self.pid, self.zygote = sock, pid, zygote
         self._buffer = b""
 
-    def compare(self, pred: str, gold: str, timeout: float) -> bool:
-        """The worker's verdict; raises _NoVerdict on timeout or worker death."""
+    def compare(self, pred: str, gold: str, timeout: float, whole: bool = False) -> bool:
+        """The worker's verdict; raises _NoVerdict on timeout or worker death.
+
+        whole: the worker normalises the raw answers itself (the whole comparison runs under
+        the limit); otherwise pred and gold are normalised already and go straight to sympy.
+        """
+        deadline = time.monotonic() + timeout
         try:
-            self.sock.sendall(json.dumps([pred, gold, timeout]).encode() + b"\n")
+            self.sock.sendall(json.dumps([pred, gold, timeout, whole]).encode() + b"\n")
         except OSError as exc:
             raise _NoVerdict("worker died") from exc
-        deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
@@ -501,10 +544,10 @@ class _WorkerPool:
         self._cond = threading.Condition()
         self._closed = False
 
-    def compare(self, pred: str, gold: str, timeout: float) -> bool:
+    def compare(self, pred: str, gold: str, timeout: float, whole: bool = False) -> bool:
         worker = self._acquire()
         try:
-            result = worker.compare(pred, gold, timeout)
+            result = worker.compare(pred, gold, timeout, whole)
         except BaseException:
             # Timeout, death, or e.g. KeyboardInterrupt mid-request: the worker's state is unknown.
             self._discard(worker)
@@ -688,13 +731,13 @@ def _kill_child(pid: int, children: set[int]) -> None:
 
 
 def _serve_worker(sock: socket.socket) -> None:
-    """Worker main loop (a forked zygote child): read [pred, gold, timeout] lines, answer 1 or 0."""
+    """Worker main loop (a forked zygote child): read [pred, gold, timeout, whole] lines, answer 1 or 0."""
     try:
         for line in sock.makefile("rb"):
-            pred, gold, timeout = json.loads(line)
+            pred, gold, timeout, whole = json.loads(line)
             _limit_cpu_from_now(max(10.0, 10 * timeout))
             try:
-                verdict = _math_verify_equal(pred, gold)
+                verdict = _whole_comparison(pred, gold) if whole else _math_verify_equal(pred, gold)
             except Exception:  # MemoryError, RecursionError, sympy internals: not equivalent
                 verdict = False
             sock.sendall(b"1\n" if verdict else b"0\n")
@@ -713,6 +756,11 @@ _WARM_UP_PAIRS = (
     ("\\frac{\\cos x}{\\sin x}", "\\cot x"),
     ("1\\pm\\sqrt{2}", "2.5"),
 )
+
+
+def _whole_comparison(pred: str, gold: str) -> bool:
+    verdict, pred_n, gold_n = _normalised_verdict(pred, gold)
+    return verdict if verdict is not None else _math_verify_equal(pred_n, gold_n)
 
 
 def _warm_up_sympy() -> None:
