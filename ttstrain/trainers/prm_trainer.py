@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.validation import InputError, check_prm_rows, number_list, probability
 
 PRM_CONFIG_KEY = "ttstrain_prm"
 HEAD_TYPE = "token_value"
@@ -92,9 +93,19 @@ def load_prm_rows(path: str | os.PathLike):
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    tables = [pq.read_table(f) for f in parquet_files(path)]
+    tables = [_checked_table(f) for f in parquet_files(path)]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     return Dataset(table)
+
+
+def _checked_table(path: str):
+    """One parquet file of PRM rows, checked row by row (file, row and field in every error)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    wanted = [c for c in ("prompt", "completions", "labels", "hard_labels", "final_correct") if c in table.column_names]
+    check_prm_rows(table.select(wanted).to_pylist(), path, columns=table.column_names)
+    return table
 
 
 def split_by_question(dataset, fraction: float, seed: int, column: str = "problem_id"):
@@ -128,12 +139,14 @@ def row_targets(row: dict, label_mode: str = "soft", hard_threshold: float = 0.0
     is above `hard_threshold` (or the row's `hard_labels`) else 0.0. orm: only the last step,
     target = `final_correct` (the last label if the row has no such column).
     """
-    labels = list(row["labels"])
+    source = f"PRM row of problem {row.get('problem_id')!r}"
+    labels = [probability(x, source, None, "labels", what=f"label {k}") for k, x in
+              enumerate(number_list(row["labels"], source, None, "labels"))]
     n = len(row["completions"])
     if len(labels) != n:
-        raise ValueError(f"row has {n} steps but {len(labels)} labels")
+        raise InputError(source, f"{n} steps but {len(labels)} labels", None, "labels")
     if label_mode == "soft":
-        return list(range(n)), [float(x) for x in labels]
+        return list(range(n)), labels
     if label_mode == "hard":
         if hard_labels_from_dataset:
             hard = list(row["hard_labels"])

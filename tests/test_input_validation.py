@@ -1,0 +1,97 @@
+"""Bad input fails before anything is written, naming the file, the row and the field (issue #20).
+
+Each case here once trained, converted or reported silently, or failed with a bare KeyError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from ttstrain.io import write_parquet
+from ttstrain.prompts import format_prompt
+from ttstrain.validation import InputError
+
+PROMPT = format_prompt("Start with 2.\n1. Add 3.\n2. Multiply by 2.\nWhat is the result?")
+STEPS = ["2 + 3 = 5", "5 * 2 = 10", "The answer is \\boxed{10}."]
+
+
+def prm_rows(n: int = 20) -> list[dict]:
+    return [{"prompt": PROMPT, "completions": STEPS, "labels": [0.625, 0.5, 1.0], "problem_id": f"p{i % 5}",
+             "final_correct": True} for i in range(n)]
+
+
+def train_prm_cli(base_dir, data, out):
+    from ttstrain.stages.train_prm import make_parser
+
+    options = {"model_name_or_path": base_dir, "dataset_path": data, "output_dir": out, "max_steps": 2,
+               "per_device_train_batch_size": 4, "validation_fraction": 0.2, "disable_tqdm": "true",
+               "use_cpu": "true", "report_to": "none"}
+    (cfg,) = make_parser().parse_args_and_config([a for k, v in options.items() for a in (f"--{k}", str(v))])
+    return cfg
+
+
+# ----------------------------------------------------------------------------------- PRM rows (defect 1)
+
+@pytest.mark.parametrize("bad,message", [
+    (float("nan"), "label 1 is nan"),
+    (1.7, "label 1 is 1.7"),
+    (-3.0, "label 1 is -3.0"),
+    (None, "label 1 is None"),
+])
+def test_a_bad_label_stops_train_prm_before_anything_is_written(tmp_path, base_dir, bad, message):
+    from ttstrain.stages.train_prm import run_train_prm
+
+    rows = prm_rows()
+    rows[6]["labels"] = [0.5, bad, 1.0]
+    data = tmp_path / "labels.parquet"
+    write_parquet(data, rows)
+    out = tmp_path / "prm"
+    with pytest.raises(InputError, match=f"labels.parquet, row 7, field 'labels': {message}"):
+        run_train_prm(train_prm_cli(base_dir, data, out))
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_string_labels_are_named_as_strings(tmp_path):
+    from ttstrain.trainers.prm_trainer import load_prm_rows
+
+    rows = prm_rows()
+    for r in rows:
+        r["labels"] = ["0.5", "0.5", "1"]
+    write_parquet(tmp_path / "labels.parquet", rows)
+    with pytest.raises(InputError, match=r"row 1, field 'labels': label 0 is '0.5' \(str\)"):
+        load_prm_rows(tmp_path / "labels.parquet")
+
+
+def test_missing_column_short_labels_and_empty_file_say_where(tmp_path):
+    from ttstrain.trainers.prm_trainer import load_prm_rows
+
+    rows = prm_rows()
+    write_parquet(tmp_path / "nolabels.parquet", [{k: v for k, v in r.items() if k != "labels"} for r in rows])
+    with pytest.raises(InputError, match=r"nolabels.parquet: no column 'labels'"):
+        load_prm_rows(tmp_path / "nolabels.parquet")
+
+    rows[2]["labels"] = [1.0, 0.0]
+    write_parquet(tmp_path / "short.parquet", rows)
+    with pytest.raises(InputError, match=r"short.parquet, row 3, field 'labels': 2 labels for 3 steps"):
+        load_prm_rows(tmp_path / "short.parquet")
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("prompt", pa.string()), ("completions", pa.list_(pa.string())),
+                        ("labels", pa.list_(pa.float64()))])
+    pq.write_table(schema.empty_table(), tmp_path / "empty.parquet")
+    with pytest.raises(InputError, match=r"empty.parquet: has no rows"):
+        load_prm_rows(tmp_path / "empty.parquet")
+
+
+def test_row_targets_refuses_nan_given_in_memory():
+    from ttstrain.trainers.prm_trainer import row_targets
+
+    row = {"prompt": PROMPT, "completions": STEPS, "labels": [0.5, math.nan, 1.0], "problem_id": "p9"}
+    with pytest.raises(InputError, match=r"problem 'p9'.*label 1 is nan"):
+        row_targets(row)
+    assert row_targets({**row, "labels": [0.625, 0.5, 1.0]}) == ([0, 1, 2], [0.625, 0.5, 1.0])
