@@ -72,7 +72,7 @@ def test_trl_roundtrip_and_hard_export():
 
 
 def test_bad_rows_name_the_row():
-    with pytest.raises(ValueError, match="math_shepherd row 2: .*Step 1"):
+    with pytest.raises(ValueError, match="math_shepherd input, row 2: .*Step 1"):
         convert_rows("math_shepherd", [{"input": "Q Step 1: a ки", "label": "Q Step 1: a +"}, {"input": "no steps", "label": ""}])
     with pytest.raises(ValueError, match="unknown format"):
         convert_rows("nope", [])

@@ -95,3 +95,61 @@ def test_row_targets_refuses_nan_given_in_memory():
     with pytest.raises(InputError, match=r"problem 'p9'.*label 1 is nan"):
         row_targets(row)
     assert row_targets({**row, "labels": [0.625, 0.5, 1.0]}) == ([0, 1, 2], [0.625, 0.5, 1.0])
+
+
+# ----------------------------------------------------------------------------------- converters (defect 4)
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.mark.parametrize("row,message", [
+    ({"prompt": "q", "completions": "abc", "labels": [1, 0, 1]}, r"row 2, field 'completions': is str 'abc'; expected a list"),
+    ({"prompt": "q", "completions": ["a", "b", "c"], "labels": "101"}, r"row 2, field 'labels': is str '101'; expected a list"),
+    ({"prompt": "q", "completions": ["a"], "labels": ["1"]}, r"row 2, field 'labels': entry 0 is '1' \(str\)"),
+    ({"prompt": "q", "completions": ["a"], "labels": [2.0]}, r"row 2, field 'labels': entry 0 is 2.0"),
+    ({"prompt": "q", "completions": ["a", "b"], "labels": [True]}, r"row 2, field 'labels': 1 labels for 2 steps"),
+    ({"prompt": "q", "completions": ["a"]}, r"row 2: has no field 'labels'"),
+    ({"prompt": "q", "completions": [], "labels": []}, r"row 2, field 'completions': is empty"),
+    ({"prompt": 3, "completions": ["a"], "labels": [True]}, r"row 2, field 'prompt': is int 3"),
+])
+def test_trl_converter_refuses_bad_rows_and_writes_nothing(tmp_path, row, message):
+    from ttstrain.converters import main
+
+    good = {"prompt": "q", "completions": ["a", "b"], "labels": [True, False]}
+    src = _jsonl(tmp_path / "in.jsonl", [good, row])
+    with pytest.raises(InputError, match=f"in.jsonl, {message}"):
+        main(["trl", src, str(tmp_path / "out.parquet")])
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_math_shepherd_converter_refuses_a_non_string_input(tmp_path):
+    from ttstrain.converters import main
+
+    src = _jsonl(tmp_path / "ms.jsonl", [{"input": ["Step 1: a ки"], "label": "Step 1: a +"}])
+    with pytest.raises(InputError, match=r"ms.jsonl, row 1, field 'input': is list"):
+        main(["math_shepherd", src, str(tmp_path / "out.parquet")])
+
+
+def test_empty_file_and_broken_json_line_are_errors(tmp_path):
+    from ttstrain.converters import main
+
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(InputError, match=r"empty.jsonl: has no rows to convert"):
+        main(["trl", str(tmp_path / "empty.jsonl"), str(tmp_path / "out.parquet")])
+    good = json.dumps({"prompt": "q", "completions": ["a"], "labels": [True]})
+    (tmp_path / "broken.jsonl").write_text(good + "\n" + good + "\n{\"prompt\": \"q\",\n")
+    with pytest.raises(InputError, match=r"broken.jsonl, line 3: not valid JSON"):
+        main(["trl", str(tmp_path / "broken.jsonl"), str(tmp_path / "out.parquet")])
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_trl_converter_keeps_good_rows(tmp_path):
+    from ttstrain.converters import main
+    from ttstrain.io import read_parquet
+
+    src = _jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completions": ["a", "b"], "labels": [True, 0.25]}])
+    main(["trl", src, str(tmp_path / "out.parquet")])
+    (row,) = read_parquet(tmp_path / "out.parquet")
+    assert row["completions"] == ["a", "b"] and row["labels"] == [1.0, 0.25]

@@ -29,6 +29,7 @@ import sys
 
 from ttstrain.prompts import format_prompt
 from ttstrain.steps import flatten_step
+from ttstrain.validation import InputError, check_stepwise_input, probability_list, string_list, text
 
 MATH_SHEPHERD_TAG = "ки"
 
@@ -39,14 +40,10 @@ def _problem_id(prefix: str, question: str) -> str:
 
 def _row(question: str, steps: list[str], labels: list[float], source: str, *, sample_index: int = 0,
          final_correct: bool | None = None, gold: str | None = None, level=None, prompt: str | None = None) -> dict:
+    steps = string_list(steps, None, None, "completions")
+    labels = probability_list(labels, None, None, "labels")
     if len(steps) != len(labels):
-        raise ValueError(f"{source}: {len(steps)} steps but {len(labels)} labels")
-    if not steps:
-        raise ValueError(f"{source}: no steps")
-    labels = [float(x) for x in labels]
-    for i, x in enumerate(labels):
-        if not 0.0 <= x <= 1.0:
-            raise ValueError(f"{source}: label {i} is {x}, outside [0, 1]")
+        raise InputError(None, f"{len(steps)} steps but {len(labels)} labels", field="labels")
     return {
         "prompt": prompt if prompt is not None else format_prompt(question),
         # steps may not contain the separator: a multi-line step becomes one line
@@ -64,22 +61,19 @@ def _row(question: str, steps: list[str], labels: list[float], source: str, *, s
 
 
 def from_trl_stepwise(row: dict, sample_index: int = 0) -> dict:
-    """A TRL stepwise-supervision row; its prompt is taken as the question."""
-    for key in ("prompt", "completions", "labels"):
-        if key not in row:
-            raise ValueError(f"TRL stepwise row is missing field {key!r}")
-    return _row(row["prompt"], list(row["completions"]), [float(bool(x)) if isinstance(x, bool) else float(x)
-                                                          for x in row["labels"]], "trl", sample_index=sample_index)
+    """A TRL stepwise-supervision row; its prompt is taken as the question (labels: bools or numbers in [0, 1])."""
+    prompt, steps, labels = check_stepwise_input(row, None, None)
+    return _row(prompt, steps, labels, "trl", sample_index=sample_index)
 
 
 def from_math_shepherd(row: dict, sample_index: int = 0) -> dict:
     """Math-Shepherd: question, then `Step k: ...` steps each closed by `ки`; `label` has `+`/`-` there."""
-    text, labelled = row["input"], row["label"]
-    first = text.find("Step 1:")
+    text_, labelled = text(row["input"], None, None, "input"), text(row["label"], None, None, "label")
+    first = text_.find("Step 1:")
     if first < 0:
         raise ValueError("Math-Shepherd row has no 'Step 1:'")
-    question = text[:first].strip()
-    steps = [s.strip() for s in text[first:].split(MATH_SHEPHERD_TAG)]
+    question = text_[:first].strip()
+    steps = [s.strip() for s in text_[first:].split(MATH_SHEPHERD_TAG)]
     steps = [s for s in steps if s]
     # the label text is the input with each tag replaced by + or -: read the sign after each step
     marks, cursor = [], labelled.find("Step 1:")
@@ -154,17 +148,25 @@ CONVERTERS = {
 }
 
 
-def convert_rows(kind: str, rows) -> list[dict]:
+def convert_rows(kind: str, rows, source: str | None = None) -> list[dict]:
+    """Convert every row, or fail on the first bad one naming `source` (default: the format), its row and field."""
     try:
         fn = CONVERTERS[kind]
     except KeyError:
         raise ValueError(f"unknown format {kind!r}; choose from {sorted(CONVERTERS)}") from None
+    source = source or f"{kind} input"
     out = []
     for i, r in enumerate(rows):
         try:
+            if not isinstance(r, dict):
+                raise InputError(None, f"is {type(r).__name__}, not an object with fields")
             converted = fn(r, sample_index=0)
-        except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"{kind} row {i + 1}: {e}") from e
+        except InputError as e:
+            raise e.located(source, i + 1) from e
+        except KeyError as e:
+            raise InputError(source, f"has no field {e.args[0]!r} ({kind} format)", i + 1) from e
+        except (ValueError, TypeError) as e:
+            raise InputError(source, str(e), i + 1) from e
         if converted is not None:
             out.append(converted)
     # rows of the same question are samples of one problem: number them
@@ -183,11 +185,23 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: python -m ttstrain.converters {trl,math_shepherd,prm800k,prm800k_stepwise_critic} IN OUT.parquet")
         raise SystemExit(2)
     kind, src, dst = argv
-    rows = _read_any(src)
-    write_parquet(dst, convert_rows(kind, rows))
+    rows = convert_file(kind, src)
+    write_parquet(dst, rows)
+    print(f"{len(rows)} rows -> {dst}")
 
 
-def _read_any(path: str) -> list[dict]:
+def convert_file(kind: str, path: str) -> list[dict]:
+    """The converted rows of a file; an empty input or one with no convertible row is an error."""
+    raw = _read_any(path)
+    if not raw:
+        raise InputError(path, "has no rows to convert")
+    rows = convert_rows(kind, raw, source=path)
+    if not rows:
+        raise InputError(path, f"none of its {len(raw)} rows has a labelled step to convert ({kind} format)")
+    return rows
+
+
+def _read_any(path: str) -> list:
     import gzip
     import json
 
@@ -196,11 +210,25 @@ def _read_any(path: str) -> list[dict]:
 
         return read_parquet(path)
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        text = f.read()
+    with opener(path, "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
     if path.removesuffix(".gz").endswith(".json"):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            records = json.loads("\n".join(lines))
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"not valid JSON ({e.msg} at column {e.colno})", e.lineno, row_name="line") from None
+        if not isinstance(records, list):
+            raise InputError(path, f"holds a JSON {type(records).__name__}; expected a list of rows")
+        return records
+    records = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(path, f"not valid JSON ({e.msg} at column {e.colno})", number,
+                                 row_name="line") from None
+    return records
 
 
 if __name__ == "__main__":

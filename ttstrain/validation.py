@@ -26,14 +26,19 @@ from typing import Iterable, Mapping, Sequence
 class InputError(ValueError):
     """A dataset a stage reads is malformed; the message says where (file, row, field) and why."""
 
-    def __init__(self, source, message: str, row: int | None = None, field: str | None = None):
-        where = str(source)
+    def __init__(self, source, message: str, row: int | None = None, field: str | None = None,
+                 row_name: str = "row"):
+        parts = [str(source)] if source is not None else []
         if row is not None:
-            where += f", row {row}"
+            parts.append(f"{row_name} {row}")
         if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {message}")
-        self.source, self.row, self.field = str(source), row, field
+            parts.append(f"field {field!r}")
+        super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
+        self.source, self.row, self.field, self.detail = source, row, field, message
+
+    def located(self, source, row: int, row_name: str = "row") -> "InputError":
+        """The same error, placed at `row` of `source` (for checks that ran on one row alone)."""
+        return InputError(source, self.detail, row, self.field, row_name)
 
 
 def require_columns(columns: Iterable[str], required: Sequence[str], source) -> None:
@@ -182,7 +187,10 @@ def check_revision_rows(rows: Sequence[Mapping], source, columns: Iterable[str] 
 
 def check_stepwise_input(row: Mapping, source, index: int) -> tuple[str, list[str], list[float]]:
     """A TRL stepwise-supervision row as a converter reads it: (prompt, steps, labels)."""
-    require_columns(row.keys(), PRM_COLUMNS, f"{source}, row {index}")
+    missing = [c for c in PRM_COLUMNS if c not in row]
+    if missing:
+        raise InputError(source, f"has no field {', '.join(map(repr, missing))} (needs {', '.join(PRM_COLUMNS)})",
+                         index)
     prompt = text(row["prompt"], source, index, "prompt")
     steps = string_list(row["completions"], source, index, "completions")
     labels = probability_list(row["labels"], source, index, "labels")
