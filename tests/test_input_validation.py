@@ -153,3 +153,79 @@ def test_trl_converter_keeps_good_rows(tmp_path):
     main(["trl", src, str(tmp_path / "out.parquet")])
     (row,) = read_parquet(tmp_path / "out.parquet")
     assert row["completions"] == ["a", "b"] and row["labels"] == [1.0, 0.25]
+
+
+# ----------------------------------------------------------------------------------- compute-optimal (defect 5)
+
+def _search_folder(path, rows):
+    from ttstrain.io import write_json
+
+    write_parquet(path / "results.parquet", rows)
+    write_parquet(path / "candidates.parquet", [{"problem_id": f"q{i}", "run": "best_of_n", "correct": i % 2 == 0,
+                                                 "score": 0.5} for i in range(4)])
+    write_json(path / "config.json", {})
+    return path
+
+
+def _results(n=4, **override):
+    rows = [{"problem_id": f"q{i}", "method": "best_of_n_weighted", "budget": b, "generations": b,
+             "accuracy": 0.5} for i in range(n) for b in (1, 2)]
+    rows[3].update(override)
+    return rows
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([{k: v for k, v in r.items() if k != "accuracy"} for r in _results()], r"results.parquet: no column 'accuracy'"),
+    (_results(accuracy=1.7), r"results.parquet, row 4, field 'accuracy': accuracy is 1.7"),
+    (_results(accuracy=float("nan")), r"results.parquet, row 4, field 'accuracy': accuracy is nan"),
+    ([{**r, "accuracy": str(r["accuracy"])} for r in _results()], r"row 1, field 'accuracy': accuracy is '0.5' \(str\)"),
+    (_results(generations=0), r"results.parquet, row 4, field 'generations': is 0; expected a positive number"),
+])
+def test_compute_optimal_refuses_bad_results_and_writes_nothing(tmp_path, rows, message):
+    from ttstrain.stages.compute_optimal import make_parser, run_compute_optimal
+
+    folder = _search_folder(tmp_path / "search", rows)
+    out = tmp_path / "co"
+    (cfg,) = make_parser().parse_args_and_config(["--search_dirs", str(folder), "--output_dir", str(out)])
+    with pytest.raises(InputError, match=message):
+        run_compute_optimal(cfg, progress=False)
+    assert not out.exists()
+
+
+def test_compute_optimal_refuses_an_empty_results_file_and_bad_samples(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ttstrain.stages.compute_optimal import make_parser, run_compute_optimal
+
+    folder = _search_folder(tmp_path / "search", _results())
+    schema = pa.schema([("problem_id", pa.string()), ("method", pa.string()), ("budget", pa.int64()),
+                        ("generations", pa.int64()), ("accuracy", pa.float64())])
+    pq.write_table(schema.empty_table(), folder / "results.parquet")
+    out = tmp_path / "co"
+    (cfg,) = make_parser().parse_args_and_config(["--search_dirs", str(folder), "--output_dir", str(out)])
+    with pytest.raises(InputError, match=r"results.parquet: has no results"):
+        run_compute_optimal(cfg, progress=False)
+
+    _search_folder(folder, _results())
+    write_parquet(tmp_path / "samples.parquet", [{"problem_id": "q0", "correct": None}])
+    (cfg,) = make_parser().parse_args_and_config(["--search_dirs", str(folder), "--output_dir", str(out),
+                                                  "--samples", str(tmp_path / "samples.parquet")])
+    with pytest.raises(InputError, match=r"samples.parquet, row 1, field 'correct': is None; expected true/false"):
+        run_compute_optimal(cfg, progress=False)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------- revision rows
+
+def test_revision_sft_refuses_a_row_without_a_target(tmp_path, tiny_llama, char_tokenizer):
+    from ttstrain.trainers.revision_config import RevisionConfig
+    from ttstrain.trainers.revision_trainer import build_revision_trainer
+
+    rows = [{"question": "Start with 2.", "previous_attempts": ["2 + 1 = 3"], "target": "2 + 2 = 4", "k": 1},
+            {"question": "Start with 3.", "previous_attempts": ["3 + 1 = 4"], "target": "", "k": 1}]
+    write_parquet(tmp_path / "rev" / "data" / "train-00000-of-00001.parquet", rows)
+    cfg = RevisionConfig(output_dir=str(tmp_path / "out"), dataset_path=str(tmp_path / "rev"), use_cpu=True,
+                         report_to="none")
+    with pytest.raises(InputError, match=r"rev \(data/train-\*.parquet\), row 2, field 'target': is empty"):
+        build_revision_trainer(cfg, model=tiny_llama, tokenizer=char_tokenizer)

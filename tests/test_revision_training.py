@@ -156,7 +156,7 @@ def test_eval_stage_reports_answer_bounds_from_base_samples(tmp_path, monkeypatc
     calls = []
     never = ScriptedGenerator(lambda *a: calls.append(a) or "")
     cfg.base_samples, cfg.output_dir = str(tmp_path / "bad.parquet"), str(tmp_path / "ev2")
-    with pytest.raises(ValueError, match=r"bad\.parquet has no column answer"):
+    with pytest.raises(ValueError, match=r"bad\.parquet: no column 'answer'"):
         run_eval_revision(cfg, generator=never, progress=False)
     assert calls == [] and not (tmp_path / "ev2").exists()
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
+from ttstrain.validation import InputError, check_result_rows, check_sample_rows, probability, require_columns
 
 
 @dataclass
@@ -75,8 +76,23 @@ def _read(path: Path, columns: list[str]) -> list[dict]:
     """Only the columns a report needs (candidates.parquet holds every text)."""
     import pyarrow.parquet as pq
 
+    if not Path(path).exists():
+        raise InputError(path, "does not exist")
     have = set(pq.read_schema(path).names)
     return pq.read_table(path, columns=[c for c in columns if c in have]).to_pylist()
+
+
+def _read_samples(path: Path, columns: list[str], required: tuple[str, ...] = ("problem_id", "correct")) -> list[dict]:
+    """Graded samples, checked: the required columns, at least one row, `correct` true/false, scores finite."""
+    rows = _read(path, columns)
+    check_sample_rows(rows, path, required, columns=_columns(path))
+    return rows
+
+
+def _columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
 
 
 def strategy_label(method: str, config: dict) -> str:
@@ -100,7 +116,9 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
         if i == 0:
             first_config = config
         labels = {}
-        for r in _read(d / "results.parquet", ["problem_id", "method", "budget", "generations", "accuracy"]):
+        results = _read(d / "results.parquet", ["problem_id", "method", "budget", "generations", "accuracy"])
+        check_result_rows(results, d / "results.parquet", budget_key, columns=_columns(d / "results.parquet"))
+        for r in results:
             m = r["method"]
             if m not in labels:
                 label = strategy_label(m, config)
@@ -116,12 +134,18 @@ def load_revision_rows(path: str, selection: str = "auto", score_column: str = "
 
     rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
                               "parallel", "accuracy"])
-    if rows and "chain" in rows[0]:
+    if not rows:
+        raise InputError(path, "has no rows")
+    if "chain" in rows[0]:
+        check_sample_rows(rows, path, ("problem_id", "chain", "step", "correct"), columns=_columns(Path(path)))
         if score_column != "score":
             if score_column not in rows[0]:
                 raise ValueError(f"{path}: no column {score_column!r} (revision_score); columns: {sorted(rows[0])}")
             rows = [{**{k: v for k, v in r.items() if k != score_column}, "score": r.get(score_column)} for r in rows]
         return revision_accuracy_rows(rows, selection=selection)
+    require_columns(_columns(Path(path)), ("problem_id", "sequential", "parallel", "accuracy"), path)
+    for i, r in enumerate(rows, 1):
+        probability(r["accuracy"], path, i, "accuracy", what="accuracy")
     return [{"problem_id": str(r["problem_id"]), "strategy": revision_strategy(int(r["sequential"])),
              "sequential": int(r["sequential"]), "parallel": int(r["parallel"]),
              "generations": int(r["sequential"]) * int(r["parallel"]), "accuracy": float(r["accuracy"])} for r in rows]
@@ -338,24 +362,31 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
     if not cfg.search_dirs and not cfg.revisions:
         raise ValueError("give search_dirs (ttstrain search outputs) and/or revisions")
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # every input is read and checked before anything is written
     search_rows, search_config = load_search_rows(cfg.search_dirs, cfg.budget_key) if cfg.search_dirs else ([], {})
+    revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection, cfg.revision_score) if cfg.revisions else []
+    large_values = co.per_problem_mean(_read_samples(_parquet_path(cfg.large_model_samples, "samples.parquet"),
+                                                     ["problem_id", "correct"]), "correct") if cfg.large_model_samples else {}
     candidates = Path(cfg.search_dirs[0]) / "candidates.parquet" if cfg.search_dirs else None
 
     def best_of_n_candidates():
         if candidates is None or not candidates.exists():
             return []
-        return [r for r in _read(candidates, ["problem_id", "run", "correct", "score"]) if r.get("run") == "best_of_n"]
+        rows = [r for r in _read(candidates, ["problem_id", "run", "correct", "score"]) if r.get("run") == "best_of_n"]
+        if rows:
+            check_sample_rows(rows, candidates, columns=_columns(candidates))
+        return rows
 
     if cfg.samples:
-        samples = _read(_parquet_path(cfg.samples, "samples.parquet"), ["problem_id", "correct", "score"])
+        samples = _read_samples(_parquet_path(cfg.samples, "samples.parquet"), ["problem_id", "correct", "score"])
     else:
         samples = best_of_n_candidates()
     if not samples:
         raise ValueError("no graded samples for the oracle bins: set `samples` (a search folder without best-of-N "
                          "candidates has none)")
     if cfg.scores:
-        scored = _read(_parquet_path(cfg.scores, "candidates.parquet"), ["problem_id", "score"])
+        scored = _read_samples(_parquet_path(cfg.scores, "candidates.parquet"), ["problem_id", "score"],
+                               required=("problem_id", "score"))
     elif any(r.get("score") is not None for r in samples):
         scored = samples
     else:
@@ -364,6 +395,7 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
     if not values["predicted"]:
         del values["predicted"]
     bins = {kind: co.quantile_bins(v, cfg.num_bins) for kind, v in values.items()}
+    out.mkdir(parents=True, exist_ok=True)
     report: dict = {"definitions": DEFINITIONS,
                     "bins": {kind: _bin_summary(values[kind], bins[kind]) for kind in bins},
                     "bin_agreement": None, "families": {}}
@@ -378,7 +410,6 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
         table = co.strategy_table(search_rows)
         report["families"]["search"] = co.analyze_family(table, cfg.baseline, bins, strategies=cfg.strategies or None,
                                                          **analysis_kw)
-    revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection, cfg.revision_score) if cfg.revisions else []
     if revision_rows:
         table = co.strategy_table(revision_rows)
         by_length = [s for _, s in sorted({(r["sequential"], r["strategy"]) for r in revision_rows})]
@@ -394,8 +425,6 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
         n_small, n_large = 1.0, cfg.param_multiplier  # K depends on M = N_l / N_s alone
     elif n_small is None:
         raise ValueError("large_model_params needs small_model_params (the generator's size is unknown)")
-    large_values = co.per_problem_mean(_read(_parquet_path(cfg.large_model_samples, "samples.parquet"),
-                                             ["problem_id", "correct"]), "correct") if cfg.large_model_samples else {}
     groups = []
     for name, fam in report["families"].items():
         for kind, sel in fam["compute_optimal"].items():

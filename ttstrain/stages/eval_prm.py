@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_resolved_config
+from ttstrain.validation import InputError, check_sample_rows
 
 
 @dataclass
@@ -75,12 +76,10 @@ def load_samples(path: str) -> list[dict]:
     if not p.exists():
         raise FileNotFoundError(f"samples file not found: {p}")
     rows = pq.read_table(p).to_pylist()
-    for i, r in enumerate(rows):
-        for key in ("problem_id", "steps", "answer", "correct"):
-            if key not in r:
-                raise ValueError(f"{p}: row {i} has no field {key!r}")
+    check_sample_rows(rows, p, ("problem_id", "steps", "answer", "correct"), columns=pq.read_schema(p).names)
+    for i, r in enumerate(rows, 1):
         if not r.get("prompt") and not r.get("question"):
-            raise ValueError(f"{p}: row {i} has neither 'prompt' nor 'question'")
+            raise InputError(p, "has neither 'prompt' nor 'question'", i)
     return rows
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.stages import stage_generator, stage_problems
+from ttstrain.validation import InputError, check_sample_rows
 
 
 @dataclass
@@ -79,13 +80,12 @@ def read_base_samples(path: str | Path) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"--base_samples: {path} does not exist")
     need = ["problem_id", "answer", "correct"]
-    missing = [c for c in need if c not in pq.read_schema(path).names]
-    if missing:
-        raise ValueError(f"--base_samples: {path} has no column {', '.join(missing)} (needs {', '.join(need)})")
-    rows = pq.read_table(path, columns=need).to_pylist()
-    for i, r in enumerate(rows):
-        if r["correct"] is None:
-            raise ValueError(f"--base_samples: {path} row {i}: field 'correct' is empty")
+    columns = pq.read_schema(path).names
+    rows = pq.read_table(path, columns=[c for c in need if c in columns]).to_pylist()
+    try:
+        check_sample_rows(rows, path, need, columns=columns)
+    except InputError as e:
+        raise InputError(f"--base_samples {path}", e.detail, e.row, e.field) from None
     return rows
 
 

@@ -36,6 +36,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
 
     from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
     from ttstrain.shards import load_dataset_dir
+    from ttstrain.validation import check_revision_rows
 
     if model is None:
         path = resolve_model(cfg.model_name_or_path)
@@ -47,6 +48,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
     model.train()
     if train_rows is None:
         train_rows = load_dataset_dir(cfg.dataset_path).to_list()
+        check_revision_rows(train_rows, f"{cfg.dataset_path} (data/train-*.parquet)")
     dataset = Dataset.from_list(revision_sft_rows(train_rows, tokenizer, cfg.max_attempts, cfg.max_length))
     return SFTTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer)
 
