@@ -182,3 +182,68 @@ def test_summary_config_and_trl_schema(tmp_path, char_tokenizer):
     assert Shard.parse("1/4") == Shard(1, 4)
     with pytest.raises(ValueError):
         Shard.parse("4/4")
+
+
+# ----------------------------------------------------------------------------------- merges and resumes (#20)
+
+def test_merge_only_checks_the_config_like_a_resume(tmp_path):
+    sharded = [_arith_cfg(tmp_path, "sharded", shard=f"{i}/2") for i in range(2)]
+    for cfg in sharded:
+        run_label_mc(cfg, generator=ScriptedGenerator(_arith_script), progress=False)
+    data = tmp_path / "sharded" / "data"
+    before = {p.name: p.read_bytes() for p in data.glob("*.parquet")}
+    for change, differs in (({"num_samples": 3}, "num_samples"), ({"num_rollouts": 3}, "num_rollouts"),
+                            ({"limit": 1}, "limit")):
+        with pytest.raises(ValueError, match=rf"different config \(differs in \['{differs}'\]\)"):
+            run_label_mc(_arith_cfg(tmp_path, "sharded", merge_only=True, **change), progress=False)
+    assert {p.name: p.read_bytes() for p in data.glob("*.parquet")} == before, "data/ untouched"
+    assert run_label_mc(_arith_cfg(tmp_path, "sharded", merge_only=True), progress=False)["problems"] == 5
+    with pytest.raises(ValueError, match=r"has no run_fingerprint.json.*nothing to merge"):
+        run_label_mc(_arith_cfg(tmp_path, "never-run", merge_only=True), progress=False)
+    assert not (tmp_path / "never-run").exists()
+
+
+def test_a_sharded_folder_records_its_config(tmp_path):
+    for i in range(2):
+        run_label_mc(_arith_cfg(tmp_path, "sharded", shard=f"{i}/2"), generator=ScriptedGenerator(_arith_script),
+                     progress=False)
+    config = json.loads((tmp_path / "sharded" / "config.json").read_text())
+    assert config["num_rollouts"] == 2 and config["problems_loaded"] == 5
+    assert config["shard_configs"] == ["config.shard-0-of-2.json", "config.shard-1-of-2.json"]
+    assert config["generator"] == {"backend": "scripted", "model": "scripted"}
+
+
+def test_resume_removes_its_own_stale_temporaries_only(tmp_path):
+    from ttstrain.shards import remove_stale_temporaries
+
+    chunks = tmp_path / "x" / "chunks"
+    chunks.mkdir(parents=True)
+    mine = [chunks / ".chunk-000000-000002.parquet.k1j2.tmp", chunks / ".chunk-000004-000005.json.zz.tmp"]
+    theirs = chunks / ".chunk-000002-000004.parquet.abcd.tmp"  # chunk 1: shard 1/2's, maybe being written now
+    for p in mine + [theirs]:
+        p.write_bytes(b"half")
+    assert remove_stale_temporaries(chunks, 5, 2, Shard(0, 2)) == 2
+    assert not any(p.exists() for p in mine) and theirs.exists()
+    run_label_mc(_arith_cfg(tmp_path, "x"), generator=ScriptedGenerator(_arith_script), progress=False)
+    assert not list(chunks.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("change,differs", [({"backend": "vllm"}, "backend"), ({"dtype": "bfloat16"}, "dtype")])
+def test_resume_refuses_another_backend_or_dtype(tmp_path, change, differs):
+    run_label_mc(_arith_cfg(tmp_path, "x"), generator=ScriptedGenerator(_arith_script), progress=False)
+    with pytest.raises(ValueError, match=rf"differs in \['{differs}'\]"):
+        run_label_mc(_arith_cfg(tmp_path, "x", **change), generator=ScriptedGenerator(_arith_script), progress=False)
+
+
+def test_resume_refuses_other_weights_under_the_same_path(tmp_path, base_dir):
+    import shutil
+
+    model = tmp_path / "policy"
+    shutil.copytree(base_dir, model)
+    run_label_mc(_arith_cfg(tmp_path, "x", model=str(model)), generator=ScriptedGenerator(_arith_script),
+                 progress=False)
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)  # same size, other weights
+    with pytest.raises(ValueError, match=r"differs in \['model_revision'\]"):
+        run_label_mc(_arith_cfg(tmp_path, "x", model=str(model)), generator=ScriptedGenerator(_arith_script),
+                     progress=False)

@@ -83,6 +83,39 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name
 
 
+def model_revision(name_or_path: str | os.PathLike) -> str | None:
+    """What identifies the weights a name loads, for run fingerprints (a resume must not mix models).
+
+    A local folder: a digest of its weight, config and tokenizer files (names, sizes and
+    contents; files over 64 MiB by size and their first and last MiB). A hub id: the commit of
+    its snapshot in the local Hugging Face cache. None when neither is known (not cached yet).
+    """
+    import hashlib
+
+    path = Path(resolve_model(name_or_path))
+    if path.is_dir():
+        digest = hashlib.sha256()
+        patterns = ("*.safetensors", "*.bin", "*.gguf", "*.pt", "config.json", "tokenizer*.json", "*.model")
+        for f in sorted({f for pattern in patterns for f in path.glob(pattern) if f.is_file()}):
+            size = f.stat().st_size
+            digest.update(f"{f.name}\0{size}\0".encode())
+            with open(f, "rb") as handle:
+                if size <= 64 << 20:
+                    digest.update(handle.read())
+                else:
+                    digest.update(handle.read(1 << 20))
+                    handle.seek(-(1 << 20), os.SEEK_END)
+                    digest.update(handle.read())
+        return "sha256:" + digest.hexdigest()[:20]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(os.fspath(name_or_path), "config.json")
+    except Exception:  # not a valid repo id
+        return None
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
 def _resolve_for_loading(name_or_path: str | os.PathLike) -> str:
     path = resolve_model(name_or_path)
     if os.fspath(name_or_path) == DEFAULT_WORLD and not Path(path).is_dir():

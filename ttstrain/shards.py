@@ -11,7 +11,10 @@ recomputing nothing finished and writing no duplicates.
 GPUs) write disjoint chunks into one output folder; `merge_chunks` then checks every chunk is
 there and writes the dataset as parquet shards `data/train-XXXXX-of-YYYYY.parquet` with a
 summary of the summed counters. The runner refuses to add chunks to a folder made with a
-different config, which would silently mix two datasets.
+different config, which would silently mix two datasets, and a merge checks the config the
+same way (a merge with other settings or another `--limit` is refused, not written). A run
+removes the temporary files that a killed run left behind for the chunks it owns (never
+another shard's, which may be writing them now).
 """
 
 from __future__ import annotations
@@ -54,9 +57,19 @@ def chunk_stem(start: int, end: int) -> str:
     return f"chunk-{start:06d}-{end:06d}"
 
 
-def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = "run_fingerprint.json") -> None:
-    """Refuse to resume into a folder whose chunks came from a different labelling config."""
+FINGERPRINT_FILE = "run_fingerprint.json"
+
+
+def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPRINT_FILE,
+                          must_exist: bool = False) -> None:
+    """Refuse to resume into (or merge) a folder whose chunks came from a different config.
+
+    must_exist: the folder must already hold chunks with a recorded config (a merge).
+    """
     path = out_dir / name
+    if not path.exists() and must_exist:
+        raise ValueError(f"{out_dir} has no {name}: no run of this stage wrote chunks there, so there is "
+                         f"nothing to merge (run without merge_only first)")
     if path.exists():
         old = json.loads(path.read_text())
         if old != fingerprint:
@@ -72,6 +85,7 @@ def run_chunks(out_dir: Path, items: Sequence, chunk_size: int, shard: Shard,
     """Process every chunk this shard owns that is not yet on disk; returns run counters."""
     chunks_dir = out_dir / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(chunks_dir, len(items), chunk_size, shard)
     done = skipped = 0
     for c, (start, end) in enumerate(chunk_ranges(len(items), chunk_size)):
         if not shard.owns(c):
@@ -91,6 +105,28 @@ def run_chunks(out_dir: Path, items: Sequence, chunk_size: int, shard: Shard,
         if progress:
             progress(end - start)
     return {"chunks_written": done, "chunks_already_done": skipped}
+
+
+_TEMPORARY = re.compile(r"^\.(chunk-\d{6}-\d{6})\..+\.tmp$")
+
+
+def remove_stale_temporaries(chunks_dir: Path, num_items: int, chunk_size: int, shard: Shard) -> int:
+    """Delete the half-written files a killed run left for chunks this shard owns; returns how many."""
+    owned = {chunk_stem(s, e) for c, (s, e) in enumerate(chunk_ranges(num_items, chunk_size)) if shard.owns(c)}
+    removed = 0
+    for path in chunks_dir.iterdir():
+        m = _TEMPORARY.match(path.name)
+        if m and m.group(1) in owned:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def shard_configs(out_dir: Path) -> dict:
+    """What the shards of a sharded run recorded: their config files and the first one's generator."""
+    files = sorted(out_dir.glob("config.shard-*.json"))
+    first = json.loads(files[0].read_text()) if files else {}
+    return {"shard_configs": [f.name for f in files], "generator": first.get("generator")}
 
 
 def missing_chunks(out_dir: Path, num_items: int, chunk_size: int) -> list[str]:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import stage_generator, stage_problems
-from ttstrain.shards import Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks
+from ttstrain.models import model_revision
+from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
+                             shard_configs)
 
 
 @dataclass
@@ -43,7 +45,8 @@ class BuildRevisionsConfig:
     seed: int = field(default=0, metadata={"help": "Seed of sampling and pairing."})
 
     def fingerprint(self) -> dict:
-        skip = {"output_dir", "shard", "merge_only", "max_batch_rows", "backend", "dtype"}
+        """Fields that change the rows: a resumed run or a merge must match them."""
+        skip = {"output_dir", "shard", "merge_only", "max_batch_rows"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -70,10 +73,11 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
 
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
+    fingerprint = {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)}
+    check_or_write_config(out, fingerprint, must_exist=cfg.merge_only)
+    out.mkdir(parents=True, exist_ok=True)
     if not cfg.merge_only:
-        check_or_write_config(out, cfg.fingerprint())
         if generator is None:
             generator = stage_generator(cfg)
         shard = Shard.parse(cfg.shard)
@@ -87,6 +91,8 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
         print("[build-revisions] chunks still to do (other shards?); merge when all are done")
         return None
     summary = merge_chunks(out, len(problems), cfg.problems_per_chunk)
+    if not (out / "config.json").exists():  # a sharded run: the merged dataset's config, with its shards'
+        write_resolved_config(out, cfg, problems_loaded=len(problems), **shard_configs(out))
     summary["k_histogram"] = {k: summary.pop(k) for k in sorted([k for k in summary if k.startswith("k=")])}
     write_json(out / "summary.json", summary)
     print(f"[build-revisions] merged: {summary}")

@@ -20,6 +20,9 @@ What it writes to output_dir:
                         how a changed wrong attempt compares with a fresh sample that avoids the
                         previous answer (`changed_attempts`; see ttstrain.revisions.bounds)
   config.json           the resolved config
+  chunks/               the chains of each chunk of problems, written atomically: kill the run and
+                        run the same command again, and only unfinished chunks are sampled (a
+                        resume with settings that change the chains is refused; see ttstrain.shards)
 
 The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
 is the measure to pick a checkpoint by (run this on each `checkpoint-*` folder).
@@ -31,7 +34,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttstrain.io import write_json, write_parquet, write_resolved_config
+from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.models import model_revision
+from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, run_chunks
 from ttstrain.stages import stage_generator, stage_problems
 from ttstrain.validation import InputError, check_sample_rows
 
@@ -56,7 +61,14 @@ class EvalRevisionConfig:
     prm: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
     orm: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
     base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
+    problems_per_chunk: int = field(default=64, metadata={"help": "Problems whose chains form one resumable chunk (written atomically; each chain step of a chunk is one generate call)."})
     seed: int = field(default=0, metadata={"help": "Seed of the chains."})
+
+    def fingerprint(self) -> dict:
+        """Fields that change the chains: a resumed run must match them (scorers run after, on all chains)."""
+        keep = ("model", "backend", "dtype", "problems", "split", "per_level", "limit", "data_dir", "num_chains",
+                "chain_length", "max_attempts", "temperature", "max_new_tokens", "problems_per_chunk", "seed")
+        return {k: getattr(self, k) for k in keep}
 
 
 def verifier_summary(rows: list[dict], key: str) -> dict:
@@ -99,6 +111,8 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
 
 def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
                       progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
     from ttstrain.compute_optimal import revision_accuracy_rows
     from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
@@ -106,10 +120,22 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
 
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
+    out = Path(cfg.output_dir)
+    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)})
     generator = generator or stage_generator(cfg)
-    rows = run_revision_chains(generator, problems, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
-                               temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                               max_attempts=cfg.max_attempts, progress=progress)
+
+    def chains_chunk(chunk, start):
+        return run_revision_chains(generator, chunk, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
+                                   temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                   max_attempts=cfg.max_attempts, progress=False), {}
+
+    bar = tqdm(total=len(problems), desc="eval-revision chains", unit="problem", disable=not progress)
+    run_chunks(out, problems, cfg.problems_per_chunk, Shard(), chains_chunk, progress=bar.update)
+    bar.close()
+    order = {p["id"]: i for i, p in enumerate(problems)}
+    rows = [r for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk)
+            for r in read_parquet(out / "chunks" / f"{chunk_stem(s, e)}.parquet")]
+    rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm), ("orm", cfg.orm)):
         if path and name not in scorers:
@@ -129,7 +155,6 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     if base_samples is not None:
         result["answer_bounds"] = revision_answer_bounds(base_samples, problem_ids={p["id"] for p in problems})
         result["changed_attempts"] = changed_attempt_check(rows, base_samples)
-    out = Path(cfg.output_dir)
     write_parquet(out / "chains.parquet", rows)
     write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
     write_json(out / "eval_revision.json", result)

@@ -25,7 +25,9 @@ from pathlib import Path
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import stage_generator, stage_problems
 from ttstrain.labeling.mc import MCSettings, label_chunk
-from ttstrain.shards import Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks
+from ttstrain.models import model_revision
+from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
+                             shard_configs)
 
 
 @dataclass
@@ -62,8 +64,9 @@ class LabelMCConfig:
                           mode=self.mode, seed=self.seed)
 
     def fingerprint(self) -> dict:
-        """Fields that change the labels: a resumed run must match them."""
-        skip = {"output_dir", "shard", "merge_only", "max_batch_rows", "backend", "dtype"}
+        """Fields that change the labels: a resumed run or a merge must match them (batch rows only
+        change how many rows share a forward pass, and the shard which chunks a job writes)."""
+        skip = {"output_dir", "shard", "merge_only", "max_batch_rows"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -74,11 +77,12 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
     from ttstrain.prompts import few_shot_examples
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
+    fingerprint = {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)}
+    check_or_write_config(out, fingerprint, must_exist=cfg.merge_only)
+    out.mkdir(parents=True, exist_ok=True)
     if not cfg.merge_only:
         settings = cfg.settings()
-        check_or_write_config(out, cfg.fingerprint())
         if generator is None:
             generator = stage_generator(cfg)
         shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
@@ -96,6 +100,8 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
         print(f"[label-mc] {len(missing)} chunk(s) still to do (other shards?); merge when all are done")
         return None
     summary = merge_chunks(out, len(problems), cfg.problems_per_chunk)
+    if not (out / "config.json").exists():  # a sharded run: the merged dataset's config, with its shards'
+        write_resolved_config(out, cfg, problems_loaded=len(problems), **shard_configs(out))
     summary["mode"] = cfg.mode
     summary["labelled_steps_per_second"] = round(summary.get("steps_labelled", 0) / max(summary.get("seconds", 0), 1e-9), 2)
     write_json(out / "summary.json", summary)

@@ -5,15 +5,24 @@
 
 Writes `<output_dir>/samples.parquet` (one row per sample, see ttstrain.sampling), the resolved
 `config.json` with the generator's identity, and `summary.json` (accuracy, tokens, wall time).
+Problems are sampled in chunks (`chunks/`, see ttstrain.shards), each written atomically: kill
+the run at any moment and run the same command again, and it samples only the unfinished
+chunks; samples.parquet equals an uninterrupted run's (every sample's seed depends on its
+problem and index, not on its batch). A resume with settings that change the samples is refused.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttstrain.io import write_json, write_parquet, write_resolved_config
+from dataclasses import asdict
+
+from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.models import model_revision
+from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, run_chunks
 from ttstrain.stages import stage_generator, stage_problems
 
 
@@ -35,31 +44,55 @@ class SampleConfig:
     few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
     few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+    problems_per_chunk: int = field(default=16, metadata={"help": "Problems per resumable chunk (written atomically); 16 keeps one generate call per chunk."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and few-shot selection."})
 
+    def fingerprint(self) -> dict:
+        """Fields that change the samples: a resumed run must match them."""
+        return {k: v for k, v in asdict(self).items() if k not in ("output_dir", "max_batch_rows")}
 
-def run_sample(cfg: SampleConfig) -> dict:
+
+def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
     from ttstrain.prompts import few_shot_examples
     from ttstrain.sampling import sample_solutions
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
-    generator = stage_generator(cfg)
+    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)})
+    generator = generator or stage_generator(cfg)
     shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
     write_resolved_config(out, cfg, generator=generator.identity(), problems_loaded=len(problems))
+
+    def sample_chunk(chunk, start):
+        before = (generator.stats.generated_tokens, generator.stats.prefill_tokens)
+        rows = sample_solutions(generator, chunk, n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, few_shot=shots, progress=False)
+        return rows, {"generated_tokens": generator.stats.generated_tokens - before[0],
+                      "prefill_tokens": generator.stats.prefill_tokens - before[1]}
+
     t0 = time.time()
-    rows = sample_solutions(generator, problems, n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, few_shot=shots)
+    bar = tqdm(total=len(problems), desc="sample", unit="problem", disable=not progress)
+    run = run_chunks(out, problems, cfg.problems_per_chunk, Shard(), sample_chunk, progress=bar.update)
+    bar.close()
     seconds = time.time() - t0
+    rows, counters = [], {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0}
+    for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk):
+        rows += read_parquet(out / "chunks" / f"{chunk_stem(s, e)}.parquet")
+        for k, v in json.loads((out / "chunks" / f"{chunk_stem(s, e)}.json").read_text()).items():
+            counters[k] = counters.get(k, 0) + v
     write_parquet(out / "samples.parquet", rows)
     summary = {
         "problems": len(problems), "samples": len(rows),
         "accuracy": sum(r["correct"] for r in rows) / max(1, len(rows)),
         "no_answer": sum(r["answer"] is None for r in rows),
-        "generated_tokens": generator.stats.generated_tokens,
-        "prefill_tokens": generator.stats.prefill_tokens,
+        "generated_tokens": counters["generated_tokens"],
+        "prefill_tokens": counters["prefill_tokens"],
         "seconds": round(seconds, 1),
-        "generated_tokens_per_s": round(generator.stats.generated_tokens / max(seconds, 1e-9), 1),
+        "sampling_seconds": round(counters["seconds"], 1),
+        "generated_tokens_per_s": round(counters["generated_tokens"] / max(counters["seconds"], 1e-9), 1),
+        **run,
     }
     write_json(out / "summary.json", summary)
     print(summary)
