@@ -680,9 +680,9 @@ def search_section(sr: dict) -> str:
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((DemoConfig,))
+    return StageParser((DemoConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

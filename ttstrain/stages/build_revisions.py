@@ -100,9 +100,9 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((BuildRevisionsConfig,))
+    return StageParser((BuildRevisionsConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -465,9 +465,9 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((ComputeOptimalConfig,))
+    return StageParser((ComputeOptimalConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -128,9 +128,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((EvalPRMConfig,))
+    return StageParser((EvalPRMConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

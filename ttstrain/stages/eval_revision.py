@@ -163,9 +163,9 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((EvalRevisionConfig,))
+    return StageParser((EvalRevisionConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -110,9 +110,9 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((LabelMCConfig,))
+    return StageParser((LabelMCConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

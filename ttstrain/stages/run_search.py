@@ -283,9 +283,9 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((SearchStageConfig,))
+    return StageParser((SearchStageConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

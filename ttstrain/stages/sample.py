@@ -100,9 +100,9 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((SampleConfig,))
+    return StageParser((SampleConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -95,11 +95,10 @@ def run_train_prm(cfg):
 
 
 def make_parser():
-    from trl import TrlParser
-
+    from ttstrain.parsing import StageParser
     from ttstrain.trainers.prm_config import PRMConfig
 
-    return TrlParser((PRMConfig,))
+    return StageParser((PRMConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -9,9 +9,9 @@ from ttstrain.trainers.revision_config import RevisionConfig
 
 
 def make_parser():
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
-    return TrlParser((RevisionConfig,))
+    return StageParser((RevisionConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

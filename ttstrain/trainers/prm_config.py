@@ -1,6 +1,6 @@
 """Configuration of the PRM trainer: `transformers.TrainingArguments` plus the PRM's own fields.
 
-Parsed from a recipe YAML and the command line by `TrlParser` (see `ttstrain.stages.train_prm`):
+Parsed from a recipe YAML and the command line by `ttstrain.parsing.StageParser` (TRL's `TrlParser`; see `ttstrain.stages.train_prm`):
 
     ttstrain train-prm --config recipes/default/prm/config_demo.yaml --learning_rate 1e-4
 

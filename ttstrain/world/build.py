@@ -196,12 +196,12 @@ def build_world(cfg: BuildWorldConfig) -> Path:
 
 
 def make_parser(subparsers=None):
-    from trl import TrlParser
+    from ttstrain.parsing import StageParser
 
     if subparsers is not None:
         return subparsers.add_parser("build-world", help="Pretrain the default world's policy.",
                                      dataclass_types=(BuildWorldConfig,))
-    return TrlParser((BuildWorldConfig,))
+    return StageParser((BuildWorldConfig,))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,0 +1,58 @@
+"""The command-line parser of every stage: TRL's `TrlParser` with two house rules.
+
+- No abbreviations: argparse would take `--num_sample 2` for `--num_samples 2` and start a
+  full-size run of the wrong job; here an unknown or shortened option is an error.
+- `none` / `null` on the command line means None for an optional field of our own configs
+  (`--split none` for a local problems file), as `null` does in a YAML recipe. Fields that
+  `transformers.TrainingArguments` owns keep their own meaning (`--report_to none`).
+
+    from ttstrain.parsing import StageParser
+    (cfg,) = StageParser((SampleConfig,)).parse_args_and_config(["--split", "none"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from trl import TrlParser
+
+NONE_WORDS = ("none", "null")
+
+
+class StageParser(TrlParser):
+    def __init__(self, dataclass_types, **kwargs):
+        super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
+
+    def parse_args_and_config(self, args=None, **kwargs):
+        try:
+            parsed = super().parse_args_and_config(args, **kwargs)
+        except ValueError as e:
+            if "not used by the HfArgumentParser" not in str(e):
+                raise
+            self.error(f"unrecognized arguments: {str(e).split(': ', 1)[-1]} (options are never abbreviated; "
+                       f"see --help)")
+        for obj in parsed:
+            if dataclasses.is_dataclass(obj):
+                _none_words_to_none(obj)
+        return parsed
+
+
+def _training_argument_names() -> set[str]:
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def _allows_none(hint) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _none_words_to_none(cfg) -> None:
+    theirs = _training_argument_names()
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if (f.name not in theirs and isinstance(value, str) and value.strip().lower() in NONE_WORDS
+                and _allows_none(hints.get(f.name))):
+            setattr(cfg, f.name, None)
