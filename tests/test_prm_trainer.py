@@ -289,19 +289,40 @@ def test_lora_trains_and_saves_merged_weights(tmp_path, base_dir, data_dir):
     assert len(PRMScorer.from_pretrained(out).score([PROMPT], [STEPS])[0]) == 3
 
 
-def test_resume_from_checkpoint(tmp_path, base_dir, data_dir):
+def test_resume_from_checkpoint_gives_the_uninterrupted_weights(tmp_path, base_dir, data_dir):
     from datasets import Dataset
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        """An interrupt after step 4 (its checkpoint is saved first), as a kill would leave the folder."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                raise KeyboardInterrupt("interrupted after step 4")
 
     rows = Dataset.from_list(synthetic_rows(per_level=2))
-    model, tok = load_prm_model(str(base_dir))
-    args = _config(tmp_path, validation_fraction=0.0, max_steps=4, save_steps=2, save_strategy="steps")
-    PRMTrainer(model=model, args=args, train_dataset=rows, processing_class=tok).train()
-    model, tok = load_prm_model(str(base_dir))
-    args = _config(tmp_path, validation_fraction=0.0, max_steps=6, save_steps=2, save_strategy="steps")
-    trainer = PRMTrainer(model=model, args=args, train_dataset=rows, processing_class=tok)
-    trainer.train(resume_from_checkpoint=True)
-    steps = [h["step"] for h in trainer.state.log_history if "loss" in h]
-    assert trainer.state.global_step == 6 and steps[0] == 1 and 5 in steps
+
+    def trainer_for(out, callbacks=()):
+        torch.manual_seed(0)  # the same value head to start from
+        model, tok = load_prm_model(str(base_dir))
+        args = _config(tmp_path, output_dir=str(tmp_path / out), validation_fraction=0.0, max_steps=6, save_steps=2,
+                       save_strategy="steps")
+        return PRMTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, callbacks=list(callbacks))
+
+    whole = trainer_for("whole")
+    whole.train()
+    interrupted = trainer_for("resumed", [StopAfter()])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    resumed = trainer_for("resumed")
+    resumed.train(resume_from_checkpoint=True)
+    steps = [h["step"] for h in resumed.state.log_history if "loss" in h]
+    assert resumed.state.global_step == 6 and steps[0] == 1 and 5 in steps
+    start = dict(load_prm_model(str(base_dir))[0].named_parameters())
+    for (name, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), f"{name} differs from the uninterrupted run's"
+    assert any(not torch.equal(p, start[n]) for n, p in whole.model.named_parameters()), "training changed weights"
 
 
 # ----------------------------------------------------------------------------------- several processes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -191,3 +192,70 @@ def test_chains_drop_old_attempts_past_the_generators_context(char_tokenizer):
                                progress=False)
     lengths = [len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows]
     assert max(lengths) <= 500 and [r["prompt"].count("Previous attempt:") for r in rows] == [0, 1, 2, 2, 2]
+
+
+def test_revision_sft_resumes_from_its_last_checkpoint(tmp_path, base_dir, monkeypatch):
+    import trl
+    from transformers import TrainerCallback
+
+    from ttstrain.io import write_parquet
+    from ttstrain.trainers.revision_trainer import train_revision
+
+    write_parquet(tmp_path / "rev" / "data" / "train-00000-of-00001.parquet", ROWS)
+
+    def cfg(out, **kw):
+        return RevisionConfig(output_dir=str(tmp_path / out), model_name_or_path=str(base_dir),
+                              dataset_path=str(tmp_path / "rev"), learning_rate=3e-3, per_device_train_batch_size=2,
+                              gradient_accumulation_steps=1, max_steps=4, save_steps=2, logging_steps=1,
+                              use_cpu=True, report_to="none", max_length=512, seed=0, **kw)
+
+    class StopAfter(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("interrupted after step 2")
+
+    whole = train_revision(cfg("whole"))
+    interrupted = build_revision_trainer(cfg("resumed"))
+    interrupted.add_callback(StopAfter())
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-2"]
+
+    seen = []
+    original = trl.SFTTrainer.train
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("resume_from_checkpoint"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.SFTTrainer, "train", spy)
+    resumed = train_revision(cfg("resumed", resume_from_checkpoint="last"))
+    assert seen == [True], "train() was given the checkpoint to resume from"
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+
+
+def test_revision_sft_sets_every_dropout_field_gpt2_style_included():
+    from transformers import GPT2Config
+
+    from ttstrain.trainers.run_setup import set_dropout
+
+    config = GPT2Config(n_layer=1, n_embd=8, n_head=2, attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1)
+    assert set(set_dropout(config, 0.0)) >= {"attn_pdrop", "resid_pdrop", "embd_pdrop"}
+    assert config.attn_pdrop == config.resid_pdrop == config.embd_pdrop == 0.0
+
+
+def test_revision_sft_logs_wandb_offline_unless_told(tmp_path, monkeypatch):
+    import ttstrain.trainers.revision_trainer as rt
+
+    monkeypatch.setenv("WANDB_MODE", "unset-by-the-test")  # so that teardown restores the environment
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setattr(rt, "build_revision_trainer", lambda cfg: (_ for _ in ()).throw(RuntimeError("stop here")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        rt.train_revision(RevisionConfig(output_dir=str(tmp_path / "o"), report_to="none", use_cpu=True))
+    assert "WANDB_MODE" not in os.environ
+    with pytest.raises(RuntimeError, match="stop here"):
+        rt.train_revision(RevisionConfig(output_dir=str(tmp_path / "o"), report_to="wandb", use_cpu=True))
+    assert os.environ["WANDB_MODE"] == "offline"

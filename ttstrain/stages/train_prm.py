@@ -24,25 +24,9 @@ Output folder (`output_dir`):
 
 from __future__ import annotations
 
-import os
+from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume
 
 PRM_TRAIN_CONFIG = "prm_train_config.json"
-
-
-def default_wandb_offline(report_to) -> None:
-    """W&B logs offline unless the user chose a mode (WANDB_MODE) themselves."""
-    targets = [report_to] if isinstance(report_to, str) else list(report_to or [])
-    if any(t in ("wandb", "all") for t in targets):
-        os.environ.setdefault("WANDB_MODE", "offline")
-
-
-def resolve_resume(value):
-    """`last`/`true` -> True (the newest checkpoint in output_dir), a folder -> itself, empty -> None."""
-    if value in (None, "", "false", "False", "none", "None"):
-        return None
-    if value in ("last", "true", "True", True):
-        return True
-    return value
 
 
 def append_card_line(output_dir, line: str) -> None:

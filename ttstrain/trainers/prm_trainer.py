@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.trainers.run_setup import set_dropout
 from ttstrain.validation import InputError, check_prm_rows, number_list, probability
 
 PRM_CONFIG_KEY = "ttstrain_prm"
@@ -61,9 +62,6 @@ HEAD_TYPE = "token_value"
 IGNORE_INDEX = -100
 PRM_FORMAT_VERSION = 1
 
-# the body's config fields that hold a dropout probability, across common architectures
-_DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
-                   "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "activation_dropout")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,16 +298,6 @@ def prm_metadata(label_mode: str, base_model: str | None = None) -> dict:
     return {"format_version": PRM_FORMAT_VERSION, "head": HEAD_TYPE, "step_separator": STEP_SEPARATOR,
             "label_mode": label_mode, "activation": "sigmoid", "add_special_tokens": True,
             "base_model": base_model}
-
-
-def set_dropout(config, p: float) -> list[str]:
-    """Set every dropout probability field the config already has to p; returns the fields set."""
-    done = []
-    for name in _DROPOUT_FIELDS:
-        if isinstance(getattr(config, name, None), (int, float)) and not isinstance(getattr(config, name), bool):
-            setattr(config, name, p)
-            done.append(name)
-    return done
 
 
 def load_prm_model(model_name_or_path: str = "default", *, label_mode: str = "soft", dtype: str = "float32",

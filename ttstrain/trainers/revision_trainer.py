@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.revisions.pairs import fit_revision_prompt
+from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume, set_dropout
 
 
 def revision_sft_rows(rows: Sequence[dict], tokenizer=None, max_attempts: int = 4,
@@ -42,9 +43,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
         path = resolve_model(cfg.model_name_or_path)
         tokenizer = tokenizer or load_tokenizer(path)
         model = load_causal_lm(path, dtype=cfg.model_dtype)
-    for name in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop"):
-        if hasattr(model.config, name):
-            setattr(model.config, name, cfg.dropout)
+    set_dropout(model.config, cfg.dropout)
     model.train()
     if train_rows is None:
         train_rows = load_dataset_dir(cfg.dataset_path).to_list()
@@ -56,8 +55,9 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
 def train_revision(cfg) -> Path:
     from ttstrain.io import write_resolved_config, write_text
 
+    default_wandb_offline(cfg.report_to)
     trainer = build_revision_trainer(cfg)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume_from_checkpoint))
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
     trainer.state.save_to_json(str(out / "trainer_state.json"))  # the loss history, next to the final model
