@@ -334,7 +334,14 @@ WORKER = textwrap.dedent("""
     (cfg,) = make_parser().parse_args_and_config(sys.argv[1:])
     trainer = run_train_prm(cfg)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    flat = torch.cat([p.detach().float().flatten().cpu() for p in model.parameters()])
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):  # ZeRO-3: each rank holds a shard; gather them to compare
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params):
+            flat = torch.cat([p.detach().float().flatten().cpu() for p in params])
+    else:
+        flat = torch.cat([p.detach().float().flatten().cpu() for p in params])
     with open(os.path.join(cfg.output_dir, f"rank-{trainer.args.process_index}.json"), "w") as f:
         json.dump({"world_size": trainer.args.world_size, "global_step": trainer.state.global_step,
                    "tokens_seen": trainer._tokens_seen, "distributed_type": str(trainer.accelerator.distributed_type),
@@ -374,6 +381,10 @@ def _check_two_ranks(out: Path, distributed_type: str):
     assert ranks[0]["params"] == ranks[1]["params"], "ranks ended with different parameters"
     assert len(list(out.glob("model.safetensors"))) == 1 and len(list(out.glob("checkpoint-*"))) >= 1
     assert not list(out.glob("**/rank*model*"))
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "model.safetensors")
+    assert "score.weight" in weights and all(t.numel() > 0 for t in weights.values()), "full weights, not shards"
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 4
 
@@ -386,10 +397,11 @@ def test_two_process_ddp_with_gloo(tmp_path, base_dir, data_dir):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
-                    reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
-def test_two_process_deepspeed_zero2_on_cpu(tmp_path, base_dir, data_dir):
+                    reason="deepspeed is not installed (pip install -e '.[deepspeed]'; make install does)")
+@pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "deepspeed_zero3_offload.yaml"])
+def test_two_process_deepspeed_on_cpu(tmp_path, base_dir, data_dir, config):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(REPO / "accelerate_configs" / "deepspeed_zero2.yaml"), "--num_processes", "2",
+                str(REPO / "accelerate_configs" / config), "--num_processes", "2",
                 "--main_process_port", _free_port()]
     out = _launch(launcher, tmp_path, base_dir, data_dir, timeout=900)
     _check_two_ranks(out, "DistributedType.DEEPSPEED")
