@@ -83,6 +83,14 @@ def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, bas
     with pytest.raises(ValueError, match="use_reference_features=False"):
         PRMScorer(alone.model, alone.tokenizer)
 
+    # verifier FLOPs count both models, which read the same tokens
+    from ttstrain.search.base import verifier_parameters
+
+    prm_params = sum(p.numel() for p in alone.model.parameters())
+    ref_params = sum(p.numel() for p in prm.reference_model.parameters())
+    assert alone.num_parameters == prm_params and verifier_parameters(alone) == prm_params
+    assert prm.num_parameters == prm_params + ref_params and verifier_parameters(prm) == prm_params + ref_params
+
 
 def test_reference_features_refuse_random_init():
     from ttstrain.trainers.prm_config import PRMConfig

@@ -111,6 +111,16 @@ class PRMScorer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def num_parameters(self) -> int:
+        """Parameters that read every scored token: the PRM, plus its reference model when the
+        scores combine the value head with that model's token log-probs (it reads the same tokens).
+        Verifier FLOPs are 2 * this * tokens read."""
+        n = sum(p.numel() for p in self.model.parameters())
+        if self.reference_spec and self.reference_model is not None:
+            n += sum(p.numel() for p in self.reference_model.parameters())
+        return n
+
     def tokenize(self, prompt: str, steps: list[str]):
         """The tokens and step-end positions the PRM reads: `step_end_positions`, as in training."""
         return step_end_positions(self.tokenizer, prompt, list(steps), add_special_tokens=self.add_special_tokens)
