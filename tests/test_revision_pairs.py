@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
+
+import pytest
 
 from ttstrain.generation.scripted import ScriptedGenerator
 from ttstrain.revisions.pairs import (build_revision_rows, closest_by_edit_distance, fit_revision_prompt,
@@ -116,3 +119,24 @@ def test_stage_is_reproducible_and_resumable(tmp_path):
     assert load_dataset_dir(tmp_path / "a").to_list() == load_dataset_dir(tmp_path / "b").to_list()
     assert a["rows"] > 0 and sum(a["k_histogram"].values()) == a["rows"]
     assert a["samples_dropped_no_answer"] == 5 * 2
+
+
+def test_merge_only_checks_the_config_and_sharded_runs_record_it(tmp_path):
+    def script(prompt, j, params):
+        return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}."][j % 2]
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("\n".join('{"id": "p%d", "question": "Start with 2.\\n1. Add 3.\\nWhat is the result?", '
+                                  '"answer": "5"}' % i for i in range(4)))
+    kw = dict(output_dir=str(tmp_path / "r"), problems=str(problems), split=None, per_level=None, num_samples=4,
+              problems_per_chunk=1, seed=1)
+    for i in range(2):
+        run_build_revisions(BuildRevisionsConfig(shard=f"{i}/2", **kw), ScriptedGenerator(script), False)
+    before = sorted(p.read_bytes() for p in (tmp_path / "r" / "data").glob("*.parquet"))
+    with pytest.raises(ValueError, match=r"differs in \['limit'\]"):
+        run_build_revisions(BuildRevisionsConfig(merge_only=True, **{**kw, "limit": 1}), progress=False)
+    with pytest.raises(ValueError, match=r"differs in \['num_samples'\]"):
+        run_build_revisions(BuildRevisionsConfig(merge_only=True, **{**kw, "num_samples": 8}), progress=False)
+    assert sorted(p.read_bytes() for p in (tmp_path / "r" / "data").glob("*.parquet")) == before
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["shard_configs"] == [
+        "config.shard-0-of-2.json", "config.shard-1-of-2.json"]
