@@ -332,13 +332,13 @@ def test_verifier_without_token_count_is_refused():
 def test_registry_has_one_signature():
     from ttstrain.prompts import format_prompt
 
-    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead",
+    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead", "dvts",
                                    "revisions"}
     gen = Policy(lambda prompt, j, params: BOX["1"])
     for name, fn in SEARCH_METHODS.items():
         (res,) = fn(gen, ScriptedScorer({}, default=0.5), [format_prompt("Q?")],
                     SearchConfig(n=2, beam_width=2, lookahead_steps=1, revision_length=2))
-        assert res.method == name and res.answer == "1" and len(res.candidates) == 2
+        assert res.method == name and res.answer == "1" and len(res.candidates) == (1 if name == "dvts" else 2)
     with pytest.raises(ValueError, match="unknown aggregation"):
         SearchConfig(aggregation="median")
     assert SearchConfig(n=16, beam_width="sqrt").width() == 4 and SearchConfig(n=8, beam_width="sqrt").width() == 2
@@ -491,3 +491,100 @@ def test_revision_search_splits_the_budget_and_keeps_four_attempts():
     assert short.cost.generations == 2 and short.cost.rounds == 2  # L clamped to N: one chain of 2
     with pytest.raises(ValueError, match="format_prompt"):
         run_search("revisions", gen, None, ["not a prompt"], budget=2, revision_selection="majority")
+
+
+# ---------------------------------------------------------------------------------------------
+# DVTS
+# ---------------------------------------------------------------------------------------------
+
+DVTS_TREE = {
+    (): lambda j, params: f"a{j}" + MORE,  # subtree s draws indices 2s, 2s + 1 (stream s, n = M = 2)
+    ("a1",): lambda j, params: [BOX["1"], "c1" + MORE][j % 2],
+    ("a3",): lambda j, params: [BOX["2"], "c3" + MORE][j % 2],
+    ("a1", "c1"): _step(BOX["1"]),
+    ("a3", "c3"): _step(BOX["2"]),
+}
+
+
+def test_dvts_subtrees_keep_their_best_proposal_with_exact_costs():
+    gen, scorer = Policy(tree_script(DVTS_TREE)), ScriptedScorer(BEAM_SCORES, default=0.0, num_parameters=10)
+    (res,) = run_search("dvts", gen, scorer, [P], budget=4, beam_width=2)
+    # N/M = 2 subtrees, each on its own stream from round 1 on; each keeps the best of its M = 2 proposals
+    assert [c.prompts for c in gen.calls] == [[P, P], [P + "a1" + STEP_SEPARATOR, P + "a3" + STEP_SEPARATOR],
+                                              [P + prefix_text(["a1", "c1"], 2), P + prefix_text(["a3", "c3"], 2)]]
+    assert [c.streams for c in gen.calls] == [[0, 1]] * 3 and [c.params.n for c in gen.calls] == [2, 2, 2]
+    assert [c.steps for c in res.candidates] == [["a1", "c1", BOX["1"]], ["a3", "c3", BOX["2"]]]
+    assert all(c.finished for c in res.candidates) and res.answer == "2"  # weighted: .45 > .4
+    c = res.cost
+    assert (c.generations, c.completions, c.rounds) == (4, 12, 3)
+    # round 1: 4 x "aJ" (3); round 2: 2 x box (10) + 2 x "cJ" (3); round 3: 4 x box (10)
+    assert c.generated_tokens == 12 + 26 + 40
+    # prefill: P twice (one request per subtree), then two prefixes of 6, then two of 9
+    assert c.prefill_tokens == 6 + 12 + 18
+    assert c.verifier_tokens == 20 + 46 + 72
+    check_totals(gen, scorer, [res])
+
+
+def test_dvts_subtrees_never_share_ancestry_even_from_equal_text():
+    def script(prompt, j, params):
+        steps = split_steps(prompt[len(P):])
+        return "s" + MORE if not steps else (f"t{j}" + MORE if len(steps) == 1 else BOX["1"])
+
+    gen = Policy(script)
+    scorer = ScriptedScorer(lambda p, s: {"t0": 0.2, "t1": 0.9, "t2": 0.8, "t3": 0.1, "t4": 0.3, "t5": 0.6}.get(
+        s[-1], 0.5))
+    (res,) = run_search("dvts", gen, scorer, [P], budget=6, beam_width=2)
+    assert len(res.candidates) == 3
+    # every subtree's first step reads "s", yet round 2 draws from each subtree's own stream
+    assert gen.calls[1].prompts == [P + "s" + STEP_SEPARATOR] * 3 and gen.calls[1].streams == [0, 1, 2]
+    assert [c.steps[1] for c in res.candidates] == ["t1", "t2", "t5"]  # best of (t0, t1), (t2, t3), (t4, t5)
+
+
+def test_dvts_marks_subtrees_stopped_by_the_round_cap():
+    gen = Policy(lambda prompt, j, params: f"s{j}" + MORE)  # never ends
+    (res,) = run_search("dvts", gen, ScriptedScorer(lambda p, s: 0.5), [P], budget=8, beam_width=4, max_rounds=3)
+    assert len(res.candidates) == 2 and res.cost.rounds == 3 and len(gen.calls) == 3
+    assert all(not c.finished and c.finish_reason == "max_rounds" and len(c.steps) == 3 for c in res.candidates)
+
+
+@pytest.mark.parametrize("width", [4, "sqrt"])
+def test_dvts_never_exceeds_its_budget_and_never_looks_ahead(width):
+    def script(prompt, j, params):
+        return BOX["1"] if len(split_steps(prompt[len(P):])) >= 2 else f"x{j}" + MORE
+
+    for n in range(1, 65):
+        gen = Policy(script)
+        (res,) = run_search("dvts", gen, ScriptedScorer(lambda p, s: 0.5), [P], budget=n, beam_width=width)
+        m = max(1, min(4 if width == 4 else int(n ** 0.5), n))
+        assert len(res.candidates) == n // m and res.cost.generations == (n // m) * m <= n
+        assert all(len(call.prompts) * call.params.n <= n for call in gen.calls), n
+        # SearchConfig's lookahead_steps default (3) is lookahead search's: DVTS runs no rollouts
+        assert len(gen.calls) == res.cost.rounds == 3 and res.cost.completions == 3 * (n // m) * m
+
+
+def test_stage_runs_dvts_at_every_budget(tmp_path):
+    from ttstrain.prompts import format_prompt
+    from ttstrain.stages.compute_optimal import strategy_label
+    from ttstrain.stages.run_search import make_parser, run_search_stage
+
+    q = {"id": "p0", "question": "Start with 2.\n1. Add 3.\nWhat is the result?", "answer": "5", "level": 1}
+    prompt = format_prompt(q["question"])
+    path = tmp_path / "problems.jsonl"
+    path.write_text(json.dumps(q) + "\n")
+
+    def script(p, j, params):
+        steps = split_steps(p[len(prompt):])
+        if steps:
+            return BOX["5"] if steps[0].endswith("5") else BOX["8"]
+        return "2 + 3 = 5" + MORE if j % 2 == 0 else "2 + 3 = 6" + MORE
+
+    (cfg,) = make_parser().parse_args_and_config(
+        ["--output_dir", str(tmp_path / "out"), "--problems", str(path), "--split", "none", "--max_budget", "8",
+         "--beam_width", "2", "--methods", "dvts"])
+    summary = run_search_stage(cfg, generator=Policy(script), progress=False,
+                               scorer=ScriptedScorer(lambda p, s: 0.9 if "= 5" in s[0] else 0.2, num_parameters=10))
+    rows = read_parquet(tmp_path / "out" / "results.parquet")
+    assert {(r["method"], r["budget"], r["generations"]) for r in rows} == {("dvts", b, 2 * (b // 2) or 1)
+                                                                             for b in (1, 2, 4, 8)}
+    assert summary["methods"]["dvts"]["8"]["accuracy"] == 1.0
+    assert strategy_label("dvts", {"beam_width": "2"}) == "dvts(M=2)"

@@ -15,6 +15,8 @@ Methods (Snell et al. 2024, §5):
     majority            N samples, most frequent answer, no verifier               generations N
     beam_search         N beams, width M, PRM-pruned step by step                  generations N
     lookahead           beam search valued by k-step temperature-0 rollouts        generations N(k+1)
+    dvts                N/M independent subtrees, each keeping its best of M next   generations N
+                        steps per round (diverse verifier tree search; no lookahead)
     revisions           N/L chains of L attempts from a revision model (§6.1)      generations N
                         (the generator passed in is the revision model)
 
@@ -31,6 +33,7 @@ from typing import Sequence
 from ttstrain.search.base import (SELECTIONS, Candidate, SearchConfig, SearchCost, SearchMethod, SearchResult, Verifier,
                                   select)
 from ttstrain.search.beam import beam_search, lookahead_search, step_search
+from ttstrain.search.dvts import dvts
 from ttstrain.search.bon import (best_of_n, best_of_n_naive, best_of_n_weighted, majority, nested_orders,
                                        subset_result)
 from ttstrain.search.revisions import revision_search
@@ -42,6 +45,7 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
     "majority": majority,
     "beam_search": beam_search,
     "lookahead": lookahead_search,
+    "dvts": dvts,
     "revisions": revision_search,
 }
 
@@ -76,5 +80,5 @@ def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence
 
 __all__ = ["NO_VERIFIER", "SEARCH_METHODS", "SELECTIONS", "SUBSAMPLED", "Candidate", "ScriptedScorer", "SearchConfig",
            "SearchCost", "SearchMethod", "SearchResult", "Verifier", "beam_search", "best_of_n", "best_of_n_naive",
-           "best_of_n_weighted", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select",
+           "best_of_n_weighted", "dvts", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select",
            "step_search", "subset_result"]

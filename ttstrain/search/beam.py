@@ -43,7 +43,7 @@ from ttstrain.steps import join_steps, prefix_text
 
 
 @dataclass
-class _Beam:
+class Beam:
     steps: list[str]
     num_tokens: int = 0
     finished: bool = False
@@ -69,9 +69,9 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
     rollout_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=config.max_step_tokens,
                                     stop="step", seed=config.seed)
     live = list(range(len(prompts)))
-    active: dict[int, list[_Beam]] = {i: [_Beam(steps=[])] for i in live}  # prefixes to expand this round
-    finished: dict[int, list[_Beam]] = {i: [] for i in live}
-    leftover: dict[int, list[_Beam]] = {i: [] for i in live}
+    active: dict[int, list[Beam]] = {i: [Beam(steps=[])] for i in live}  # prefixes to expand this round
+    finished: dict[int, list[Beam]] = {i: [] for i in live}
+    leftover: dict[int, list[Beam]] = {i: [] for i in live}
 
     for rnd in range(1, config.max_rounds + 1):
         if not live:
@@ -86,10 +86,10 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
                 requests.append((i, text, copies.get(text, 0)))  # equal prefixes get distinct streams
                 copies[text] = copies.get(text, 0) + 1
                 parents.append(beam)
-        new: dict[int, list[_Beam]] = {i: [] for i in live}
+        new: dict[int, list[Beam]] = {i: [] for i in live}
         for (i, _, _), parent, res in zip(requests, parents, generate_charged(generator, requests, params, costs)):
             for c in res.completions:
-                new[i].append(_child(parent, c, config.max_new_tokens))
+                new[i].append(child_beam(parent, c, config.max_new_tokens))
         for i in live:
             costs[i].rounds = rnd
         # 2. lookahead: roll unfinished candidates out k steps at temperature 0, one call per depth
@@ -128,7 +128,7 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
             if len(finished[i]) >= n or not unfinished or rnd == config.max_rounds:
                 leftover[i] = unfinished
                 continue
-            active[i] = _top(unfinished, keep, lambda b: b.search_score)
+            active[i] = top_beams(unfinished, keep, lambda b: b.search_score)
             still.append(i)
         live = still
 
@@ -136,34 +136,34 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
     for i, prompt in enumerate(prompts):
         done = finished[i]
         if len(done) > n:
-            done = _top(done, n, lambda b: aggregate(b.step_scores, agg), keep_order=True)
-        final = done + _top(leftover[i], n - len(done), lambda b: b.search_score)
-        cands = [_candidate(b, agg) for b in final]
+            done = top_beams(done, n, lambda b: aggregate(b.step_scores, agg), keep_order=True)
+        final = done + top_beams(leftover[i], n - len(done), lambda b: b.search_score)
+        cands = [beam_candidate(b, agg) for b in final]
         out.append(SearchResult(method=method, prompt=prompt, n=n, selection="weighted", candidates=cands,
                                 selected=select(cands, "weighted"), cost=costs[i]))
     return out
 
 
-def _child(parent: _Beam, c, max_new_tokens: int) -> _Beam:
+def child_beam(parent: Beam, c, max_new_tokens: int) -> Beam:
     text = c.text.strip()
     steps = parent.steps + ([text] if text else [])
     tokens = parent.num_tokens + c.num_tokens
     if c.finished_solution or c.finish_reason == "length":
-        return _Beam(steps, tokens, finished=True, finish_reason=c.finish_reason)
+        return Beam(steps, tokens, finished=True, finish_reason=c.finish_reason)
     if not text:  # an empty step: the solution is over
-        return _Beam(steps, tokens, finished=True, finish_reason="solution_end")
+        return Beam(steps, tokens, finished=True, finish_reason="solution_end")
     if tokens >= max_new_tokens:
-        return _Beam(steps, tokens, finished=True, finish_reason="length")
-    return _Beam(steps, tokens)
+        return Beam(steps, tokens, finished=True, finish_reason="length")
+    return Beam(steps, tokens)
 
 
-def _top(beams: list[_Beam], count: int, key, keep_order: bool = False) -> list[_Beam]:
+def top_beams(beams: list[Beam], count: int, key, keep_order: bool = False) -> list[Beam]:
     """The `count` best by key (ties: earlier first); in their original order if keep_order."""
     ranked = sorted(range(len(beams)), key=lambda j: (-key(beams[j]), j))[: max(count, 0)]
     return [beams[j] for j in (sorted(ranked) if keep_order else ranked)]
 
 
-def _candidate(b: _Beam, agg: str) -> Candidate:
+def beam_candidate(b: Beam, agg: str) -> Candidate:
     text = join_steps(b.steps)
     return Candidate(text=text, steps=list(b.steps), answer=extract_answer(text), finish_reason=b.finish_reason,
                      finished=b.finished, step_scores=list(b.step_scores), score=aggregate(b.step_scores, agg),

@@ -101,6 +101,8 @@ def strategy_label(method: str, config: dict) -> str:
         return f"beam_search(M={config.get('beam_width', '?')})"
     if method == "lookahead":
         return f"lookahead(M={config.get('beam_width', '?')},k={config.get('lookahead_steps', '?')})"
+    if method == "dvts":
+        return f"dvts(M={config.get('beam_width', '?')})"
     if method == "revisions":
         return f"revisions(L={config.get('revision_length', '?')},{config.get('revision_selection', '?')})"
     return method

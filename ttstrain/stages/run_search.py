@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import stage_generator, stage_problems
+from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
 ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
@@ -63,10 +64,10 @@ class SearchStageConfig:
     few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
     few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
-                               metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS: {ALL_METHODS}."})
+                               metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS (default {ALL_METHODS}; also dvts, revisions)."})
     max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
-    beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N))."})
-    lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search."})
+    beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N)); dvts: N/M subtrees of M proposals."})
+    lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search (dvts has no lookahead: 0, and never reads this)."})
     revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model <revision model>)."})
     revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
     aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
@@ -98,7 +99,7 @@ class SearchStageConfig:
 
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
-        skip = {"output_dir", "shard", "max_batch_rows", "backend", "dtype", "prm_device", "prm_batch_size"}
+        skip = {"output_dir", "shard", "max_batch_rows", "prm_device", "prm_batch_size"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -236,7 +237,8 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
-    check_or_write_config(out, cfg.fingerprint())
+    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model),
+                                "prm_revision": model_revision(cfg.prm_path) if cfg.prm_path else None})
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
