@@ -332,7 +332,7 @@ def test_verifier_without_token_count_is_refused():
 def test_registry_has_one_signature():
     from ttstrain.prompts import format_prompt
 
-    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead", "dvts",
+    assert set(SEARCH_METHODS) == {"best_of_n_weighted", "best_of_n_naive", "majority", "beam_search", "lookahead", "dvts", "slg", "slg_weighted",
                                    "revisions"}
     gen = Policy(lambda prompt, j, params: BOX["1"])
     for name, fn in SEARCH_METHODS.items():
@@ -562,7 +562,7 @@ def test_dvts_never_exceeds_its_budget_and_never_looks_ahead(width):
         assert len(gen.calls) == res.cost.rounds == 3 and res.cost.completions == 3 * (n // m) * m
 
 
-def test_stage_runs_dvts_at_every_budget(tmp_path):
+def test_stage_runs_dvts_and_slg_at_every_budget(tmp_path):
     from ttstrain.prompts import format_prompt
     from ttstrain.stages.compute_optimal import strategy_label
     from ttstrain.stages.run_search import make_parser, run_search_stage
@@ -576,15 +576,86 @@ def test_stage_runs_dvts_at_every_budget(tmp_path):
         steps = split_steps(p[len(prompt):])
         if steps:
             return BOX["5"] if steps[0].endswith("5") else BOX["8"]
-        return "2 + 3 = 5" + MORE if j % 2 == 0 else "2 + 3 = 6" + MORE
+        return ("2 + 3 = 5" + STEP_SEPARATOR + BOX["5"]) if j % 2 == 0 else ("2 + 3 = 6" + STEP_SEPARATOR + BOX["8"])
 
     (cfg,) = make_parser().parse_args_and_config(
         ["--output_dir", str(tmp_path / "out"), "--problems", str(path), "--split", "none", "--max_budget", "8",
-         "--beam_width", "2", "--methods", "dvts"])
+         "--beam_width", "2", "--methods", "dvts", "slg"])
     summary = run_search_stage(cfg, generator=Policy(script), progress=False,
                                scorer=ScriptedScorer(lambda p, s: 0.9 if "= 5" in s[0] else 0.2, num_parameters=10))
     rows = read_parquet(tmp_path / "out" / "results.parquet")
-    assert {(r["method"], r["budget"], r["generations"]) for r in rows} == {("dvts", b, 2 * (b // 2) or 1)
-                                                                             for b in (1, 2, 4, 8)}
-    assert summary["methods"]["dvts"]["8"]["accuracy"] == 1.0
+    assert {(r["method"], r["budget"], r["generations"]) for r in rows} == {
+        *[("dvts", b, 2 * (b // 2) or 1) for b in (1, 2, 4, 8)], *[("slg", b, b) for b in (1, 2, 4, 8)]}
+    assert summary["methods"]["dvts"]["8"]["accuracy"] == 1.0 and summary["methods"]["slg"]["8"]["accuracy"] == 1.0
     assert strategy_label("dvts", {"beam_width": "2"}) == "dvts(M=2)"
+
+
+# ---------------------------------------------------------------------------------------------
+# SLG (scaling-law guided search)
+# ---------------------------------------------------------------------------------------------
+
+SLG_A = [0.70] * 8 + [0.71, 0.72]  # state r0: the higher observed maximum, a narrow tail
+SLG_B = [0.10] * 8 + [0.55, 0.70]  # state r1: lower mean and maximum, a wide tail
+
+
+def _slg_script(prompt, j, params):
+    steps = split_steps(prompt[len(P):])
+    end = f"c{j} " + BOX["1" if j % 2 else "2"]
+    return (f"r{j}" + STEP_SEPARATOR + end) if not steps else end
+
+
+def _slg_reward(prompt, prefix):
+    if len(prefix) == 1:
+        return 0.5
+    j = int(prefix[-1].split()[0][1:])
+    if j < 10:
+        return {0: 0.9, 1: 0.8}.get(j, 0.1)
+    return SLG_A[j - 10] if j < 20 else SLG_B[j - 20] if j < 30 else 0.5
+
+
+def test_slg_spends_the_remainder_on_the_best_predicted_state():
+    from ttstrain.search.slg import slg_budget_schedule
+    from ttstrain.search.tail import expected_best_of_n, fit_tail
+
+    assert slg_budget_schedule(40) == (10, 2)
+    gen, scorer = Policy(_slg_script), ScriptedScorer(_slg_reward, num_parameters=10)
+    (res,) = run_search("slg", gen, scorer, [P], budget=40)
+    # root: 10 samples; states: the two best root solutions cut to their first step, 10 each (streams 1, 2)
+    assert [c.prompts for c in gen.calls[:2]] == [[P], [P + "r0" + STEP_SEPARATOR, P + "r1" + STEP_SEPARATOR]]
+    assert gen.calls[1].streams == [1, 2] and [c.params.n for c in gen.calls] == [10, 10, 10]
+    # state r1 has the lower maximum (0.70 < 0.72) but the higher predicted best-of-20
+    predicted = [expected_best_of_n(fit_tail(r, 0.2), 20) for r in (SLG_A, SLG_B)]
+    assert max(SLG_A) > max(SLG_B) and predicted[1] > predicted[0]
+    assert gen.calls[2].prompts == [P + "r1" + STEP_SEPARATOR] and gen.calls[2].streams == [3]
+    assert len(res.candidates) == 40 and res.cost.generations == 40 and res.cost.rounds == 3
+    assert res.candidates[res.selected].score == 0.9  # the top-rewarded solution of all phases (root r0)
+    check_totals(gen, scorer, [res])
+
+
+def test_slg_never_exceeds_its_budget_counting_the_root():
+    for n in range(1, 65):
+        gen, scorer = Policy(_slg_script), ScriptedScorer(lambda p, s: 0.5)
+        results = run_search("slg", gen, scorer, [P, P + " "], budget=n)  # two problems batched together
+        for res in results:
+            assert res.cost.generations == res.cost.completions == len(res.candidates) == n, n
+        assert sum(len(c.prompts) * c.params.n for c in gen.calls) == 2 * n
+        check_totals(gen, scorer, results)
+
+
+def test_slg_schedules_at_small_and_reference_budgets():
+    from ttstrain.search.slg import slg_budget_schedule
+
+    assert slg_budget_schedule(256) == (35, 4) and slg_budget_schedule(1000) == (65, 8)
+    assert slg_budget_schedule(64) == (16, 2) and slg_budget_schedule(8) == (2, 2)
+    assert slg_budget_schedule(7) == (7, 0)  # plain best-of-N from the root
+    for n in range(1, 400):
+        m, k = slg_budget_schedule(n)
+        assert m * (k + 1) + (m if k else 0) <= n
+
+
+def test_slg_weighted_selects_by_summed_score():
+    gen, scorer = Policy(_slg_script), ScriptedScorer(_slg_reward)
+    (naive,) = run_search("slg", gen, scorer, [P], budget=40)
+    (weighted,) = run_search("slg_weighted", Policy(_slg_script), ScriptedScorer(_slg_reward), [P], budget=40)
+    assert naive.selection == "naive" and weighted.selection == "weighted"
+    assert [c.text for c in naive.candidates] == [c.text for c in weighted.candidates]

@@ -17,6 +17,9 @@ Methods (Snell et al. 2024, §5):
     lookahead           beam search valued by k-step temperature-0 rollouts        generations N(k+1)
     dvts                N/M independent subtrees, each keeping its best of M next   generations N
                         steps per round (diverse verifier tree search; no lookahead)
+    slg                 m root samples, K first-step states x m, the rest to the    generations <= N
+                        state with the best reward-tail prediction (slg_weighted:
+                        weighted selection instead of the top-rewarded solution)
     revisions           N/L chains of L attempts from a revision model (§6.1)      generations N
                         (the generator passed in is the revision model)
 
@@ -38,6 +41,7 @@ from ttstrain.search.bon import (best_of_n, best_of_n_naive, best_of_n_weighted,
                                        subset_result)
 from ttstrain.search.revisions import revision_search
 from ttstrain.search.scripted_scorer import ScriptedScorer
+from ttstrain.search.slg import slg, slg_weighted
 
 SEARCH_METHODS: dict[str, SearchMethod] = {
     "best_of_n_weighted": best_of_n_weighted,
@@ -46,6 +50,8 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
     "beam_search": beam_search,
     "lookahead": lookahead_search,
     "dvts": dvts,
+    "slg": slg,
+    "slg_weighted": slg_weighted,
     "revisions": revision_search,
 }
 
@@ -80,5 +86,5 @@ def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence
 
 __all__ = ["NO_VERIFIER", "SEARCH_METHODS", "SELECTIONS", "SUBSAMPLED", "Candidate", "ScriptedScorer", "SearchConfig",
            "SearchCost", "SearchMethod", "SearchResult", "Verifier", "beam_search", "best_of_n", "best_of_n_naive",
-           "best_of_n_weighted", "dvts", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select",
+           "best_of_n_weighted", "dvts", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select", "slg", "slg_weighted",
            "step_search", "subset_result"]

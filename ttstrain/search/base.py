@@ -120,6 +120,7 @@ class SearchConfig:
     max_rounds: step-search rounds before the search stops (Snell et al.: 40).
     revision_length: L, sequential attempts per chain of revision search (N = L x chains).
     revision_selection: how revision search picks its answer: hierarchical, majority or weighted.
+    tail_alpha: the top fraction of a state's rewards SLG search fits its best-of-N prediction to.
     """
 
     n: int = 16
@@ -133,6 +134,7 @@ class SearchConfig:
     max_rounds: int = 40
     revision_length: int = 4
     revision_selection: str = "hierarchical"
+    tail_alpha: float = 0.2
     seed: int = 0
 
     def __post_init__(self):
