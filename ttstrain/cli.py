@@ -24,6 +24,7 @@ COMMANDS = {
     "eval-revision": ("ttstrain.stages.eval_revision", "Revision chains: pass@1 by revision step, flip rates, selection with PRM / revision-aware ORM."),
     "eval-prm": ("ttstrain.stages.eval_prm", "Evaluate a PRM: held-out BCE, step AUROC, best-of-N vs majority, ProcessBench F1."),
     "search": ("ttstrain.stages.run_search", "Test-time search (best-of-N, beam, lookahead) x budgets, graded."),
+    "predict-bon": ("ttstrain.stages.predict_bon", "Predict best-of-N accuracy and reward from a few scored samples per question."),
     "compute-optimal": ("ttstrain.stages.compute_optimal", "Difficulty bins, compute-optimal strategy per bin (2-fold CV), FLOPs match."),
 }
 
