@@ -204,6 +204,18 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     written = json.loads((tmp_path / "out" / "eval_prm.json").read_text())
     assert written["heldout"]["bce"] == result["heldout"]["bce"]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["labels_split"] == "all"
+    # every sample's score, as the scorer gives it, for predict-bon
+    from ttstrain.io import read_parquet
+    from ttstrain.prm_eval import sample_scores
+    from ttstrain.scoring import PRMScorer
+
+    scored = read_parquet(tmp_path / "out" / "sample_scores.parquet")
+    graded = _samples()
+    assert [r["problem_id"] for r in scored] == [r["problem_id"] for r in graded]
+    assert [r["correct"] for r in scored] == [bool(r["correct"]) for r in graded]
+    want = sample_scores(PRMScorer.from_pretrained(prm), graded)
+    assert [r["score"] for r in scored] == pytest.approx(want, abs=1e-6)
+    assert "_sample_scores" not in written["best_of_n"] and "_sample_scores" not in written
     with pytest.raises(ValueError, match="validation_fraction"):
         run_eval_prm(EvalPRMConfig(prm=str(prm), output_dir=str(tmp_path / "o2"), labels=str(labels)))
 

@@ -117,13 +117,20 @@ def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> d
     return out
 
 
+def sample_scores(scorer, samples: Sequence[dict], how: str = DEFAULT_AGGREGATION) -> list[float]:
+    """The scorer's aggregated score of each `ttstrain sample` row, on the prompt the sample was written after."""
+    return scorer.score_solutions([sample_prompt(r) for r in samples], [list(r["steps"]) for r in samples], how=how)
+
+
 def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how: str = DEFAULT_AGGREGATION,
-                    resamples: int = 16, seed: int = 0) -> dict:
+                    resamples: int = 16, seed: int = 0, scores: Sequence[float] | None = None) -> dict:
     """PRM-weighted best-of-N, naive best-of-N and majority@N on the same random subsets of graded samples.
 
-    `samples` are rows of `ttstrain sample` (problem_id, question or prompt, steps, answer, correct).
+    `samples` are rows of `ttstrain sample` (problem_id, question or prompt, steps, answer, correct);
+    `scores`, when given, are their `sample_scores` already computed.
     """
-    scores = scorer.score_solutions([sample_prompt(r) for r in samples], [list(r["steps"]) for r in samples], how=how)
+    if scores is None:
+        scores = sample_scores(scorer, samples, how)
     # copies carry each score through the grouping; the caller's rows stay as they were
     scored = [{**r, "_prm_score": s} for r, s in zip(samples, scores)]
     curves = {"weighted": [], "majority": [], "naive": []}

@@ -12,7 +12,9 @@ prm_train_config.json) or on every row (`all`, for a labelled set the PRM never 
 ProcessBench threshold is a number, or `calibrate`: chosen on `processbench_calibration` (a file of
 the same schema) when given, else on the id-hash calibration half of each file and reported on the
 other half. A PRM trained with `--reference_features true` is also scored by its value head alone
-(`value_head_only`, the ablation). Output: eval_prm.json and config.json in output_dir.
+(`value_head_only`, the ablation). Output: eval_prm.json and config.json in output_dir, and with
+`samples` sample_scores.parquet (problem_id, sample_index, level, correct, score, and the value
+head's score_value_head with reference features), which `ttstrain predict-bon` reads.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttstrain.io import write_json, write_resolved_config
+from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.validation import InputError, check_sample_rows
 
 
@@ -84,7 +86,8 @@ def load_samples(path: str) -> list[dict]:
 
 
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
-    from ttstrain.prm_eval import bon_vs_majority, heldout_metrics, load_processbench, processbench_f1
+    from ttstrain.prm_eval import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
+                                   sample_scores)
     from ttstrain.scoring import PRMScorer
 
     if cfg.processbench_threshold != "calibrate":
@@ -102,8 +105,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         if rows is not None:
             part["heldout"] = heldout_metrics(s, rows)
         if samples is not None:
-            part["best_of_n"] = bon_vs_majority(s, samples, cfg.budgets, how=cfg.aggregation,
-                                                resamples=cfg.resamples, seed=cfg.seed)
+            part["_sample_scores"] = sample_scores(s, samples, cfg.aggregation)
+            part["best_of_n"] = bon_vs_majority(s, samples, cfg.budgets, how=cfg.aggregation, resamples=cfg.resamples,
+                                                seed=cfg.seed, scores=part["_sample_scores"])
         if benches:
             part["processbench"] = {
                 f: processbench_f1(s, records, cfg.processbench_threshold, calibration_records=calib,
@@ -122,6 +126,12 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         result["reference_features"] = scorer.reference_spec
     result["scorer_stats"] = dict(scorer.stats)
     out = Path(cfg.output_dir)
+    if samples is not None:  # every sample's score, for `ttstrain predict-bon` and other analyses
+        alone_scores = result.get("value_head_only", {}).pop("_sample_scores", None)
+        write_parquet(out / "sample_scores.parquet", [
+            {"problem_id": r["problem_id"], "sample_index": r.get("sample_index", j), "level": r.get("level"),
+             "correct": bool(r["correct"]), "score": sc, "score_value_head": None if alone_scores is None else alone_scores[j]}
+            for j, (r, sc) in enumerate(zip(samples, result.pop("_sample_scores")))])
     write_json(out / "eval_prm.json", result)
     write_resolved_config(out, cfg)
     return result
