@@ -1,10 +1,13 @@
-"""Benchmark: wall time per problem of beam search against best-of-N (weighted) at the same N.
+"""Benchmark: wall time per problem of beam search, DVTS and SLG against best-of-N (weighted) at the same N.
 
 Same policy (the default world), same PRM, same problems, same backend; each method is one
 `run_search` call over all the problems at once, as `ttstrain search` runs it. Beam search batches
 every expansion across beams and problems into one generate call per round (shared prefixes
-prefilled once) and every PRM call into one packed score call per round; best-of-N is one generate
-and one score call. Printed per N: seconds per problem of each, generations, and their ratio.
+prefilled once) and every PRM call into one packed score call per round; DVTS does the same with
+N/M subtrees; SLG makes three generate and three score calls (root, states, remainder); best-of-N
+is one generate and one score call. Printed per N: seconds per problem of each, generations,
+prefill tokens per problem, and each method's ratio to best-of-N; then one summary line per
+method (its worst N) and, last, the worst of them.
 
     python bench/search.py                                   # N = 8, 16, 32; 2 problems per level
     python bench/search.py --prm runs/demo/prm --budgets 8 16 --per_level 4
@@ -45,6 +48,7 @@ def main() -> None:
                          "reference model on every scored solution)")
     ap.add_argument("--backend", default="transformers")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", default=["beam_search", "dvts", "slg"])
     args = ap.parse_args()
 
     from ttstrain.generation import load_generator
@@ -55,22 +59,27 @@ def main() -> None:
     prm = load_prm(args.prm, args.value_head_only)
     problems = load_problems("arith", "test", per_level=args.per_level, seed=args.seed)
     run_search("best_of_n_weighted", generator, prm, problems[:2], budget=2, seed=args.seed)  # warm-up
-    ratios = []
+    ratios: dict[str, list[float]] = {m: [] for m in args.methods}
     for n in args.budgets:
         row = {}
-        for method in ("best_of_n_weighted", "beam_search"):
+        for method in ("best_of_n_weighted", *args.methods):
             t0 = time.perf_counter()
             results = run_search(method, generator, prm, problems, budget=n, beam_width=args.beam_width,
                                  seed=args.seed, max_new_tokens=320)
             seconds = time.perf_counter() - t0
             gens = sum(r.cost.generations for r in results) / len(results)
+            prefill = sum(r.cost.prefill_tokens for r in results) / len(results)
             row[method] = seconds / len(problems)
-            print(f"N={n:3d} {method:19s} {seconds / len(problems):7.3f} s/problem, {gens:.1f} generations/problem",
-                  flush=True)
-        ratios.append(row["beam_search"] / row["best_of_n_weighted"])
-        print(f"N={n:3d} beam/best-of-N wall time: {ratios[-1]:.2f}", flush=True)
-    print(f"ratio wall time beam search over best-of-N (worst of N={args.budgets}): {max(ratios):.2f}")
-
+            print(f"N={n:3d} {method:19s} {seconds / len(problems):7.3f} s/problem, {gens:.1f} generations/problem, "
+                  f"{prefill:.0f} prefill tokens/problem", flush=True)
+        for method in args.methods:
+            ratios[method].append(row[method] / row["best_of_n_weighted"])
+            print(f"N={n:3d} {method}/best-of-N wall time: {ratios[method][-1]:.2f}", flush=True)
+    for method in args.methods:
+        print(f"ratio wall time {method} over best-of-N (worst of N={args.budgets}): {max(ratios[method]):.2f}")
+    worst = max(args.methods, key=lambda m: max(ratios[m]))
+    n_worst = args.budgets[ratios[worst].index(max(ratios[worst]))]
+    print(f"ratio wall time search over best-of-N (worst method and N: {worst}, N={n_worst}): {max(ratios[worst]):.2f}")
 
 if __name__ == "__main__":
     main()

@@ -112,8 +112,22 @@ def test_quick_demo_end_to_end(tmp_path):
     assert report["prm"]["reference_features"]["fitted_on"] == "train" and "value-head logit" in text
     assert set(report["prm"]["value_head_only"]["best_of_n"]["weighted_at"]) == {1, 2, 4, 8}
     sr = report["search"]
-    assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search"} and sr["budgets"] == [1, 2, 4]
-    assert sr["generations"]["beam_search"][4] == 4 and "oracle" in sr["compute_optimal"]
+    assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search", "dvts", "slg"}
+    assert sr["budgets"] == [1, 2, 4] and all(sr["generations"][m][4] == 4 for m in ("beam_search", "dvts", "slg"))
+    assert "oracle" in sr["compute_optimal"]
+    vs = report["search_vs_best_of_n"]["methods"]
+    assert set(vs) == {"beam_search", "dvts", "slg"} and set(vs["slg"]["overall"]) == {1, 2, 4}
+    assert all(vs[m]["overall"][4]["problems"] == 10 for m in vs) and "DVTS and SLG" in text
+    # best-of-N prediction from the first 8 // 8 = 1 sample per problem, checked on all 8
+    pred = report["bon_prediction"]
+    assert pred["fit_samples"] == 1 and pred["largest_checked_n"] == 8 and (out / "predict_bon/predict_bon.png").exists()
+    findings = report["findings"]
+    assert {"policy", "value_head_within_question_auroc", "weighted_minus_majority_at_16",
+            "weighted_minus_majority_at_16_se", "revision_pass1_by_step", "revision_pass1_se",
+            "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon", "dvts_minus_bon_at_16",
+            "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"} == set(findings)
+    assert findings["dvts_minus_bon_at_16"] == vs["dvts"]["overall"][4]["diff"] and len(findings["revision_pass1_by_step"]) == 4
+    assert findings["bon_prediction_error"] == pred["accuracy_mae_at_largest_n"] and "## Findings" in text
     assert (out / "compute_optimal" / "compute_optimal.md").exists() and "Test-time search" in text
     rv = report["revisions"]
     assert rv["data"]["rows"] > 0 and rv["training"]["optimizer_steps"] >= 1 and "## Revisions" in text

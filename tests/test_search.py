@@ -659,3 +659,20 @@ def test_slg_weighted_selects_by_summed_score():
     (weighted,) = run_search("slg_weighted", Policy(_slg_script), ScriptedScorer(_slg_reward), [P], budget=40)
     assert naive.selection == "naive" and weighted.selection == "weighted"
     assert [c.text for c in naive.candidates] == [c.text for c in weighted.candidates]
+
+
+def test_paired_comparison_with_standard_errors_overall_and_by_bin():
+    from ttstrain.method_comparison import compare_methods, verdict
+
+    rows = [{"problem_id": p, "method": m, "budget": 4, "accuracy": acc}
+            for p, m, acc in [("a", "x", 1.0), ("b", "x", 1.0), ("c", "x", 0.0), ("d", "x", 1.0),
+                              ("a", "bon", 0.0), ("b", "bon", 1.0), ("c", "bon", 0.0), ("d", "bon", 0.0)]]
+    cmp = compare_methods(rows, ["x", "absent"], "bon", bins={"a": 1, "b": 1, "c": 2, "d": 2})
+    assert set(cmp["methods"]) == {"x"}
+    overall = cmp["methods"]["x"]["overall"][4]
+    # differences 1, 0, 0, 1: mean 0.5, sd sqrt(1/3), SE sqrt(1/3) / 2
+    assert overall == {"diff": 0.5, "se": round((1 / 3) ** 0.5 / 2, 4), "problems": 4}
+    assert cmp["methods"]["x"]["by_bin"][1][4] == {"diff": 0.5, "se": 0.5, "problems": 2}
+    assert verdict(overall) == "level (within 2 SE)" and verdict({"diff": 0.3, "se": 0.1}) == "ahead"
+    with pytest.raises(ValueError, match="no baseline"):
+        compare_methods(rows, ["x"], "beam")

@@ -11,7 +11,10 @@ Stages, in order (each writes its data and resolved config under --out):
   5. label    Monte Carlo step labels on training problems (the PRM's data)
   6. prm      train a PRM on those soft labels (BCE, early stopping on 10% held-out questions)
   7. prm_eval held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the test samples
-  8. search   majority, PRM-weighted best-of-N and beam search (M=4) at N = 1, 2, 4, ... on test problems
+     predict_bon  best-of-N accuracy predicted from the first N/8 scored samples per test problem,
+              checked against all of them (`ttstrain predict-bon`)
+  8. search   majority, PRM-weighted best-of-N, beam search (M=4), DVTS (M=4) and SLG at
+              N = 1, 2, 4, ... on test problems; each against best-of-N with paired standard errors
   9. revision_data  sampled answers of training problems at a higher temperature, correct ones
               paired with wrong attempts (closest by edit distance last)
  10. revision       revision SFT of the policy on them (loss on the correct answer only)
@@ -22,7 +25,8 @@ Stages, in order (each writes its data and resolved config under --out):
               best strategy per bin and budget by 2-fold CV, efficiency ratio over best-of-N, for
               the search methods and for sequential:parallel revision splits
 Then `report.md`, `report.json` and the plots are written to --out, with the sizes used and
-the wall time of every stage.
+the wall time of every stage; `report.json`'s `findings` block holds the figures runs are
+compared by (`demo_findings`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
+
+
+# the demo's search methods: majority and best-of-N come from one run at the largest N; the others
+# run at every budget (DVTS and SLG are the methods users compare beam search with)
+SEARCH_METHODS_RUN = ("majority", "best_of_n_weighted", "beam_search", "dvts", "slg")
 
 
 @dataclass
@@ -182,7 +191,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         search_cfg = SearchStageConfig(output_dir=str(search_dir), model=cfg.policy, backend=cfg.backend,
                                        prm_path=str(out / "prm"), problems="arith", split="test",
                                        per_level=cfg.search_per_level, max_budget=cfg.search_max_budget,
-                                       methods=["majority", "best_of_n_weighted", "beam_search"], beam_width="4",
+                                       methods=list(SEARCH_METHODS_RUN), beam_width="4",
                                        max_new_tokens=cfg.max_new_tokens, resamples=cfg.resamples, seed=cfg.seed)
         # a rerun retrains the PRM: drop search results scored by an earlier one
         import shutil
@@ -215,6 +224,13 @@ def run_demo(cfg: DemoConfig) -> dict:
             chain_length=cfg.revision_length, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
             prm=str(out / "prm"), base_samples=str(out / "samples.parquet"), seed=cfg.seed))
 
+    with clock.stage("predict_bon"):
+        from ttstrain.stages.predict_bon import PredictBoNConfig, run_predict_bon
+
+        bon_prediction = run_predict_bon(PredictBoNConfig(
+            samples=str(out / "eval_prm" / "sample_scores.parquet"), output_dir=str(out / "predict_bon"),
+            fit_samples=max(1, cfg.num_samples // 8)))
+
     with clock.stage("compute_optimal"):
         from ttstrain.stages.compute_optimal import ComputeOptimalConfig, run_compute_optimal
 
@@ -246,12 +262,62 @@ def run_demo(cfg: DemoConfig) -> dict:
                 "reference_features": prm_eval.get("reference_features"),
                 "value_head_only": prm_eval.get("value_head_only")},
         "search": search_summary_for_report(search_summary, co_report),
+        "search_vs_best_of_n": search_methods_vs_bon(search_dir, co_report),
+        "bon_prediction": {k: bon_prediction[k] for k in ("fit_samples", "questions", "largest_checked_n",
+                                                          "accuracy_mae_at_largest_n", "curves")},
         "revisions": revision_summary_for_report(revision_data, revision_training, revision_eval, co_report, cfg),
         "stage_seconds": clock.seconds,
     }
     report["stage_seconds"]["total"] = round(sum(clock.seconds.values()), 1)
+    report["findings"] = demo_findings(report, cfg)
     write_demo_report(out, report)
     return report
+
+
+def search_methods_vs_bon(search_dir: Path, co_report: dict) -> dict:
+    """Beam search, DVTS and SLG minus weighted best-of-N at every budget, overall and per oracle bin."""
+    from ttstrain.io import read_parquet
+    from ttstrain.method_comparison import compare_methods
+
+    rows = read_parquet(search_dir / "results.parquet")
+    bins = co_report["bins"]["oracle"]["assignment"]
+    return compare_methods(rows, ["beam_search", "dvts", "slg"], "best_of_n_weighted", bins=bins)
+
+
+def demo_findings(report: dict, cfg: DemoConfig) -> dict:
+    """The figures every run is compared by (null where a stage did not give them)."""
+    bon = report["prm"]["best_of_n"]
+    alone = (report["prm"].get("value_head_only") or {}).get("best_of_n") or bon
+    top = max(bon["weighted_at"]) if bon["weighted_at"] else None
+    at16 = 16 if 16 in bon["weighted_at"] else top
+    search, vs = report["search"], report["search_vs_best_of_n"]["methods"]
+    co = search["compute_optimal"].get("oracle", {})
+    base = search["methods"].get("best_of_n_weighted", {})
+    gains = [co[b] - base[b] for b in co if co[b] is not None and base.get(b) is not None]
+    rev = report["revisions"]
+    by_step = [rev["pass@1_by_revision_step"][k] for k in sorted(rev["pass@1_by_revision_step"])]
+    attempts = rev["problems"] * rev["num_chains"]  # attempts at each revision step
+    step_se = max((math.sqrt(p * (1 - p) / attempts) for p in by_step), default=None) if attempts else None
+
+    def at_largest(method):
+        overall = vs.get(method, {}).get("overall", {})
+        return overall[max(overall)]["diff"] if overall else None
+
+    return {
+        "policy": cfg.policy,
+        "value_head_within_question_auroc": alone.get("within_question_auroc"),
+        "weighted_minus_majority_at_16": (round(bon["weighted_at"][at16] - bon["majority_at"][at16], 4)
+                                          if at16 is not None else None),
+        "weighted_minus_majority_at_16_se": (bon.get("weighted_minus_majority_se_at") or {}).get(at16),
+        "revision_pass1_by_step": by_step,
+        "revision_pass1_se": None if step_se is None else round(step_se, 4),
+        "compute_optimal_efficiency_at_16": search["efficiency"].get("oracle", {}).get(cfg.search_max_budget),
+        "compute_optimal_min_gain_over_bon": round(min(gains), 4) if gains else None,
+        "dvts_minus_bon_at_16": at_largest("dvts"),
+        "slg_minus_bon_at_16": at_largest("slg"),
+        "bon_prediction_error": report["bon_prediction"]["accuracy_mae_at_largest_n"],
+        "demo_seconds": report["stage_seconds"]["total"],
+    }
 
 
 def demo_prm_config(cfg: DemoConfig, label_dir: Path, out: Path):
@@ -329,6 +395,10 @@ def write_demo_report(out: Path, report: dict) -> None:
         f"{s['samples_per_problem']} samples per problem at temperature {s['temperature']}"
         + (" (--quick)." if s["quick"] else "."),
         "",
+        "## Findings",
+        "",
+        findings_section(report["findings"]),
+        "",
         "## Policy accuracy by level",
         "",
         md_table(["level", "greedy pass@1", "sampled pass@1", f"pass@{s['budgets'][-1]}", f"majority@{s['budgets'][-1]}"],
@@ -359,6 +429,14 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         search_section(report["search"]),
         "",
+        "### DVTS and SLG against weighted best-of-N",
+        "",
+        search_methods_section(report["search_vs_best_of_n"]),
+        "",
+        "### Predicting best-of-N from a few samples",
+        "",
+        bon_prediction_section(report["bon_prediction"]),
+        "",
         "## Revisions",
         "",
         revision_section(report["revisions"]),
@@ -373,6 +451,40 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
     ]
     write_text(out / "report.md", "\n".join(lines))
+
+
+def findings_section(findings: dict) -> str:
+    from ttstrain.report import md_table
+
+    return md_table(["finding", "value"], [[k, _f(v) if isinstance(v, float) else v] for k, v in findings.items()])
+
+
+def search_methods_section(cmp: dict) -> str:
+    from ttstrain.method_comparison import comparison_markdown
+
+    return ("Same test problems and PRM; every method at each budget N spends at most N generations "
+            "(DVTS: N/4 subtrees of width 4; SLG: root samples, first-step states and the remainder to the "
+            "state with the best reward-tail prediction). Differences in accuracy, paired over problems, "
+            "with standard errors; oracle bin 1 is the easiest.\n\n" + comparison_markdown(cmp))
+
+
+def bon_prediction_section(pred: dict) -> str:
+    from ttstrain.report import md_table
+
+    curves = pred["curves"]
+    return "\n".join([
+        f"From the first {pred['fit_samples']} PRM-scored samples of each of the {pred['questions']} test problems "
+        f"(`ttstrain predict-bon`), the predicted best-of-N accuracy against what all samples show "
+        f"(exact expectation over random N-subsets); mean absolute error over problems at "
+        f"N = {pred['largest_checked_n']}: {_f(pred['accuracy_mae_at_largest_n'])}.",
+        "",
+        md_table(["N", "predicted accuracy", "observed accuracy", "MAE over problems", "predicted reward",
+                  "observed reward"],
+                 [[n, c["predicted_accuracy"], c["observed_accuracy"], c["accuracy_mae"], c["predicted_reward"],
+                   c["observed_reward"]] for n, c in curves.items()]),
+        "",
+        "![best-of-N prediction](predict_bon/predict_bon.png)",
+    ])
 
 
 def labelling_section(lab: dict, sizes: dict) -> str:
