@@ -70,3 +70,11 @@ def test_stage_writes_json_and_plot_and_refuses_unscored_samples(tmp_path):
     with pytest.raises(InputError, match=r"bad.parquet, row 6, field 'score': is empty"):
         run_predict_bon(cfg)
     assert not (tmp_path / "out2").exists()
+
+
+def test_predicted_accuracy_at_one_is_the_share_of_right_samples_even_for_a_narrow_class():
+    # two right samples with almost equal scores: their normal is a spike the integral must not miss
+    rewards = [0.9, 0.9 + 1e-9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.6]
+    correct = [True, True, False, False, False, False, False, False]
+    assert predicted_accuracy(rewards, correct, 1) == pytest.approx(0.25, abs=1e-3)
+    assert 0.75 < predicted_accuracy(rewards, correct, 8) < predicted_accuracy(rewards, correct, 32)

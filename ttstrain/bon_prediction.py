@@ -46,8 +46,8 @@ def predicted_accuracy(rewards: Sequence[float], correct: Sequence[bool], n: int
     spread = float(np.std(rewards, ddof=1)) if len(rewards) >= 2 else 0.0
     spread = spread if spread > 0 else 1e-3
     (mc, sc), (mw, sw) = _normal_or_spread(right, spread), _normal_or_spread(wrong, spread)
-    lo, hi = min(mc - 8 * sc, mw - 8 * sw), max(mc + 8 * sc, mw + 8 * sw)
-    x = np.linspace(lo, hi, 801)
+    # a grid dense around each class: one class's rewards may spread far less than the other's
+    x = np.unique(np.concatenate([np.linspace(mc - 8 * sc, mc + 8 * sc, 801), np.linspace(mw - 8 * sw, mw + 8 * sw, 801)]))
     erf = np.vectorize(math.erf)
     pdf_c = np.exp(-0.5 * ((x - mc) / sc) ** 2) / (sc * math.sqrt(2 * math.pi))
     cdf = p * 0.5 * (1 + erf((x - mc) / (sc * math.sqrt(2)))) + (1 - p) * 0.5 * (1 + erf((x - mw) / (sw * math.sqrt(2))))
