@@ -77,4 +77,5 @@ def test_predicted_accuracy_at_one_is_the_share_of_right_samples_even_for_a_narr
     rewards = [0.9, 0.9 + 1e-9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.6]
     correct = [True, True, False, False, False, False, False, False]
     assert predicted_accuracy(rewards, correct, 1) == pytest.approx(0.25, abs=1e-3)
-    assert 0.75 < predicted_accuracy(rewards, correct, 8) < predicted_accuracy(rewards, correct, 32)
+    # a wide wrong class overtakes a narrow right one as N grows: the model says so rather than saturate
+    assert predicted_accuracy(rewards, correct, 8) > 0.75 > predicted_accuracy(rewards, correct, 32)
