@@ -378,9 +378,9 @@ def test_nested_subsets_equal_smaller_runs():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_stage_writes_results_from_one_best_of_n_run(tmp_path):
+def one_problem_stage(tmp_path):
+    """A problems file with one question, and a policy whose first step decides the answer (5 or 8)."""
     from ttstrain.prompts import format_prompt
-    from ttstrain.stages.run_search import SearchStageConfig, make_parser, run_search_stage
 
     q = {"id": "p0", "question": "Start with 2.\n1. Add 3.\nWhat is the result?", "answer": "5", "level": 1}
     prompt = format_prompt(q["question"])
@@ -393,6 +393,13 @@ def test_stage_writes_results_from_one_best_of_n_run(tmp_path):
             return BOX["5"] if steps[0].endswith("5") else BOX["8"]
         return ("2 + 3 = 5" + STEP_SEPARATOR + BOX["5"]) if j % 2 == 0 else ("2 + 3 = 6" + STEP_SEPARATOR + BOX["8"])
 
+    return path, script
+
+
+def test_stage_writes_results_from_one_best_of_n_run(tmp_path):
+    from ttstrain.stages.run_search import SearchStageConfig, make_parser, run_search_stage
+
+    path, script = one_problem_stage(tmp_path)
     gen = Policy(script)
     scorer = ScriptedScorer(lambda p, s: 0.9 if "= 5" in s[0] else 0.2, num_parameters=10)
     (cfg,) = make_parser().parse_args_and_config(
@@ -563,20 +570,10 @@ def test_dvts_never_exceeds_its_budget_and_never_looks_ahead(width):
 
 
 def test_stage_runs_dvts_and_slg_at_every_budget(tmp_path):
-    from ttstrain.prompts import format_prompt
     from ttstrain.stages.compute_optimal import strategy_label
     from ttstrain.stages.run_search import make_parser, run_search_stage
 
-    q = {"id": "p0", "question": "Start with 2.\n1. Add 3.\nWhat is the result?", "answer": "5", "level": 1}
-    prompt = format_prompt(q["question"])
-    path = tmp_path / "problems.jsonl"
-    path.write_text(json.dumps(q) + "\n")
-
-    def script(p, j, params):
-        steps = split_steps(p[len(prompt):])
-        if steps:
-            return BOX["5"] if steps[0].endswith("5") else BOX["8"]
-        return ("2 + 3 = 5" + STEP_SEPARATOR + BOX["5"]) if j % 2 == 0 else ("2 + 3 = 6" + STEP_SEPARATOR + BOX["8"])
+    path, script = one_problem_stage(tmp_path)
 
     (cfg,) = make_parser().parse_args_and_config(
         ["--output_dir", str(tmp_path / "out"), "--problems", str(path), "--split", "none", "--max_budget", "8",
