@@ -134,13 +134,8 @@ def missing_chunks(out_dir: Path, num_items: int, chunk_size: int) -> list[str]:
             if not (out_dir / "chunks" / f"{chunk_stem(s, e)}.parquet").exists()]
 
 
-def merge_chunks(out_dir: Path, num_items: int, chunk_size: int, rows_per_file: int = 50_000,
-                 split: str = "train") -> dict:
-    """Concatenate all chunks (in item order) into parquet shards and sum their counters."""
-    missing = missing_chunks(out_dir, num_items, chunk_size)
-    if missing:
-        raise FileNotFoundError(f"{out_dir}: {len(missing)} chunk(s) not done yet, e.g. {missing[:3]}; "
-                                f"run the remaining shards first")
+def read_chunks(out_dir: Path, num_items: int, chunk_size: int) -> tuple[list[dict], dict]:
+    """Every chunk's rows in item order, and the sum of their numeric counters."""
     rows: list[dict] = []
     totals: dict = {}
     for s, e in chunk_ranges(num_items, chunk_size):
@@ -149,6 +144,17 @@ def merge_chunks(out_dir: Path, num_items: int, chunk_size: int, rows_per_file: 
         for k, v in json.loads((out_dir / "chunks" / f"{stem}.json").read_text()).items():
             if isinstance(v, (int, float)):
                 totals[k] = totals.get(k, 0) + v
+    return rows, totals
+
+
+def merge_chunks(out_dir: Path, num_items: int, chunk_size: int, rows_per_file: int = 50_000,
+                 split: str = "train") -> dict:
+    """Concatenate all chunks (in item order) into parquet shards and sum their counters."""
+    missing = missing_chunks(out_dir, num_items, chunk_size)
+    if missing:
+        raise FileNotFoundError(f"{out_dir}: {len(missing)} chunk(s) not done yet, e.g. {missing[:3]}; "
+                                f"run the remaining shards first")
+    rows, totals = read_chunks(out_dir, num_items, chunk_size)
     data_dir = out_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for old in data_dir.glob(f"{split}-*.parquet"):

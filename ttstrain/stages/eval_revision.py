@@ -34,9 +34,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.models import model_revision
-from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, run_chunks
+from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import stage_generator, stage_problems
 from ttstrain.validation import InputError, check_sample_rows
 
@@ -133,8 +133,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     run_chunks(out, problems, cfg.problems_per_chunk, Shard(), chains_chunk, progress=bar.update)
     bar.close()
     order = {p["id"]: i for i, p in enumerate(problems)}
-    rows = [r for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk)
-            for r in read_parquet(out / "chunks" / f"{chunk_stem(s, e)}.parquet")]
+    rows, _ = read_chunks(out, len(problems), cfg.problems_per_chunk)
     rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm), ("orm", cfg.orm)):

@@ -13,16 +13,13 @@ problem and index, not on its batch). A resume with settings that change the sam
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dataclasses import asdict
-
-from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
+from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.models import model_revision
-from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, run_chunks
+from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import stage_generator, stage_problems
 
 
@@ -77,11 +74,8 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
     run = run_chunks(out, problems, cfg.problems_per_chunk, Shard(), sample_chunk, progress=bar.update)
     bar.close()
     seconds = time.time() - t0
-    rows, counters = [], {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0}
-    for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk):
-        rows += read_parquet(out / "chunks" / f"{chunk_stem(s, e)}.parquet")
-        for k, v in json.loads((out / "chunks" / f"{chunk_stem(s, e)}.json").read_text()).items():
-            counters[k] = counters.get(k, 0) + v
+    rows, counters = read_chunks(out, len(problems), cfg.problems_per_chunk)
+    counters = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0, **counters}
     write_parquet(out / "samples.parquet", rows)
     summary = {
         "problems": len(problems), "samples": len(rows),
