@@ -17,10 +17,10 @@ $(BIN)/ttstrain: pyproject.toml
 install: $(BIN)/ttstrain
 
 demo: install
-	$(BIN)/ttstrain demo --out $(OUT)
+	$(BIN)/ttstrain demo --output_dir $(OUT)
 
 quick: install
-	$(BIN)/ttstrain demo --out runs/quick --quick
+	$(BIN)/ttstrain demo --output_dir runs/quick --quick
 
 # the whole suite that runs without a GPU (slow tests included); CI runs this
 test: install

@@ -63,7 +63,7 @@ def naive_labels(gen: NaiveGenerator, problems, s: MCSettings) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model_name_or_path", default="default")
     ap.add_argument("--per_level", type=int, default=2)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=8)
@@ -73,12 +73,12 @@ def main() -> None:
     problems = load_problems("arith", "train", per_level=args.per_level, seed=args.seed)
     settings = MCSettings(num_samples=args.samples, num_rollouts=args.rollouts, seed=args.seed)
 
-    fast = HFGenerator(args.model)
+    fast = HFGenerator(args.model_name_or_path)
     t0 = time.time()
     rows, counters = label_chunk(fast, problems, settings)
     fast_s = time.time() - t0
 
-    naive = NaiveGenerator(args.model)
+    naive = NaiveGenerator(args.model_name_or_path)
     t0 = time.time()
     baseline = naive_labels(naive, problems, settings)
     naive_s = time.time() - t0

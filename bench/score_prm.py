@@ -11,7 +11,7 @@ Both must give the same step scores (checked, to 1e-4); it prints steps scored p
 A PRM trained with reference features is scored by its value head here (`use_reference_features=False`).
 
     python bench/score_prm.py                   # 64 solutions of 8 steps, batch 16
-    python bench/score_prm.py --solutions 128 --steps 8 --prm runs/demo/prm
+    python bench/score_prm.py --solutions 128 --steps 8 --prm_path runs/demo/prm
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ def main() -> None:
     ap.add_argument("--solutions", type=int, default=64)
     ap.add_argument("--steps", type=int, default=8, help="steps per solution (operations + the answer line)")
     ap.add_argument("--batch_size", type=int, default=16)
-    ap.add_argument("--prm", default=None, help="a trained PRM folder (default: the world body with a fresh head)")
+    ap.add_argument("--prm_path", default=None, help="a trained PRM folder (default: the world body with a fresh head)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    scorer = load_scorer(args.prm, args.batch_size)
+    scorer = load_scorer(args.prm_path, args.batch_size)
     prompts, steps = eight_step_solutions(args.solutions, args.steps - 1, args.seed)
     total_steps = sum(len(s) for s in steps)
 

@@ -10,9 +10,9 @@ prefill tokens per problem, and each method's ratio to best-of-N; then one summa
 method (its worst N) and, last, the worst of them.
 
     python bench/search.py                                   # N = 8, 16, 32; 2 problems per level
-    python bench/search.py --prm runs/demo/prm --budgets 8 16 --per_level 4
+    python bench/search.py --prm_path runs/demo/prm --budgets 8 16 --per_level 4
 
-Without --prm the PRM is the world body with a fresh (untrained) value head: the timing measures
+Without --prm_path the PRM is the world body with a fresh (untrained) value head: the timing measures
 the search machinery, not the PRM's quality (a trained PRM can change how long beams live).
 A PRM with reference features (the demo's) runs two models per scoring call, which beam search
 makes at every step: `--value_head_only` times the same PRM without them.
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--per_level", type=int, default=2)
     ap.add_argument("--beam_width", type=int, default=4)
-    ap.add_argument("--prm", default=None)
+    ap.add_argument("--prm_path", default=None)
     ap.add_argument("--value_head_only", action="store_true",
                     help="score with the PRM's value head alone (a PRM with reference features also runs its "
                          "reference model on every scored solution)")
@@ -56,7 +56,7 @@ def main() -> None:
     from ttstrain.search import run_search
 
     generator = load_generator(args.backend, model="default")
-    prm = load_prm(args.prm, args.value_head_only)
+    prm = load_prm(args.prm_path, args.value_head_only)
     problems = load_problems("arith", "test", per_level=args.per_level, seed=args.seed)
     run_search("best_of_n_weighted", generator, prm, problems[:2], budget=2, seed=args.seed)  # warm-up
     ratios: dict[str, list[float]] = {m: [] for m in args.methods}

@@ -114,7 +114,8 @@ def run_bare(rows, batch_size: int) -> float:
     import torch
 
     from ttstrain.steps import step_end_positions
-    from ttstrain.trainers.prm_trainer import build_batch, load_prm_model, step_bce
+    from ttstrain.prm_batching import build_batch
+    from ttstrain.trainers.prm_trainer import load_prm_model, step_bce
 
     torch.manual_seed(0)
     model, tok = load_prm_model("default")

@@ -1,6 +1,6 @@
 """Revision SFT data (thin wrapper of ttstrain.stages.build_revisions).
 
-    python data_gen/build_revisions.py --config recipes/default/revision/config_data.yaml
+    python data_gen/build_revisions.py --config recipes/default/build_revisions/config_paper.yaml
 """
 
 from ttstrain.stages.build_revisions import main

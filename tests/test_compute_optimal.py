@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from ttstrain import compute_optimal as co
+from ttstrain import compute_optimal_analysis as co
+from ttstrain.search.selection import select_over_chains
 from ttstrain.io import write_json, write_parquet
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -141,11 +142,11 @@ def test_hierarchical_weighted_and_majority_selection_over_chains():
     chains = [[{"answer": "A", "score": 0.5}, {"answer": "B", "score": 0.45}],
               [{"answer": "A", "score": 0.5}, {"answer": "B", "score": 0.45}],
               [{"answer": "B", "score": 0.9}, {"answer": "C", "score": 0.1}]]
-    assert co.select_over_chains(chains, "majority") == "B"
-    assert co.select_over_chains(chains, "weighted") == "B"  # A 1.0 vs B 1.8
-    assert co.select_over_chains(chains, "hierarchical") == "A"  # winners A (0.5), A (0.5), B (0.9)
+    assert select_over_chains(chains, "majority") == "B"
+    assert select_over_chains(chains, "weighted") == "B"  # A 1.0 vs B 1.8
+    assert select_over_chains(chains, "hierarchical") == "A"  # winners A (0.5), A (0.5), B (0.9)
     with pytest.raises(ValueError, match="score"):
-        co.select_over_chains([[{"answer": "A"}]], "hierarchical")
+        select_over_chains([[{"answer": "A"}]], "hierarchical")
     rows = [{"problem_id": "p", "chain": c, "step": s, "answer": a["answer"], "score": a["score"],
              "correct": a["answer"] == "A"} for c, ch in enumerate(chains) for s, a in enumerate(ch)]
     rows += [{**r, "chain": 3, "answer": "C", "score": 0.0, "correct": False} for r in rows if r["chain"] == 0]

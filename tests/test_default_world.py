@@ -96,8 +96,9 @@ def test_quick_demo_end_to_end(tmp_path):
     from ttstrain.demo import DemoConfig, run_demo
 
     out = tmp_path / "demo"
-    report = run_demo(DemoConfig(out=str(out), quick=True, test_per_level=4, num_samples=8, label_per_level=2,
-                                 revision_per_level=2))
+    report = run_demo(DemoConfig(output_dir=str(out), quick=True, set=[
+        "sample.per_level=4", "sample.num_samples=8", "label_mc.per_level=2", "build_revisions.per_level=2",
+        "predict_bon.fit_samples=1"]))
     for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet", "best_of_n.png",
                  "prm/model.safetensors", "prm/prm_train_config.json", "eval_prm/eval_prm.json",
                  "revision_model/model.safetensors", "eval_revision/chains.parquet",
@@ -140,7 +141,7 @@ def test_quick_demo_end_to_end(tmp_path):
 
 
 def test_demo_refuses_an_unknown_revision_selection():
-    from ttstrain.demo import DemoConfig
+    from ttstrain.demo import DemoConfig, demo_stage_configs
 
     with pytest.raises(ValueError, match="revision_selection must be majority, hierarchical or weighted, got 'vote'"):
-        DemoConfig(out="unused", revision_selection="vote")
+        demo_stage_configs(DemoConfig(output_dir="unused", set=["compute_optimal.revision_selection=vote"]))

@@ -3,8 +3,8 @@
 Pure functions of measured numbers, so these run in the fast suite (`make fast_test`).
 """
 
-from ttstrain.demo import (answer_bounds_lines, reference_feature_lines, revision_trend, weighted_vs_majority_line,
-                           within_question_line)
+from ttstrain.reporting.demo_report import (answer_bounds_lines, reference_feature_lines, revision_trend,
+                                            weighted_vs_majority_line, within_question_line)
 
 
 def test_within_question_line_names_what_the_prm_ranks():

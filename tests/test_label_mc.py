@@ -240,10 +240,10 @@ def test_resume_refuses_other_weights_under_the_same_path(tmp_path, base_dir):
 
     model = tmp_path / "policy"
     shutil.copytree(base_dir, model)
-    run_label_mc(_arith_cfg(tmp_path, "x", model=str(model)), generator=ScriptedGenerator(_arith_script),
+    run_label_mc(_arith_cfg(tmp_path, "x", model_name_or_path=str(model)), generator=ScriptedGenerator(_arith_script),
                  progress=False)
     weights = next(model.glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)  # same size, other weights
     with pytest.raises(ValueError, match=r"differs in \['model_revision'\]"):
-        run_label_mc(_arith_cfg(tmp_path, "x", model=str(model)), generator=ScriptedGenerator(_arith_script),
+        run_label_mc(_arith_cfg(tmp_path, "x", model_name_or_path=str(model)), generator=ScriptedGenerator(_arith_script),
                      progress=False)

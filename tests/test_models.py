@@ -214,7 +214,7 @@ def test_convert_smollm2_generates(tmp_path):
 
     recipe = repo_root() / "recipes" / "smollm2-135m" / "sample" / "config_gsm8k.yaml"
     (cfg,) = TrlParser((SampleConfig,)).parse_args_and_config(
-        ["--config", str(recipe), "--model", str(folder), "--limit", "1", "--num_samples", "2",
+        ["--config", str(recipe), "--model_name_or_path", str(folder), "--limit", "1", "--num_samples", "2",
          "--max_new_tokens", "24", "--few_shot", "2", "--output_dir", str(tmp_path / "samples")])
     summary = run_sample(cfg)
     assert summary["samples"] == 2 and summary["generated_tokens"] > 0

@@ -44,3 +44,39 @@ def test_training_arguments_keep_their_none_word():
 
     (cfg,) = make_parser().parse_args_and_config(["--report_to", "none", "--output_dir", "x"])
     assert cfg.report_to in ("none", ["none"], [])
+
+
+@pytest.mark.parametrize("old,new,command", [("--model", "--model_name_or_path", "ttstrain.stages.sample"),
+                                             ("--prm", "--prm_path", "ttstrain.stages.eval_prm"),
+                                             ("--orm", "--orm_path", "ttstrain.stages.eval_revision")])
+def test_a_renamed_option_names_its_new_name(old, new, command, capsys):
+    import importlib
+
+    parser = importlib.import_module(command).make_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args_and_config([old, "x"])
+    err = capsys.readouterr().err
+    assert f"{old} is now {new}" in err and "unrecognized arguments" in err
+
+
+def test_one_name_per_concept_across_stage_configs():
+    """Every stage that takes a policy calls it model_name_or_path, every stage that takes a PRM prm_path."""
+    import dataclasses
+
+    from ttstrain.demo import DemoConfig
+    from ttstrain.stages.build_revisions import BuildRevisionsConfig
+    from ttstrain.stages.eval_prm import EvalPRMConfig
+    from ttstrain.stages.eval_revision import EvalRevisionConfig
+    from ttstrain.stages.label_mc import LabelMCConfig
+    from ttstrain.stages.run_search import SearchStageConfig
+    from ttstrain.stages.sample import SampleConfig
+    from ttstrain.trainers.prm_config import PRMConfig
+    from ttstrain.trainers.revision_config import RevisionConfig
+
+    for cls in (DemoConfig, BuildRevisionsConfig, EvalRevisionConfig, LabelMCConfig, SearchStageConfig, SampleConfig,
+                PRMConfig, RevisionConfig):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert "model_name_or_path" in names and not names & {"model", "policy"}, cls.__name__
+    for cls in (EvalPRMConfig, EvalRevisionConfig, SearchStageConfig):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert "prm_path" in names and "prm" not in names, cls.__name__

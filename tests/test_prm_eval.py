@@ -195,7 +195,7 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     pq.write_table(pa.Table.from_pylist([{**r, "level": 1} for r in _samples()]), samples)
     pb = tmp_path / "pb.json"
     pb.write_text(json.dumps(_pb_records(12)))
-    cfg = EvalPRMConfig(prm=str(prm), output_dir=str(tmp_path / "out"), labels=str(labels), labels_split="all",
+    cfg = EvalPRMConfig(prm_path=str(prm), output_dir=str(tmp_path / "out"), labels=str(labels), labels_split="all",
                         samples=str(samples), budgets=[1, 2, 4], processbench=[str(pb)])
     result = run_eval_prm(cfg)
     assert result["heldout"]["rows"] == 20 and result["heldout"]["split"] == "all"
@@ -217,7 +217,7 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     assert [r["score"] for r in scored] == pytest.approx(want, abs=1e-6)
     assert "_sample_scores" not in written["best_of_n"] and "_sample_scores" not in written
     with pytest.raises(ValueError, match="validation_fraction"):
-        run_eval_prm(EvalPRMConfig(prm=str(prm), output_dir=str(tmp_path / "o2"), labels=str(labels)))
+        run_eval_prm(EvalPRMConfig(prm_path=str(prm), output_dir=str(tmp_path / "o2"), labels=str(labels)))
 
 
 def test_paired_se_is_the_standard_error_of_per_problem_differences():

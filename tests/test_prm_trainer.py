@@ -23,9 +23,10 @@ from ttstrain.io import write_parquet
 from ttstrain.prompts import format_prompt
 from ttstrain.steps import split_steps, step_end_positions
 from ttstrain.trainers.prm_config import PRMConfig
-from ttstrain.trainers.prm_trainer import (IGNORE_INDEX, PRM_CONFIG_KEY, PRMDataCollator, PRMTrainer, build_batch,
-                                           load_prm_model, load_prm_rows, pack_rows, row_targets, split_by_question,
-                                           tokenize_dataset, tokenize_row)
+from ttstrain.prm_batching import build_batch, pack_rows
+from ttstrain.prm_data import load_prm_rows, row_targets, split_by_question, tokenize_dataset, tokenize_row
+from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.trainers.prm_trainer import IGNORE_INDEX, PRMDataCollator, PRMTrainer, load_prm_model
 from ttstrain.world.task import problems_split
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ import torch
 
 from ttstrain.io import write_parquet
 from ttstrain.prompts import format_prompt
-from ttstrain.reference_features import (META_KEY, combined_logits, fit_combiner, prefix_features, record_spec,
-                                         token_logprobs)
+from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.reference_features import META_KEY, combined_logits, prefix_features, token_logprobs
 from ttstrain.steps import split_steps
-from ttstrain.trainers.prm_trainer import PRM_CONFIG_KEY
+from ttstrain.trainers.reference_fit import fit_combiner, record_spec
 from ttstrain.world.task import problems_split
 
 from test_prm_trainer import PROMPT, STEPS, synthetic_rows, train_prm_cli

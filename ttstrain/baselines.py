@@ -11,14 +11,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.grading import normalize_answer
+from ttstrain.grading import answer_key
 from ttstrain.metrics import pass_at_k, voted_accuracy_at_budgets
 from ttstrain.sampling import group_by_problem
-
-
-def answer_key(answer: str | None) -> str | None:
-    """The key under which votes for an answer are pooled (normalised text)."""
-    return None if answer is None else normalize_answer(answer)
 
 
 def _mean(xs: Sequence[float]) -> float:

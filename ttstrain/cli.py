@@ -1,6 +1,6 @@
 """The `ttstrain` command: one word per stage, each dispatching to the module that runs it.
 
-    ttstrain demo --out runs/demo [--quick]
+    ttstrain demo --output_dir runs/demo [--quick]
     ttstrain build-world
     ttstrain sample --config recipes/default/sample/config_world.yaml
 

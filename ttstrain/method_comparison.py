@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from ttstrain.reporting.markdown import md_table
+
 
 def paired_difference(a: Mapping[str, float], b: Mapping[str, float]) -> dict:
     both = sorted(set(a) & set(b))
@@ -67,8 +69,6 @@ def verdict(d: dict | None) -> str:
 
 
 def comparison_markdown(cmp: dict) -> str:
-    from ttstrain.report import md_table
-
     lines = []
     for m, entry in cmp["methods"].items():
         budgets = list(entry["overall"])

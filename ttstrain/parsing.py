@@ -13,16 +13,23 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 from trl import TrlParser
 
 NONE_WORDS = ("none", "null")
+# options renamed to the names of ttstrain.stages.arguments; the parser says which name to use instead
+RENAMED_OPTIONS = {"model": "model_name_or_path", "policy": "model_name_or_path", "prm": "prm_path",
+                   "orm": "orm_path", "out": "output_dir"}
 
 
 class StageParser(TrlParser):
     def __init__(self, dataclass_types, **kwargs):
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
+
+    def _known_options(self) -> set[str]:
+        return {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
 
     def parse_args_and_config(self, args=None, **kwargs):
         try:
@@ -31,11 +38,18 @@ class StageParser(TrlParser):
             if "not used by the HfArgumentParser" not in str(e):
                 raise
             self.error(f"unrecognized arguments: {str(e).split(': ', 1)[-1]} (options are never abbreviated; "
-                       f"see --help)")
+                       f"see --help){renamed_hint(str(e), self._known_options())}")
         for obj in parsed:
             if dataclasses.is_dataclass(obj):
                 _none_words_to_none(obj)
         return parsed
+
+
+def renamed_hint(message: str, known: set[str]) -> str:
+    """'; --model is now --model_name_or_path' for every renamed option the message names."""
+    hints = [f"--{old} is now --{new}" for old, new in RENAMED_OPTIONS.items()
+             if new in known and re.search(rf"(?:--|\b){old}\b(?!_)", message)]
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def _training_argument_names() -> set[str]:

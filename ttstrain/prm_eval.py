@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.baselines import answer_key
+from ttstrain.grading import answer_key
 from ttstrain.metrics import voted_accuracy_at_budgets
 from ttstrain.prompts import format_prompt
 from ttstrain.sampling import group_by_problem

@@ -35,7 +35,8 @@ from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
 from ttstrain.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
                                          token_logprobs)
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
-from ttstrain.trainers.prm_trainer import HEAD_TYPE, PRM_CONFIG_KEY, build_batch
+from ttstrain.prm_batching import packed_batches
+from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +165,8 @@ class PRMScorer:
                 out[i] = list(cache[keys[i]])
             else:
                 todo.append(i)
-        # longest first, so each batch holds similar lengths and packs tightly
-        order = sorted(todo, key=lambda i: -len(seqs[i]))
-        for b in range(0, len(order), batch_size):
-            chunk = order[b:b + batch_size]
-            inputs, where = build_batch([seqs[i] for i in chunk], self.pad_token_id, self.packing,
-                                        self.packing_length)
+        for chunk, inputs, where in packed_batches(seqs, self.pad_token_id, batch_size, self.packing,
+                                                   self.packing_length, indices=todo):
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             logits = self.model(**inputs, use_cache=False).logits[..., 0].float()
             for i, (r, o) in zip(chunk, where):

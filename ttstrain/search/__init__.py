@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.search.base import (SELECTIONS, Candidate, SearchConfig, SearchCost, SearchMethod, SearchResult, Verifier,
-                                  select)
+from ttstrain.search.base import Candidate, SearchConfig, SearchCost, SearchMethod, SearchResult, Verifier
+from ttstrain.search.selection import SELECTIONS, select
 from ttstrain.search.beam import beam_search, lookahead_search, step_search
 from ttstrain.search.dvts import dvts
 from ttstrain.search.bon import (best_of_n, best_of_n_naive, best_of_n_weighted, majority, nested_orders,

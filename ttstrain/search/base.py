@@ -28,8 +28,8 @@ estimated from the budget, except `generations`, which is the paper's nominal un
     verifier_flops    2 * verifier parameters * verifier_tokens; 0 when nothing was scored
                       (majority), None when tokens were read but the parameter count is unknown.
 
-Selection of the final answer among candidates is one table, `SELECTIONS` (naive, weighted,
-majority); solution scores always come from `ttstrain.aggregation.aggregate`.
+Selection of the final answer among candidates is one table, `ttstrain.search.selection.SELECTIONS`
+(naive, weighted, majority); solution scores always come from `ttstrain.aggregation.aggregate`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.baselines import answer_key
+from ttstrain.grading import answer_key
 from ttstrain.generation.base import Generator, PromptResult, SamplingParams
-from ttstrain.metrics import weighted_vote
 from ttstrain.steps import join_steps
 
 
@@ -240,56 +239,6 @@ class SearchResult:
 
 # one signature for every method: (policy, verifier, prompts, config) -> one result per prompt
 SearchMethod = Callable[[Generator, "Verifier | None", Sequence[str], SearchConfig], "list[SearchResult]"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Selection: the one table of how a final answer is picked among candidates
-# ---------------------------------------------------------------------------------------------
-
-
-def select_naive(candidates: Sequence[Candidate]) -> int | None:
-    """The highest aggregated score (ties: the first); its answer may be None."""
-    if not candidates:
-        return None
-    return max(range(len(candidates)), key=lambda i: (_score(candidates[i]), -i))
-
-
-def select_weighted(candidates: Sequence[Candidate]) -> int | None:
-    """Best-of-N weighted: the answer with the largest sum of aggregated scores over the
-    candidates that reach it (answers pooled by `answer_key`); returns its best-scored candidate."""
-    return representative(candidates, weighted_vote([c.key for c in candidates], [_score(c) for c in candidates]))
-
-
-def select_majority(candidates: Sequence[Candidate]) -> int | None:
-    """Majority vote over answers (no verifier); returns the first candidate with the winning answer."""
-    return representative(candidates, weighted_vote([c.key for c in candidates]), by_score=False)
-
-
-def _score(c: Candidate) -> float:
-    if c.score is None:
-        raise ValueError("this selection needs verifier scores, but a candidate was never scored")
-    return c.score
-
-
-def representative(candidates, key, by_score: bool = True) -> int | None:
-    """The candidate standing for answer `key`: its best-scored one (ties: the first), or its first
-    when by_score is False; None for no key."""
-    if key is None:
-        return None
-    idx = [i for i, c in enumerate(candidates) if c.key == key]
-    return max(idx, key=lambda i: (_score(candidates[i]), -i)) if by_score else idx[0]
-
-
-SELECTIONS: dict[str, Callable[[Sequence[Candidate]], int | None]] = {
-    "naive": select_naive, "weighted": select_weighted, "majority": select_majority,
-}
-
-
-def select(candidates: Sequence[Candidate], how: str) -> int | None:
-    try:
-        return SELECTIONS[how](candidates)
-    except KeyError:
-        raise ValueError(f"unknown selection {how!r}; choose from {sorted(SELECTIONS)}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from ttstrain.aggregation import aggregate
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_charged, select, verifier_parameters)
+                                  score_charged, verifier_parameters)
+from ttstrain.search.selection import select
 from ttstrain.steps import join_steps, prefix_text
 
 

@@ -1,10 +1,10 @@
 """Best-of-N and majority vote: N full solutions per problem, one verifier pass, one selection.
 
 All problems' samples come from ONE generate call (stop="solution", n=N) and are scored in ONE
-score call. The final answer is picked by a selection from `base.SELECTIONS`:
+score call. The final answer is picked by a selection from `ttstrain.search.selection.SELECTIONS`:
 
     weighted  Snell et al.'s "best-of-N weighted": sum the aggregated scores of the samples that
-              reach each answer (answers pooled by `ttstrain.baselines.answer_key`), take the largest.
+              reach each answer (answers pooled by `ttstrain.grading.answer_key`), take the largest.
     naive     the sample with the highest aggregated score.
     majority  the most frequent answer; the verifier is not called and costs nothing.
 
@@ -26,7 +26,8 @@ from typing import Sequence
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_candidates, select, verifier_parameters)
+                                  score_candidates, verifier_parameters)
+from ttstrain.search.selection import select
 from ttstrain.steps import split_steps
 
 

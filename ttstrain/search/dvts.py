@@ -30,7 +30,8 @@ from typing import Sequence
 from ttstrain.aggregation import aggregate
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.search.base import (SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_charged, select, verifier_parameters)
+                                  score_charged, verifier_parameters)
+from ttstrain.search.selection import select
 from ttstrain.search.beam import Beam, beam_candidate, child_beam, top_beams
 from ttstrain.steps import prefix_text
 

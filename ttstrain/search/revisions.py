@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.compute_optimal import CHAIN_SELECTIONS, select_over_chains
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.prompts import format_prompt, question_from_prompt
 from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  representative, score_candidates, verifier_parameters)
+                                  score_candidates, verifier_parameters)
+from ttstrain.search.selection import CHAIN_SELECTIONS, representative, select_over_chains
 from ttstrain.steps import split_steps
 
 

@@ -33,7 +33,8 @@ from typing import Sequence
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
-                                  score_candidates, select, verifier_parameters)
+                                  score_candidates, verifier_parameters)
+from ttstrain.search.selection import select
 from ttstrain.search.tail import expected_best_of_n, fit_tail, slg_schedule
 from ttstrain.steps import join_steps, prefix_text, split_steps
 

@@ -2,7 +2,7 @@
 
 The helpers below are the setup every generating stage shares: its problems and its generator,
 both read from the same config field names (problems, split, per_level, limit, data_dir, seed;
-backend, model, dtype, max_batch_rows).
+backend, model_name_or_path, dtype, max_batch_rows: `ttstrain.stages.arguments`).
 """
 
 from __future__ import annotations
@@ -21,4 +21,11 @@ def stage_generator(cfg):
     from ttstrain.generation import load_generator
 
     backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
-    return load_generator(cfg.backend, model=cfg.model, **backend_kw)
+    return load_generator(cfg.backend, model=cfg.model_name_or_path, **backend_kw)
+
+
+def run_fingerprint(cfg) -> dict:
+    """What a resume of a generating stage must match: its config's fingerprint and the policy's revision."""
+    from ttstrain.models import model_revision
+
+    return {**cfg.fingerprint(), "model_revision": model_revision(cfg.model_name_or_path)}

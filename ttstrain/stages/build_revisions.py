@@ -1,6 +1,6 @@
 """Revision SFT data: sample many answers per question, pair correct ones with wrong attempts.
 
-    ttstrain build-revisions --config recipes/default/revision/config_data.yaml
+    ttstrain build-revisions --config recipes/default/build_revisions/config_paper.yaml
     ttstrain build-revisions --config ... --shard 1/4          # one of 4 jobs; --merge_only true to merge
 
 Output folder (same resume/shard/atomic guarantees as `ttstrain label-mc`, see ttstrain.shards):
@@ -16,24 +16,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_resolved_config
-from ttstrain.stages import stage_generator, stage_problems
-from ttstrain.models import model_revision
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
 from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 
 @dataclass
-class BuildRevisionsConfig:
+class BuildRevisionsConfig(PolicyArguments, ProblemArguments):
+    """Defaults changed from the argument groups: split = 'train'."""
+
     output_dir: str = field(default="runs/revisions", metadata={"help": "Output folder."})
-    model: str = field(default="default", metadata={"help": "Policy that writes the attempts."})
-    backend: str = field(default="transformers", metadata={"help": "Generation backend."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
-    problems: str = field(default="arith", metadata={"help": "Problem source."})
     split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
-    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
-    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
-    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
     num_samples: int = field(default=64, metadata={"help": "Answers sampled per question (paper: 64)."})
     temperature: float = field(default=1.2, metadata={"help": "Sampling temperature (higher than for solving)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold."})
@@ -74,7 +68,7 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
-    fingerprint = {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)}
+    fingerprint = run_fingerprint(cfg)
     check_or_write_config(out, fingerprint, must_exist=cfg.merge_only)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.merge_only:

@@ -28,7 +28,7 @@ Inputs:
 Output folder: compute_optimal.md, compute_optimal.json, accuracy_<family>.png,
 bins_<family>_<oracle|predicted>.png, revision_ratio_sweep.png (with revisions), bins.parquet
 (problem_id, oracle/predicted value and bin), config.json. Definitions and the analysis (pure
-functions): ttstrain.compute_optimal; the plots and the markdown are written here.
+functions): ttstrain.compute_optimal_analysis; the markdown and plots: ttstrain.reporting.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
+from ttstrain.reporting.compute_optimal_report import markdown_report
+from ttstrain.reporting.plots import family_plots, plot_ratio_sweep
 from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
+from ttstrain.stage_rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_result_rows, check_sample_rows, probability, require_columns
 
 
@@ -67,34 +69,6 @@ class ComputeOptimalConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the cross-validation folds."})
 
 
-def _parquet_path(path: str | Path, default_name: str) -> Path:
-    path = Path(path)
-    return path / default_name if path.is_dir() else path
-
-
-def _read(path: Path, columns: list[str]) -> list[dict]:
-    """Only the columns a report needs (candidates.parquet holds every text)."""
-    import pyarrow.parquet as pq
-
-    if not Path(path).exists():
-        raise InputError(path, "does not exist")
-    have = set(pq.read_schema(path).names)
-    return pq.read_table(path, columns=[c for c in columns if c in have]).to_pylist()
-
-
-def _read_samples(path: Path, columns: list[str], required: tuple[str, ...] = ("problem_id", "correct")) -> list[dict]:
-    """Graded samples, checked: the required columns, at least one row, `correct` true/false, scores finite."""
-    rows = _read(path, columns)
-    check_sample_rows(rows, path, required, columns=_columns(path))
-    return rows
-
-
-def _columns(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(path).names
-
-
 def strategy_label(method: str, config: dict) -> str:
     """A search method named with the hyperparameters that change it."""
     if method == "beam_search":
@@ -118,8 +92,8 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
         if i == 0:
             first_config = config
         labels = {}
-        results = _read(d / "results.parquet", ["problem_id", "method", "budget", "generations", "accuracy"])
-        check_result_rows(results, d / "results.parquet", budget_key, columns=_columns(d / "results.parquet"))
+        results = read_rows(d / "results.parquet", columns=["problem_id", "method", "budget", "generations", "accuracy"])
+        check_result_rows(results, d / "results.parquet", budget_key, columns=row_columns(d / "results.parquet"))
         for r in results:
             m = r["method"]
             if m not in labels:
@@ -132,20 +106,20 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
 
 
 def load_revision_rows(path: str, selection: str = "auto", score_column: str = "score") -> list[dict]:
-    from ttstrain.compute_optimal import revision_accuracy_rows, revision_strategy
+    from ttstrain.compute_optimal_analysis import revision_accuracy_rows, revision_strategy
 
-    rows = _read(Path(path), ["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
-                              "parallel", "accuracy"])
+    rows = read_rows(path, columns=["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
+                                    "parallel", "accuracy"])
     if not rows:
         raise InputError(path, "has no rows")
     if "chain" in rows[0]:
-        check_sample_rows(rows, path, ("problem_id", "chain", "step", "correct"), columns=_columns(Path(path)))
+        check_sample_rows(rows, path, ("problem_id", "chain", "step", "correct"), columns=row_columns(path))
         if score_column != "score":
             if score_column not in rows[0]:
                 raise ValueError(f"{path}: no column {score_column!r} (revision_score); columns: {sorted(rows[0])}")
             rows = [{**{k: v for k, v in r.items() if k != score_column}, "score": r.get(score_column)} for r in rows]
         return revision_accuracy_rows(rows, selection=selection)
-    require_columns(_columns(Path(path)), ("problem_id", "sequential", "parallel", "accuracy"), path)
+    require_columns(row_columns(path), ("problem_id", "sequential", "parallel", "accuracy"), path)
     for i, r in enumerate(rows, 1):
         probability(r["accuracy"], path, i, "accuracy", what="accuracy")
     return [{"problem_id": str(r["problem_id"]), "strategy": revision_strategy(int(r["sequential"])),
@@ -154,190 +128,12 @@ def load_revision_rows(path: str, selection: str = "auto", score_column: str = "
 
 
 def _bin_summary(values: dict[str, float], bins: dict[str, int]) -> dict:
-    from ttstrain.compute_optimal import bin_members
+    from ttstrain.compute_optimal_analysis import bin_members
 
     members = bin_members(bins)
     return {"sizes": {b: len(ps) for b, ps in members.items()},
             "value_range": {b: [min(values[p] for p in ps), max(values[p] for p in ps)] for b, ps in members.items()},
             "assignment": bins}
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots and report
-# ---------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_bin_bars(path: str | Path, series: Mapping[str, Mapping[int, Mapping[int, float | None]]],
-                  budgets: Sequence[int], title: str) -> Path:
-    """One panel per difficulty bin; in each, bars per budget for every named series {bin: {B: acc}}."""
-    plt = _pyplot()
-    kinds = sorted({k for s in series.values() for k in s})
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(2.6 * max(1, len(kinds)), 3.4), dpi=110, sharey=True,
-                             squeeze=False)
-    width = 0.8 / max(1, len(series))
-    for ax, k in zip(axes[0], kinds):
-        for j, (name, per_bin) in enumerate(series.items()):
-            ys = [per_bin.get(k, {}).get(B) for B in budgets]
-            ax.bar([i + j * width for i in range(len(budgets))], [0.0 if y is None else y for y in ys], width,
-                   label=name)
-        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(budgets))], [str(b) for b in budgets])
-        ax.set_title(f"bin {k}" + (" (easiest)" if k == kinds[0] else " (hardest)" if k == kinds[-1] else ""))
-        ax.set_xlabel("generation budget")
-        ax.set_ylim(0, 1.02)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, plt, path)
-
-
-def plot_ratio_sweep(path: str | Path, sweep: Mapping[int, Mapping[int, Mapping[float, float]]], title: str) -> Path:
-    """One panel per bin: accuracy vs sequential/parallel ratio L/P (log2 x), a line per budget."""
-    plt = _pyplot()
-    kinds = sorted(sweep)
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(2.6 * max(1, len(kinds)), 3.4), dpi=110, sharey=True,
-                             squeeze=False)
-    for ax, k in zip(axes[0], kinds):
-        for n, per_q in sweep[k].items():
-            if len(per_q) > 1:
-                xs = sorted(per_q)
-                ax.plot(xs, [per_q[x] for x in xs], marker="o", label=f"N={n}")
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"bin {k}")
-        ax.set_xlabel("sequential / parallel")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, plt, path)
-
-
-def _save(fig, plt, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def plot_accuracy_vs_budget(path: str | Path, curves: Mapping[str, Mapping[int, float | None]],
-                            optimal: Mapping[str, Mapping[int, float | None]], baseline: str, title: str) -> Path:
-    """Accuracy vs generation budget (log2 x): every strategy, the baseline in black, compute-optimal dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for name, curve in curves.items():
-        xs = sorted(b for b, a in curve.items() if a is not None)
-        style = {"color": "black", "lw": 2} if name == baseline else {}
-        ax.plot(xs, [curve[x] for x in xs], marker="o", ms=4, label=name, **style)
-    for name, curve in optimal.items():
-        xs = sorted(b for b, a in curve.items() if a is not None)
-        ax.plot(xs, [curve[x] for x in xs], ls="--", lw=2, marker="s", ms=4, label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("generation budget")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, plt, path)
-
-
-def family_plots(out_dir: str | Path, name: str, family: Mapping) -> list[Path]:
-    """accuracy_<name>.png (every strategy + compute-optimal, log2 x) and bins_<name>_<kind>.png per kind of bins."""
-    out_dir = Path(out_dir)
-    optimal = {f"compute-optimal ({kind} bins)": sel["accuracy"] for kind, sel in family["compute_optimal"].items()}
-    paths = [plot_accuracy_vs_budget(out_dir / f"accuracy_{name}.png", family["curves"], optimal, family["baseline"],
-                                     f"{name}: accuracy vs budget")]
-    for kind, sel in family["compute_optimal"].items():
-        series = {family["baseline"]: family["by_bin"][kind][family["baseline"]],
-                  "compute-optimal (2-fold CV)": sel["by_bin"]}
-        paths.append(plot_bin_bars(out_dir / f"bins_{name}_{kind}.png", series, family["budgets"],
-                                   f"{name}, {kind} bins: compute-optimal vs {family['baseline']}"))
-    return paths
-
-
-def _fmt(x, digits: int = 3):
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def markdown_report(report: Mapping) -> str:
-    """The human summary of `report` (as built by `ttstrain.stages.compute_optimal`)."""
-    from ttstrain.report import md_table
-
-    lines = ["# Compute-optimal test-time scaling", "", "## Definitions", ""]
-    lines += [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
-    lines += ["", "## Difficulty bins (bin 1 = easiest)", ""]
-    bins = report["bins"]
-    headers = ["bin"] + [f"{kind}: questions" for kind in bins] + [f"{kind}: value range" for kind in bins]
-    all_bins = sorted({int(b) for kind in bins.values() for b in kind["sizes"]})
-    lines.append(md_table(headers, [[b] + [bins[k]["sizes"].get(b, 0) for k in bins]
-                                    + [" – ".join(_fmt(v) for v in bins[k]["value_range"].get(b, [None, None]))
-                                       for k in bins] for b in all_bins]))
-    if report.get("bin_agreement") is not None:
-        lines += ["", f"Predicted bin equals oracle bin for {report['bin_agreement']:.1%} of questions."]
-    for name, fam in report["families"].items():
-        budgets = fam["budgets"]
-        lines += ["", f"## {name}", "", f"{fam['problems']} questions ({fam['dropped_problems']} dropped for missing "
-                  f"runs or bins); baseline `{fam['baseline']}`; budgets in generations.", "",
-                  "### Accuracy vs budget", ""]
-        rows = [[s] + [_fmt(c.get(B)) for B in budgets] for s, c in fam["curves"].items()]
-        rows += [[f"**compute-optimal ({kind} bins, 2-fold CV)**"] + [_fmt(sel["accuracy"].get(B)) for B in budgets]
-                 for kind, sel in fam["compute_optimal"].items()]
-        lines.append(md_table(["strategy"] + [f"N={B}" for B in budgets], rows))
-        lines += ["", "Each strategy at its measured budgets in generations (lookahead with N beams at N(k+1), "
-                  "L revision steps x P chains at L*P); compute-optimal at the baseline's budgets."]
-        for kind, sel in fam["compute_optimal"].items():
-            lines += ["", f"### Per bin, {kind} bins: {fam['baseline']} vs compute-optimal (choices fold 0 / fold 1)", ""]
-            base = fam["by_bin"][kind][fam["baseline"]]
-            rows = []
-            for b in sorted(sel["by_bin"]):
-                rows.append([b] + [f"{_fmt(base[b].get(B))} → {_fmt(sel['by_bin'][b].get(B))} "
-                                   f"({' / '.join(sel['choices'][b][B])})" for B in budgets])
-            lines.append(md_table(["bin"] + [f"N={B}" for B in budgets], rows))
-            eff = fam["efficiency"][kind]
-            lines += ["", f"Efficiency ({kind} bins): budget b at which compute-optimal reaches "
-                      f"{fam['baseline']} at B, and B / b (≥: reached at the smallest budget measured).", ""]
-            lines.append(md_table(["B", "baseline accuracy", "matched b", "B / b"],
-                                  [[B, _fmt(e["baseline_accuracy"]), _fmt(e["matched_budget"], 2),
-                                    ("≥ " if e.get("lower_bound") else "") + _fmt(e["ratio"], 2)]
-                                   for B, e in eff.items()]))
-    fm = report.get("flops_matched")
-    if fm:
-        lines += ["", "## FLOPs-matched comparison with a larger model (§7)", "",
-                  (f"N_s = {fm['n_small']:.4g}, N_l = {fm['n_large']:.4g} " if fm.get("sizes_known", True) else "")
-                  + f"(M = {fm['n_large'] / fm['n_small']:.3g}); "
-                  f"larger model greedy accuracy {_fmt(fm['large_accuracy'])}. K = M + 3(M-1)/R generations per "
-                  "question; the small model is scored at the largest measured budget ≤ K.", ""]
-        for group in fm["groups"]:
-            rows = group["rows"]
-            lines += [f"**{group['family']}, {group['bins']} bins**", ""]
-            bins_ = sorted({b for r in rows for b in r["by_bin"]})
-            table = [[_fmt(r["ratio"], 2), _fmt(r["matched_generations"], 2),
-                      _fmt(r["budget_used"]) + (" (capped)" if r["capped"] else ""),
-                      _fmt(r["small_accuracy"]), _fmt(r["large_accuracy"]), _fmt(r["beats"])]
-                     + [_fmt(r["by_bin"][b]["margin"]) for b in bins_] for r in rows]
-            lines.append(md_table(["R = D_inf/D_pre", "K", "budget used", "small (compute-optimal)", "large greedy",
-                                   "beats"] + [f"bin {b} margin" for b in bins_], table))
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
 
 
 DEFINITIONS = {
@@ -359,7 +155,7 @@ DEFINITIONS = {
 
 
 def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dict:
-    from ttstrain import compute_optimal as co
+    from ttstrain import compute_optimal_analysis as co
 
     if not cfg.search_dirs and not cfg.revisions:
         raise ValueError("give search_dirs (ttstrain search outputs) and/or revisions")
@@ -367,28 +163,31 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
     # every input is read and checked before anything is written
     search_rows, search_config = load_search_rows(cfg.search_dirs, cfg.budget_key) if cfg.search_dirs else ([], {})
     revision_rows = load_revision_rows(cfg.revisions, cfg.revision_selection, cfg.revision_score) if cfg.revisions else []
-    large_values = co.per_problem_mean(_read_samples(_parquet_path(cfg.large_model_samples, "samples.parquet"),
-                                                     ["problem_id", "correct"]), "correct") if cfg.large_model_samples else {}
+    large_values = co.per_problem_mean(read_rows(cfg.large_model_samples, default_name="samples.parquet",
+                                                  columns=["problem_id", "correct"], required=["problem_id", "correct"]),
+                                        "correct") if cfg.large_model_samples else {}
     candidates = Path(cfg.search_dirs[0]) / "candidates.parquet" if cfg.search_dirs else None
 
     def best_of_n_candidates():
         if candidates is None or not candidates.exists():
             return []
-        rows = [r for r in _read(candidates, ["problem_id", "run", "correct", "score"]) if r.get("run") == "best_of_n"]
+        rows = [r for r in read_rows(candidates, columns=["problem_id", "run", "correct", "score"])
+                if r.get("run") == "best_of_n"]
         if rows:
-            check_sample_rows(rows, candidates, columns=_columns(candidates))
+            check_sample_rows(rows, candidates, columns=row_columns(candidates))
         return rows
 
     if cfg.samples:
-        samples = _read_samples(_parquet_path(cfg.samples, "samples.parquet"), ["problem_id", "correct", "score"])
+        samples = read_rows(cfg.samples, default_name="samples.parquet", columns=["problem_id", "correct", "score"],
+                            required=["problem_id", "correct"])
     else:
         samples = best_of_n_candidates()
     if not samples:
         raise ValueError("no graded samples for the oracle bins: set `samples` (a search folder without best-of-N "
                          "candidates has none)")
     if cfg.scores:
-        scored = _read_samples(_parquet_path(cfg.scores, "candidates.parquet"), ["problem_id", "score"],
-                               required=("problem_id", "score"))
+        scored = read_rows(cfg.scores, default_name="candidates.parquet", columns=["problem_id", "score"],
+                           required=["problem_id", "score"])
     elif any(r.get("score") is not None for r in samples):
         scored = samples
     else:

@@ -1,10 +1,10 @@
 """Evaluate a trained PRM: held-out BCE and step AUROC on Monte Carlo labels, PRM-weighted best-of-N
 vs majority vote on graded samples, and ProcessBench first-error F1 (definitions: ttstrain.prm_eval).
 
-    ttstrain eval-prm --prm runs/demo/prm --labels runs/demo/label_mc-24x8x8-seed0 \\
+    ttstrain eval-prm --prm_path runs/demo/prm --labels runs/demo/label_mc-24x8x8-seed0 \\
         --samples runs/demo/samples.parquet --output_dir runs/demo/eval_prm
-    python eval/eval_prm.py --prm runs/prm --processbench ../shared/data/processbench/gsm8k.json.gz my_pb.jsonl
-    python eval/eval_prm.py --prm runs/prm --processbench pb.json --processbench_threshold 0.4
+    python eval/eval_prm.py --prm_path runs/prm --processbench ../shared/data/processbench/gsm8k.json.gz my_pb.jsonl
+    python eval/eval_prm.py --prm_path runs/prm --processbench pb.json --processbench_threshold 0.4
 
 Each part runs only when its input is given. `labels` is evaluated on the validation questions the
 PRM held out in training (`labels_split: validation`, the split recorded in the PRM's
@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.validation import InputError, check_sample_rows
+from ttstrain.stage_rows import read_rows, rows_path
+from ttstrain.validation import InputError
 
 
 @dataclass
 class EvalPRMConfig:
-    prm: str = field(default="runs/demo/prm", metadata={"help": "PRM checkpoint folder (written by train-prm) or hub id."})
+    prm_path: str = field(default="runs/demo/prm", metadata={"help": "PRM checkpoint folder (written by train-prm) or hub id."})
     output_dir: str = field(default="runs/eval_prm", metadata={"help": "Where eval_prm.json and config.json go."})
     labels: str | None = field(default=None, metadata={"help": "Monte Carlo labels (label-mc folder or parquet) for BCE and AUROC."})
     labels_split: str = field(default="validation", metadata={"help": "'validation': the questions the PRM held out in training; 'all': every row."})
@@ -47,7 +48,7 @@ class EvalPRMConfig:
 
 
 def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
-    from ttstrain.trainers.prm_trainer import load_prm_rows, split_by_question
+    from ttstrain.prm_data import load_prm_rows, split_by_question
 
     rows = load_prm_rows(cfg.labels)
     if cfg.labels_split == "all":
@@ -55,7 +56,7 @@ def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
     if cfg.labels_split != "validation":
         raise ValueError(f"labels_split must be 'validation' or 'all', got {cfg.labels_split!r}")
     recorded = {}
-    train_cfg = Path(cfg.prm) / "prm_train_config.json"
+    train_cfg = Path(cfg.prm_path) / "prm_train_config.json"
     if train_cfg.exists():
         recorded = json.loads(train_cfg.read_text())
     fraction = cfg.validation_fraction if cfg.validation_fraction is not None else recorded.get("validation_fraction")
@@ -70,18 +71,11 @@ def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
 
 
 def load_samples(path: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / "samples.parquet"
-    if not p.exists():
-        raise FileNotFoundError(f"samples file not found: {p}")
-    rows = pq.read_table(p).to_pylist()
-    check_sample_rows(rows, p, ("problem_id", "steps", "answer", "correct"), columns=pq.read_schema(p).names)
+    """Graded samples to score (a parquet file or a `ttstrain sample` folder), each with its prompt or question."""
+    rows = read_rows(path, default_name="samples.parquet", required=("problem_id", "steps", "answer", "correct"))
     for i, r in enumerate(rows, 1):
         if not r.get("prompt") and not r.get("question"):
-            raise InputError(p, "has neither 'prompt' nor 'question'", i)
+            raise InputError(rows_path(path, "samples.parquet"), "has neither 'prompt' nor 'question'", i)
     return rows
 
 
@@ -92,7 +86,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
-    scorer = PRMScorer.from_pretrained(cfg.prm, batch_size=cfg.batch_size)
+    scorer = PRMScorer.from_pretrained(cfg.prm_path, batch_size=cfg.batch_size)
     if scorer.reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
@@ -115,7 +109,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
                 for f, records in benches.items()}
         return part
 
-    result: dict = {"prm": cfg.prm, **evaluate(scorer)}
+    result: dict = {"prm": cfg.prm_path, **evaluate(scorer)}
     if rows is not None:
         result["heldout"].update(split, labels=cfg.labels)
     if scorer.reference_spec:

@@ -1,10 +1,10 @@
 """Evaluate a revision model on-policy: sampled revision chains, pass@1 at each revision step, how
 often a correct answer turns wrong, and answer selection over chains with and without verifiers.
 
-    ttstrain eval-revision --model runs/demo/revision --per_level 10 --num_chains 4 --chain_length 4 \\
-        --prm runs/demo/prm --orm runs/demo/revision_orm --base_samples runs/demo/samples.parquet \\
+    ttstrain eval-revision --model_name_or_path runs/demo/revision --per_level 10 --num_chains 4 --chain_length 4 \\
+        --prm_path runs/demo/prm --orm_path runs/demo/revision_orm --base_samples runs/demo/samples.parquet \\
         --output_dir runs/demo/eval_revision
-    python eval/eval_revision.py --model runs/revision --split train --output_dir runs/revision_chains_train
+    python eval/eval_revision.py --model_name_or_path runs/revision --split train --output_dir runs/revision_chains_train
 
 What it writes to output_dir:
   chains.parquet        one row per attempt (problem, chain, step, revision prompt, completion,
@@ -35,44 +35,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
-from ttstrain.stages import stage_generator, stage_problems
-from ttstrain.validation import InputError, check_sample_rows
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
+from ttstrain.stage_rows import read_rows
 
 
 @dataclass
-class EvalRevisionConfig:
+class EvalRevisionConfig(PolicyArguments, ProblemArguments):
+    """Defaults changed from the argument groups: per_level = 10."""
+
     output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder."})
-    model: str = field(default="default", metadata={"help": "Revision model: a path, hub id or 'default'."})
-    backend: str = field(default="transformers", metadata={"help": "Generation backend."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
-    problems: str = field(default="arith", metadata={"help": "Problem source."})
-    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
     per_level: int | None = field(default=10, metadata={"help": "Problems per level (arith only)."})
-    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
-    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
     num_chains: int = field(default=4, metadata={"help": "Parallel chains per question."})
     chain_length: int = field(default=4, metadata={"help": "Attempts per chain (revision steps)."})
     max_attempts: int = field(default=4, metadata={"help": "Previous attempts kept in context (what the model was trained with)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
-    prm: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
-    orm: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
+    prm_path: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
+    orm_path: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
     base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
     problems_per_chunk: int = field(default=64, metadata={"help": "Problems whose chains form one resumable chunk (written atomically; each chain step of a chunk is one generate call)."})
     seed: int = field(default=0, metadata={"help": "Seed of the chains."})
 
     def fingerprint(self) -> dict:
         """Fields that change the chains: a resumed run must match them (scorers run after, on all chains)."""
-        keep = ("model", "backend", "dtype", "problems", "split", "per_level", "limit", "data_dir", "num_chains",
+        keep = ("model_name_or_path", "backend", "dtype", "problems", "split", "per_level", "limit", "data_dir", "num_chains",
                 "chain_length", "max_attempts", "temperature", "max_new_tokens", "problems_per_chunk", "seed")
         return {k: getattr(self, k) for k in keep}
 
 
 def verifier_summary(rows: list[dict], key: str) -> dict:
-    from ttstrain.compute_optimal import revision_accuracy_rows
+    from ttstrain.compute_optimal_analysis import revision_accuracy_rows
     from ttstrain.prm_eval import auroc
 
     scores = [r[key] if r[key] is not None else 0.0 for r in rows]
@@ -85,20 +79,8 @@ def verifier_summary(rows: list[dict], key: str) -> dict:
 
 def read_base_samples(path: str | Path) -> list[dict]:
     """problem_id, answer and correct of base-policy samples; a folder means its samples.parquet."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path = path / "samples.parquet" if path.is_dir() else path
-    if not path.exists():
-        raise FileNotFoundError(f"--base_samples: {path} does not exist")
     need = ["problem_id", "answer", "correct"]
-    columns = pq.read_schema(path).names
-    rows = pq.read_table(path, columns=[c for c in need if c in columns]).to_pylist()
-    try:
-        check_sample_rows(rows, path, need, columns=columns)
-    except InputError as e:
-        raise InputError(f"--base_samples {path}", e.detail, e.row, e.field) from None
-    return rows
+    return read_rows(path, default_name="samples.parquet", columns=need, required=need, origin="--base_samples")
 
 
 def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
@@ -113,7 +95,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
                       progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from ttstrain.compute_optimal import revision_accuracy_rows
+    from ttstrain.compute_optimal_analysis import revision_accuracy_rows
     from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
@@ -121,7 +103,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
     out = Path(cfg.output_dir)
-    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)})
+    check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
 
     def chains_chunk(chunk, start):
@@ -136,7 +118,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     rows, _ = read_chunks(out, len(problems), cfg.problems_per_chunk)
     rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call
     scorers = dict(scorers or {})
-    for name, path in (("prm", cfg.prm), ("orm", cfg.orm)):
+    for name, path in (("prm", cfg.prm_path), ("orm", cfg.orm_path)):
         if path and name not in scorers:
             from ttstrain.scoring import PRMScorer
 

@@ -23,25 +23,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_resolved_config
-from ttstrain.stages import stage_generator, stage_problems
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
-from ttstrain.models import model_revision
 from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 
 @dataclass
-class LabelMCConfig:
+class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
+    """Defaults changed from the argument groups: split = 'train'."""
+
     output_dir: str = field(default="runs/label_mc", metadata={"help": "Output folder (dataset, config, summary)."})
-    model: str = field(default="default", metadata={"help": "Policy: 'default', a path or a hub id."})
-    backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
-    problems: str = field(default="arith", metadata={"help": "Problem source (see ttstrain.problems)."})
     split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
-    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
-    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
-    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
     num_samples: int = field(default=16, metadata={"help": "Solutions sampled per problem (paper: 16)."})
     num_rollouts: int = field(default=16, metadata={"help": "Monte Carlo rollouts per step prefix (paper: 16)."})
     temperature: float = field(default=1.0, metadata={"help": "Temperature of the sampled solutions."})
@@ -50,8 +44,6 @@ class LabelMCConfig:
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per solution or rollout."})
     max_steps_per_sample: int | None = field(default=None, metadata={"help": "Drop samples with more steps (counted)."})
     mode: str = field(default="full", metadata={"help": "full (every prefix) or binary_search (OmegaPRM-style, hard labels)."})
-    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
-    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
     shard: str | None = field(default=None, metadata={"help": "i/n: this job labels chunks c with c mod n == i."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
@@ -78,7 +70,7 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
-    fingerprint = {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)}
+    fingerprint = run_fingerprint(cfg)
     check_or_write_config(out, fingerprint, must_exist=cfg.merge_only)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.merge_only:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from ttstrain.bon_prediction import prediction_report
 from ttstrain.io import write_json, write_resolved_config
+from ttstrain.reporting.plots import plot_prediction
+from ttstrain.stage_rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_sample_rows
 
 
@@ -46,14 +48,11 @@ def samples_path(path: str | Path) -> tuple[Path, str | None]:
 
 
 def load_questions(cfg: PredictBoNConfig) -> dict[str, tuple[list[float], list[bool]]]:
-    import pyarrow.parquet as pq
-
     path, run = samples_path(cfg.samples)
     if not path.exists():
         raise InputError(path, "does not exist (give a parquet file or a search / sample folder)")
-    columns = pq.read_schema(path).names
-    want = [c for c in ("problem_id", "correct", cfg.score_column, "sample_index", "run") if c in columns]
-    rows = pq.read_table(path, columns=want).to_pylist()
+    columns = row_columns(path)
+    rows = read_rows(path, columns=["problem_id", "correct", cfg.score_column, "sample_index", "run"])
     if run is not None:
         rows = [r for r in rows if r.get("run") == run]
     check_sample_rows(rows, path, ("problem_id", "correct", cfg.score_column), columns=columns)
@@ -90,30 +89,6 @@ def run_predict_bon(cfg: PredictBoNConfig) -> dict:
     plot_prediction(out / "predict_bon.png", report)
     write_resolved_config(out, cfg)
     return report
-
-
-def plot_prediction(path: Path, report: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = report["curves"]
-    ns = sorted(int(n) for n in curves)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, key, label in ((axes[0], "accuracy", "best-of-N accuracy"), (axes[1], "reward", "best-of-N reward")):
-        ax.plot(ns, [curves[n][f"observed_{key}"] for n in ns], "o-", label="observed (all samples)")
-        ax.plot(ns, [curves[n][f"predicted_{key}"] for n in ns], "s--", label=f"predicted from {report['fit_samples']}")
-        ax.axvline(report["fit_samples"], color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("N")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def make_parser():

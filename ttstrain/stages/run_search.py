@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
-from ttstrain.stages import stage_generator, stage_problems
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
@@ -46,29 +47,18 @@ COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "pref
 
 
 @dataclass
-class SearchStageConfig:
+class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
-    model: str = field(default="default", metadata={"help": "Policy: 'default', a path or a hub id."})
-    backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
-    dtype: str = field(default="float32", metadata={"help": "Policy dtype (transformers backend)."})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
     prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority."})
     prm_device: str = field(default="auto", metadata={"help": "Device of the PRM: auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the PRM is loaded in."})
     prm_batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward batch."})
-    problems: str = field(default="arith", metadata={"help": "Problem source (see ttstrain.problems)."})
-    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
-    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
-    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
-    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
-    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
-    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
                                metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS (default {ALL_METHODS}; also dvts, revisions)."})
     max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
     beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N)); dvts: N/M subtrees of M proposals."})
     lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search (dvts has no lookahead: 0, and never reads this)."})
-    revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model <revision model>)."})
+    revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model_name_or_path <revision model>)."})
     revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
     aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of samples and beam steps."})
@@ -126,7 +116,7 @@ class _Grader:
         self.cache: dict = {}
 
     def __call__(self, problem: dict, answer: str | None) -> bool:
-        from ttstrain.baselines import answer_key
+        from ttstrain.grading import answer_key
         from ttstrain.grading import is_equivalent
 
         if answer is None:
@@ -237,7 +227,7 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
-    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model),
+    check_or_write_config(out, {**run_fingerprint(cfg),
                                 "prm_revision": model_revision(cfg.prm_path) if cfg.prm_path else None})
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):

@@ -18,29 +18,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
-from ttstrain.stages import stage_generator, stage_problems
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
     output_dir: str = field(default="runs/samples", metadata={"help": "Where samples.parquet and config.json go."})
-    model: str = field(default="default", metadata={"help": "Policy: 'default', 'smollm2-135m', a path or a hub id."})
-    backend: str = field(default="transformers", metadata={"help": "transformers or vllm."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
-    problems: str = field(default="arith", metadata={"help": "Problem source: arith, math500, math_train, gsm8k, a file or a hub id."})
-    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
-    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
-    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
     num_samples: int = field(default=16, metadata={"help": "Samples per problem (paper: 16)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per solution."})
-    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
-    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
     problems_per_chunk: int = field(default=16, metadata={"help": "Problems per resumable chunk (written atomically); 16 keeps one generate call per chunk."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and few-shot selection."})
 
@@ -57,7 +46,7 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
-    check_or_write_config(out, {**cfg.fingerprint(), "model_revision": model_revision(cfg.model)})
+    check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
     shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
     write_resolved_config(out, cfg, generator=generator.identity(), problems_loaded=len(problems))

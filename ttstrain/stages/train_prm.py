@@ -44,7 +44,8 @@ def run_train_prm(cfg):
     from transformers import set_seed
 
     from ttstrain.io import write_resolved_config
-    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model, load_prm_rows, split_by_question
+    from ttstrain.prm_data import load_prm_rows, split_by_question
+    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
 
     default_wandb_offline(cfg.report_to)
     set_seed(cfg.seed)
@@ -61,7 +62,7 @@ def run_train_prm(cfg):
     trainer.log_metrics("all", metrics)
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
     if cfg.reference_features and trainer.args.should_save:
-        from ttstrain.reference_features import fit_reference_features
+        from ttstrain.trainers.reference_fit import fit_reference_features
 
         # fitted on the training questions, so the validation questions stay held out for evaluation
         spec = fit_reference_features(cfg.output_dir, train, reference=cfg.model_name_or_path,

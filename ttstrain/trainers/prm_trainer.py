@@ -19,17 +19,12 @@ Where this departs from Snell et al. (App. D): they fine-tune PaLM-2-S* with sof
 targets; we train any Hugging Face causal LM the same way, and add `hard` (Math-Shepherd's
 estimation) and `orm` (final-answer correctness at the last step) modes for ablations.
 
-Batches are packed: the rows of a micro-batch are laid into shared sequences (first-fit
-decreasing, capacity = the longest row, so it never computes more than padding) with
-`position_ids` restarting at 0 for each row and no attention mask; transformers then builds a
-block-diagonal causal mask (sdpa, eager) or runs varlen flash attention, so a row attends only to
-itself (`tests/test_prm_trainer.py` checks packed and unpacked logits agree). The forward must
-run with `use_cache=False`: with a cache transformers does not look for packed sequences and the
-rows would attend to each other. On 2 CPU cores, batches of 16 default-world rows trained about
-1.7x faster packed than padded (forward + backward of the 6-layer PRM, 3,070 vs 1,740 tokens/s).
+Batches are packed (`ttstrain.prm_batching`, the batching the scorer uses too); the data
+(reading, split by question, targets, tokenisation) is `ttstrain.prm_data`.
 
     from ttstrain.trainers.prm_config import PRMConfig
-    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model, load_prm_rows, split_by_question
+    from ttstrain.prm_data import load_prm_rows, split_by_question
+    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
     args = PRMConfig(output_dir="runs/prm", model_name_or_path="default", dataset_path="runs/default/label_mc_demo")
     train, val = split_by_question(load_prm_rows(args.dataset_path), args.validation_fraction, args.seed)
     model, tok = load_prm_model(args.model_name_or_path, label_mode=args.label_mode)
@@ -41,217 +36,28 @@ Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
-from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.prm_batching import build_batch
+from ttstrain.prm_data import tokenize_dataset
+from ttstrain.prm_format import PRM_CONFIG_KEY, prm_metadata
+from ttstrain.steps import STEP_SEPARATOR
 from ttstrain.trainers.run_setup import set_dropout
-from ttstrain.validation import InputError, check_prm_rows, number_list, probability
 
-PRM_CONFIG_KEY = "ttstrain_prm"
-HEAD_TYPE = "token_value"
 IGNORE_INDEX = -100
-PRM_FORMAT_VERSION = 1
-
-
-
-# ---------------------------------------------------------------------------------------------
-# data: rows in TRL's stepwise-supervision schema -> (input_ids, label positions, targets)
-# ---------------------------------------------------------------------------------------------
-
-def parquet_files(path: str | os.PathLike) -> list[str]:
-    """Parquet files of a label-mc output folder (`data/train-*.parquet`), a folder, a file or a glob."""
-    p = Path(path)
-    if p.is_dir():
-        for pattern in ("data/train-*.parquet", "train-*.parquet", "data/*.parquet", "*.parquet"):
-            files = sorted(glob.glob(str(p / pattern)))
-            if files:
-                return files
-        raise FileNotFoundError(f"no parquet files under {p} (expected a label-mc output with data/train-*.parquet)")
-    if p.is_file():
-        return [str(p)]
-    files = sorted(glob.glob(str(path)))
-    if not files:
-        raise FileNotFoundError(f"dataset_path {str(path)!r} is not a folder, a file or a glob that matches anything")
-    return files
-
-
-def load_prm_rows(path: str | os.PathLike):
-    """The PRM dataset at `path` as an in-memory `datasets.Dataset` (no cache files, safe for many processes)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from datasets import Dataset
-
-    tables = [_checked_table(f) for f in parquet_files(path)]
-    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    return Dataset(table)
-
-
-def _checked_table(path: str):
-    """One parquet file of PRM rows, checked row by row (file, row and field in every error)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    wanted = [c for c in ("prompt", "completions", "labels", "hard_labels", "final_correct") if c in table.column_names]
-    check_prm_rows(table.select(wanted).to_pylist(), path, columns=table.column_names)
-    return table
-
-
-def split_by_question(dataset, fraction: float, seed: int, column: str = "problem_id"):
-    """(train, validation) with no question on both sides; validation is None when fraction is 0.
-
-    The questions (distinct values of `column`) are sorted, shuffled with `seed` and the first
-    round(fraction * n) (at least 1) are held out, so the split depends only on the set of
-    questions and the seed, not on row order or the number of processes.
-    """
-    if fraction <= 0:
-        return dataset, None
-    if column not in dataset.column_names:
-        raise ValueError(f"the dataset has no {column!r} column to split by question; columns: {dataset.column_names}")
-    ids = dataset[column]
-    questions = sorted(set(ids), key=lambda q: (str(type(q)), str(q)))
-    if len(questions) < 2:
-        raise ValueError(f"validation_fraction={fraction} needs at least 2 questions, the dataset has {len(questions)}")
-    random.Random(f"prm-validation-split-{seed}").shuffle(questions)
-    n_val = min(len(questions) - 1, max(1, round(fraction * len(questions))))
-    held_out = set(questions[:n_val])
-    val_idx = [i for i, q in enumerate(ids) if q in held_out]
-    train_idx = [i for i, q in enumerate(ids) if q not in held_out]
-    return dataset.select(train_idx), dataset.select(val_idx)
-
-
-def row_targets(row: dict, label_mode: str = "soft", hard_threshold: float = 0.0,
-                hard_labels_from_dataset: bool = False) -> tuple[list[int], list[float]]:
-    """(step indices, targets) a row trains on.
-
-    soft: every step, target = its label unchanged. hard: every step, target = 1.0 if the label
-    is above `hard_threshold` (or the row's `hard_labels`) else 0.0. orm: only the last step,
-    target = `final_correct` (the last label if the row has no such column).
-    """
-    source = f"PRM row of problem {row.get('problem_id')!r}"
-    labels = [probability(x, source, None, "labels", what=f"label {k}") for k, x in
-              enumerate(number_list(row["labels"], source, None, "labels"))]
-    n = len(row["completions"])
-    if len(labels) != n:
-        raise InputError(source, f"{n} steps but {len(labels)} labels", None, "labels")
-    if label_mode == "soft":
-        return list(range(n)), labels
-    if label_mode == "hard":
-        if hard_labels_from_dataset:
-            hard = list(row["hard_labels"])
-            if len(hard) != n:
-                raise ValueError(f"row has {n} steps but {len(hard)} hard_labels")
-            return list(range(n)), [1.0 if float(x) > 0.5 else 0.0 for x in hard]
-        return list(range(n)), [1.0 if float(x) > hard_threshold else 0.0 for x in labels]
-    if label_mode == "orm":
-        final = row.get("final_correct")
-        return [n - 1], [float(labels[-1] if final is None else bool(final))]
-    raise ValueError(f"unknown label_mode {label_mode!r}; use soft, hard or orm")
-
-
-def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
-                 hard_labels_from_dataset: bool = False, max_length: int | None = None) -> dict:
-    """One row -> input_ids, label_positions (token indices of the labelled step ends), label_values, length.
-
-    Positions come from `step_end_positions` on the prompt and steps exactly as the policy wrote
-    them, with the tokenizer's special tokens; the scorer reads the same positions. Truncation to
-    `max_length` drops the labels of steps that end past it (a row can end with no label).
-    """
-    st = step_end_positions(tokenizer, row["prompt"], list(row["completions"]))
-    steps, values = row_targets(row, label_mode, hard_threshold, hard_labels_from_dataset)
-    ids = st.input_ids
-    positions = [st.step_end_positions[i] for i in steps]
-    if max_length is not None and len(ids) > max_length:
-        ids = ids[:max_length]
-        kept = [(p, v) for p, v in zip(positions, values) if p < max_length]
-        positions, values = [p for p, _ in kept], [v for _, v in kept]
-    return {"input_ids": ids, "label_positions": positions, "label_values": values, "length": len(ids)}
-
-
-def tokenize_dataset(dataset, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
-                     hard_labels_from_dataset: bool = False, max_length: int | None = None,
-                     num_proc: int | None = None, desc: str = "tokenizing"):
-    """`tokenize_row` over a dataset, once, keeping only the tokenised columns; rows with no label are dropped."""
-    from datasets import Features, Sequence, Value
-
-    features = Features({"input_ids": Sequence(Value("int32")), "label_positions": Sequence(Value("int32")),
-                         "label_values": Sequence(Value("float64")), "length": Value("int32")})
-    out = dataset.map(tokenize_row, fn_kwargs=dict(tokenizer=tokenizer, label_mode=label_mode,
-                                                   hard_threshold=hard_threshold,
-                                                   hard_labels_from_dataset=hard_labels_from_dataset,
-                                                   max_length=max_length),
-                      remove_columns=dataset.column_names, features=features, num_proc=num_proc, desc=desc)
-    if any(len(p) == 0 for p in out["label_positions"]):
-        out = out.filter(lambda pos: len(pos) > 0, input_columns=["label_positions"],
-                         desc="dropping rows with no label")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# batches: packing (shared sequences, restarted position_ids) or right padding
+# collator and loss
 # ---------------------------------------------------------------------------------------------
-
-def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: groups of row indices whose lengths sum to at most `capacity`.
-
-    A row longer than `capacity` gets a group of its own.
-    """
-    groups: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
-        for g, free in enumerate(room):
-            if lengths[i] <= free:
-                groups[g].append(i)
-                room[g] -= lengths[i]
-                break
-        else:
-            groups.append([i])
-            room.append(capacity - lengths[i])
-    return groups
-
-
-def build_batch(seqs: Sequence[Sequence[int]], pad_token_id: int, packing: bool = True,
-                packing_length: int | None = None) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
-    """Model inputs for token sequences, and where each sequence starts: (row, offset).
-
-    packing=True: sequences share rows (`pack_rows`, capacity `packing_length` or the longest
-    sequence); `position_ids` restart at 0 for every sequence and for the padding at a row's end,
-    and there is no attention mask, which is how transformers recognises packed sequences.
-    packing=False: one sequence per row, right-padded, with an attention mask.
-    """
-    lengths = [len(s) for s in seqs]
-    if packing:
-        groups = pack_rows(lengths, max(packing_length or 0, max(lengths)))
-    else:
-        groups = [[i] for i in range(len(seqs))]
-    width = max(sum(lengths[i] for i in g) for g in groups)
-    ids = torch.full((len(groups), width), pad_token_id, dtype=torch.long)
-    aux = torch.zeros((len(groups), width), dtype=torch.long)
-    where: list[tuple[int, int]] = [(0, 0)] * len(seqs)
-    for r, g in enumerate(groups):
-        o = 0
-        for i in g:
-            n = lengths[i]
-            ids[r, o:o + n] = torch.as_tensor(seqs[i], dtype=torch.long)
-            if packing:
-                aux[r, o:o + n] = torch.arange(n)
-            else:
-                aux[r, :n] = 1
-            where[i] = (r, o)
-            o += n
-        if packing and o < width:
-            aux[r, o:] = torch.arange(width - o)
-    key = "position_ids" if packing else "attention_mask"
-    return {"input_ids": ids, key: aux}, where
 
 
 class PRMDataCollator:
@@ -292,12 +98,6 @@ def step_bce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
 # ---------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------
-
-def prm_metadata(label_mode: str, base_model: str | None = None) -> dict:
-    """What `config.ttstrain_prm` records, so a checkpoint says how to score with it."""
-    return {"format_version": PRM_FORMAT_VERSION, "head": HEAD_TYPE, "step_separator": STEP_SEPARATOR,
-            "label_mode": label_mode, "activation": "sigmoid", "add_special_tokens": True,
-            "base_model": base_model}
 
 
 def load_prm_model(model_name_or_path: str = "default", *, label_mode: str = "soft", dtype: str = "float32",
@@ -493,7 +293,5 @@ def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, st
     write_text(Path(output_dir) / "README.md", "\n".join(lines) + "\n")
 
 
-__all__ = ["HEAD_TYPE", "IGNORE_INDEX", "PRM_CONFIG_KEY", "PRMDataCollator", "PRMTrainer", "build_batch",
-           "load_prm_model", "load_prm_rows", "lora_config", "pack_rows", "parquet_files", "prm_metadata",
-           "row_targets", "set_dropout", "split_by_question", "step_bce", "tokenize_dataset", "tokenize_row",
+__all__ = ["IGNORE_INDEX", "PRMDataCollator", "PRMTrainer", "load_prm_model", "lora_config", "step_bce",
            "write_model_card"]

@@ -4,20 +4,20 @@ The policy is a 6-layer, 128-wide character-level Llama (about 1.2M parameters) 
 scratch on problems drawn on the fly from the training pool (one level per batch, loss on the
 solution and end-of-sequence token only). The schedule is fixed in steps, not minutes, so the
 same seed rebuilds the same checkpoint (on the same torch build and thread count). It is meant
-to stay imperfect the way real policies are: roughly 90% greedy pass@1 at level 1 down to ~10%
-at level 5, sampled pass@16 well above pass@1, wrong samples failing at an identifiable step.
+to stay imperfect the way real policies are: greedy pass@1 falling from level 1 to level 5, sampled
+pass@16 well above pass@1, wrong samples failing at an identifiable step (its measured card:
+`world_card.json`, and docs/results.md).
 
 The checkpoint ships in the package (`ttstrain/world/default_policy/`, a few MB of
 safetensors + tokenizer) so the demo and the tests start from it without retraining; it loads
 with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. Rebuild it with
 
-    make build-world    # 1200 steps from scratch + 700 from that checkpoint, ~70 min on 2 free cores
+    make build-world    # 1200 steps from scratch + 700 from that checkpoint (time: docs/results.md)
     ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
 
-Training has a phase change: teacher-forced accuracy on the operand digits a step copies from the
-question sits near chance (0.15) until step ~400 and reaches 1.0 by step 800 (lr 1e-3, no weight
-decay; with lr 2e-3 and weight decay 0.1 it had not appeared after 14M tokens); arithmetic comes
-after. `--probe_every` prints greedy pass@1 on a few test problems while training.
+Training has a phase change (copying the operands from the question is learned before the
+arithmetic; docs/results.md has the steps it took): `--probe_every` prints greedy pass@1 on a few
+test problems while training.
 
 Next to the weights it writes `build_config.json` (the resolved config) and `world_card.json`
 (greedy and sampled pass rates per level on held-out test problems, first-error kinds).

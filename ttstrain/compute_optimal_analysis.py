@@ -2,7 +2,7 @@
 a strategy chosen per bin and budget by two-fold cross-validation, the compute it saves over
 best-of-N, and the FLOPs-matched exchange against a larger model.
 
-    from ttstrain.compute_optimal import oracle_bins, assign_folds, select_compute_optimal
+    from ttstrain.compute_optimal_analysis import oracle_bins, assign_folds, select_compute_optimal
     bins = oracle_bins(sample_rows)                      # {problem_id: 1..5}, bin 1 = easiest
     folds = assign_folds(bins, seed=0)                   # {problem_id: 0 or 1}, stratified by bin
     sel = select_compute_optimal(table, bins, folds, budgets=[1, 2, 4, 8, 16],
@@ -57,6 +57,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
+
+from ttstrain.search.selection import CHAIN_SELECTIONS, select_over_chains
 
 NUM_BINS = 5
 Table = Mapping[str, Mapping[int, Mapping[str, float]]]  # strategy -> budget -> problem_id -> accuracy
@@ -394,39 +396,7 @@ def revision_strategy(sequential: int) -> str:
     return f"revisions(L={sequential})"
 
 
-CHAIN_SELECTIONS = ("majority", "weighted", "hierarchical")  # what select_over_chains picks by
 REVISION_SELECTIONS = ("auto",) + CHAIN_SELECTIONS  # revision_accuracy_rows: auto picks one of them
-
-
-def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
-    """The answer key picked from attempts grouped by chain (Snell et al. App. I).
-
-    majority      the most frequent answer over all attempts of all chains.
-    weighted      best-of-N weighted over all attempts at once (sum of `score` per answer).
-    hierarchical  best-of-N weighted within each chain, then across chains: each chain votes for
-                  its winner with that winner's summed score.
-    """
-    from ttstrain.baselines import answer_key
-    from ttstrain.metrics import weighted_vote
-
-    flat = [a for c in chains for a in c]
-    keys = [answer_key(a.get("answer")) for a in flat]
-    if selection == "majority":
-        return weighted_vote(keys)
-    if any(a.get("score") is None for a in flat):
-        raise ValueError(f"selection {selection!r} needs a verifier `score` on every attempt")
-    if selection == "weighted":
-        return weighted_vote(keys, [float(a["score"]) for a in flat])
-    if selection != "hierarchical":
-        raise ValueError(f"selection must be one of {CHAIN_SELECTIONS}, got {selection!r}")
-    winners, weights = [], []
-    for c in chains:
-        ck = [answer_key(a.get("answer")) for a in c]
-        win = weighted_vote(ck, [float(a["score"]) for a in c])
-        if win is not None:
-            winners.append(win)
-            weights.append(sum(float(a["score"]) for k, a in zip(ck, c) if k == win))
-    return weighted_vote(winners, weights)
 
 
 def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None = None,
@@ -440,7 +410,7 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     score, else majority), averaged over the disjoint groups of P chains (chains sorted by id). The
     strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling.
     """
-    from ttstrain.baselines import answer_key
+    from ttstrain.grading import answer_key
 
     if selection not in REVISION_SELECTIONS:
         raise ValueError(f"selection must be one of {REVISION_SELECTIONS}, got {selection!r}")

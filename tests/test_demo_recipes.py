@@ -1,0 +1,86 @@
+"""The demo runs what its recipes say: recipes/default/<stage>/config_demo.yaml, quick.yaml, --set.
+
+These build the demo's stage configs without running a stage (fast suite).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ttstrain.demo import DemoConfig, demo_stage_configs, main
+from ttstrain.demo_recipes import DEFAULT_RECIPES, DEMO_RECIPES, load_stage_settings, parse_override
+
+
+@pytest.fixture
+def recipes(tmp_path) -> Path:
+    copy = tmp_path / "recipes"
+    shutil.copytree(DEFAULT_RECIPES, copy)
+    return copy
+
+
+def _edit(path: Path, **values) -> None:
+    data = yaml.safe_load(path.read_text())
+    data.update(values)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_a_recipe_value_changes_the_demo_config(recipes, tmp_path):
+    before = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
+    assert before["label_mc"].num_rollouts == 8 and before["prm"].learning_rate == 1e-3
+    _edit(recipes / "label_mc" / "config_demo.yaml", num_rollouts=3)
+    _edit(recipes / "prm" / "config_demo.yaml", learning_rate=2e-4, early_stopping_patience=5)
+    after = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
+    assert after["label_mc"].num_rollouts == 3 and after["label_mc"].output_dir.endswith("label_mc-24x8x3-seed0")
+    assert after["prm"].learning_rate == 2e-4 and after["prm"].early_stopping_patience == 5
+    # the PRM trains on the labels the label stage writes, wherever they go
+    assert after["prm"].dataset_path == after["label_mc"].output_dir == after["eval_prm"].labels
+
+
+def test_quick_and_set_override_in_that_order(recipes, tmp_path):
+    quick = demo_stage_configs(DemoConfig(output_dir=str(tmp_path), quick=True, recipes=str(recipes)))
+    assert (quick["sample"].per_level, quick["search"].max_budget, quick["eval_revision"].num_chains) == (10, 4, 2)
+    assert quick["eval_prm"].budgets == [1, 2, 4, 8, 16]  # from the quick sample count
+    both = demo_stage_configs(DemoConfig(output_dir=str(tmp_path), quick=True, recipes=str(recipes),
+                                         set=["search.max_budget=8", "search.methods=[majority,beam_search]"]))
+    assert both["search"].max_budget == 8 and both["search"].methods == ["majority", "beam_search"]
+    # revision chains run on the searched problems
+    assert both["eval_revision"].per_level == both["search"].per_level == 2
+
+
+def test_unknown_stage_field_and_malformed_override_fail_by_name(recipes, tmp_path):
+    with pytest.raises(ValueError, match=r"--set labl_mc.per_level=2: no demo stage 'labl_mc'"):
+        load_stage_settings(recipes, overrides=["labl_mc.per_level=2"])
+    with pytest.raises(ValueError, match="expected stage.field=value"):
+        parse_override("per_level=2")
+    _edit(recipes / "search" / "config_demo.yaml", max_budgt=8)
+    with pytest.raises(ValueError, match=r"search/config_demo.yaml .*max_budgt is not a field of SearchStageConfig"):
+        demo_stage_configs(DemoConfig(output_dir=str(tmp_path), recipes=str(recipes)))
+
+
+def test_every_demo_recipe_runs_alone_through_its_stage_parser():
+    import importlib
+
+    from ttstrain.cli import COMMANDS
+
+    commands = {"sample": "sample", "label_mc": "label-mc", "prm": "train-prm", "eval_prm": "eval-prm",
+                "search": "search", "build_revisions": "build-revisions", "eval_revision": "eval-revision",
+                "predict_bon": "predict-bon", "compute_optimal": "compute-optimal"}
+    for stage, command in commands.items():
+        module = importlib.import_module(COMMANDS[command][0])
+        (cfg,) = module.make_parser().parse_args_and_config(
+            ["--config", str(DEFAULT_RECIPES / DEMO_RECIPES[stage] / "config_demo.yaml")])
+        assert cfg is not None, stage
+
+
+def test_print_config_shows_the_resolved_stages(capsys, tmp_path):
+    main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--print_config", "true",
+          "--set", "label_mc.num_samples=3"])
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == set(DEMO_RECIPES)
+    assert printed["label_mc"]["num_samples"] == 3 and printed["prm"]["num_train_epochs"] == 3
+    assert not (tmp_path / "d").exists()  # printing runs nothing

@@ -1,0 +1,42 @@
+"""Argument groups every generating stage shares, declared once and composed into each stage config.
+
+As TRL composes `ScriptArguments` and `ModelConfig`, a stage config subclasses the groups it uses
+and adds its own fields; a subclass that needs another default redeclares that one field and says
+so in its docstring. One name per concept across every command:
+
+    --model_name_or_path   the policy (or revision model) that generates: 'default', a path or hub id
+    --prm_path             a PRM checkpoint folder (ttstrain train-prm) that scores
+    --problems --split --per_level --limit --data_dir   which problems
+    --output_dir --seed    where a stage writes, and the seed of everything it draws
+
+    @dataclass
+    class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
+        num_samples: int = field(default=16, metadata={"help": "Samples per problem."})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PolicyArguments:
+    model_name_or_path: str = field(default="default", metadata={"help": "Policy: 'default' (the shipped world), 'smollm2-135m', a path or a hub id."})
+    backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
+    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+
+
+@dataclass
+class ProblemArguments:
+    problems: str = field(default="arith", metadata={"help": "Problem source: arith, math500, math_train, gsm8k, a file or a hub id (ttstrain.problems)."})
+    split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
+    per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
+    limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
+
+
+@dataclass
+class PromptArguments:
+    few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
+    few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})

@@ -1,0 +1,103 @@
+"""Fitting the reference-feature combiner of a trained PRM: a training-time step after `train-prm`.
+
+Four numbers (weights of the value-head logit and of the min and mean reference log-probs, and a
+bias) are fitted by the same soft-label BCE on the training questions' steps, then recorded in the
+checkpoint's `config.ttstrain_prm` under `reference_features`; `ttstrain.scoring.PRMScorer` applies
+them (`ttstrain.reference_features`). Run by `ttstrain train-prm --reference_features true`.
+
+    from ttstrain.trainers.reference_fit import fit_reference_features
+    spec = fit_reference_features("runs/demo/prm", train_rows, reference="default")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ttstrain.io import write_text
+from ttstrain.prm_data import row_targets
+from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.reference_features import FEATURES, META_KEY, load_reference_model, prefix_features, token_logprobs
+from ttstrain.scoring import PRMScorer
+
+
+def fit_combiner(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3) -> tuple[list[float], float, float, float]:
+    """Logistic regression of soft targets y on features x (n, 3): (weights, bias, BCE of value head alone, BCE after).
+
+    Features are standardised for the fit and the weights mapped back, so the stored weights apply
+    to raw features. "Value head alone" is the BCE of sigmoid(value_logit), the PRM as trained.
+    """
+    x = x.double()
+    y = y.double().clamp(0, 1)
+    if len(x) > 1:
+        mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+    else:
+        mu, sd = torch.zeros(x.shape[1], dtype=torch.float64), torch.ones(x.shape[1], dtype=torch.float64)
+    xn = (x - mu) / sd
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xn @ w + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    weights = (w.detach() / sd)
+    bias = float(b.detach()[0] - (weights * mu).sum())
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    before = float(bce(x[:, 0], y))
+    after = float(bce(x @ weights + bias, y))
+    return [float(v) for v in weights], bias, before, after
+
+
+def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_mode: str = "soft",
+                           batch_size: int = 16, l2: float = 1e-3, fitted_on: str = "train") -> dict:
+    """Fit the combiner of a saved PRM on labelled rows and record it in its config.json; returns the record.
+
+    `rows` are PRM dataset rows (prompt, completions, labels, ...); the targets are those the PRM
+    trained on (`row_targets` with `label_mode`). `reference` is the causal LM whose
+    log-probs are read (a hub id, folder or alias such as "default").
+    """
+    prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size)
+    ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
+    encoded, targets, steps_used = [], [], []
+    for row in rows:
+        if not len(row["completions"]):
+            continue
+        steps, values = row_targets(row, label_mode)
+        encoded.append(prm.tokenize(row["prompt"], list(row["completions"])))
+        targets.extend(values)
+        steps_used.append(steps)
+    if not targets:
+        raise ValueError(f"no labelled step to fit the reference-feature combiner of {prm_dir} on")
+    values = prm.value_logits([e.input_ids for e in encoded], [e.step_end_positions for e in encoded])
+    lps = token_logprobs(ref, [e.input_ids for e in encoded], prm.pad_token_id, batch_size)
+    feats = []
+    for e, v, lp, steps in zip(encoded, values, lps, steps_used):
+        f = prefix_features(lp, e.prompt_length, e.step_end_positions)
+        feats.extend([(v[s], *f[s]) for s in steps])
+    weights, bias, before, after = fit_combiner(torch.tensor(feats), torch.tensor(targets), l2)
+    spec = {"reference_model": reference, "features": list(FEATURES), "weights": weights, "bias": bias,
+            "fitted_on": fitted_on, "fitted_steps": len(targets), "fitted_rows": len(encoded), "l2": l2,
+            "bce_value_head_only": round(before, 5), "bce_combined": round(after, 5)}
+    record_spec(prm_dir, spec)
+    return spec
+
+
+def record_spec(prm_dir: str | Path, spec: dict) -> None:
+    """Write the combiner into `config.json`'s `ttstrain_prm` (the rest of the file is kept as it was)."""
+    path = Path(prm_dir) / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.setdefault(PRM_CONFIG_KEY, {})[META_KEY] = spec
+    if not all(math.isfinite(v) for v in [*spec["weights"], spec["bias"]]):
+        raise ValueError(f"the fitted reference-feature combiner is not finite: {spec}")
+    write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+__all__ = ["fit_combiner", "fit_reference_features", "record_spec"]
