@@ -2,7 +2,9 @@
 
 (a) ttstrain: `label_chunk` on the transformers backend: every step prefix of the chunk in one
     call, each distinct prefix prefilled once and its KV cache shared by its rollouts, finished
-    rows leaving the batch.
+    rows leaving the batch; with the prefix cache (label-mc's default) a prefix prefills only the
+    step it adds to the shorter prefix before it. Run both ways: the share of prompt prefill
+    avoided before and after the cache, and their labels, which must agree.
 (b) naive: for every sample, every step prefix and every rollout, one generation call of batch 1
     with the whole prefix recomputed (what a loop around `model.generate` does).
 Both draw the same per-continuation random streams, so they must give identical labels; the
@@ -68,14 +70,22 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefix_cache_mb", type=int, default=512)
     args = ap.parse_args()
 
     problems = load_problems("arith", "train", per_level=args.per_level, seed=args.seed)
     settings = MCSettings(num_samples=args.samples, num_rollouts=args.rollouts, seed=args.seed)
 
+    # before: prompts of one call share nothing across batches; after: each prefix prefills only the step it
+    # adds to the shorter prefix before it (label-mc's default, --prefix_cache_mb)
+    before = HFGenerator(args.model_name_or_path)
+    t0 = time.time()
+    rows_before, _ = label_chunk(before, problems, settings)
+    before_s = time.time() - t0
     fast = HFGenerator(args.model_name_or_path)
     t0 = time.time()
-    rows, counters = label_chunk(fast, problems, settings)
+    with fast.fresh_prefix_cache(args.prefix_cache_mb << 20):
+        rows, counters = label_chunk(fast, problems, settings)
     fast_s = time.time() - t0
 
     naive = NaiveGenerator(args.model_name_or_path)
@@ -91,11 +101,18 @@ def main() -> None:
           f"(naive: {sum(len(v) - 1 for v in theirs.values()) * args.rollouts})")
     print(f"identical labels: {same}/{len(theirs)} samples" + ("" if same == len(theirs) and set(ours) == set(theirs)
                                                               else "  <-- MISMATCH"))
+    same_cache = sum(r["labels"] == q["labels"] for r, q in zip(rows, rows_before))
+    print(f"prefix cache off vs on: identical labels {same_cache}/{len(rows)} samples"
+          + ("" if same_cache == len(rows) == len(rows_before) else "  <-- MISMATCH"))
+    print(f"ttstrain, prefix cache off: {before_s:.1f} s, {steps / before_s:.2f} labelled steps/s, prefilled "
+          f"{before.stats.prefill_tokens} of {before.stats.prompt_tokens} requested prompt tokens "
+          f"({1 - before.stats.prefill_tokens / before.stats.prompt_tokens:.1%} avoided)")
     print(f"ttstrain: {fast_s:.1f} s, {steps / fast_s:.2f} labelled steps/s, "
           f"{fast.stats.generated_tokens / fast_s:.0f} generated tokens/s, prefilled {fast.stats.prefill_tokens} of "
           f"{fast.stats.prompt_tokens} requested prompt tokens ({1 - fast.stats.prefill_tokens / fast.stats.prompt_tokens:.1%} avoided)")
     print(f"naive:    {naive_s:.1f} s, {steps / naive_s:.2f} labelled steps/s, "
           f"{naive.stats.generated_tokens / naive_s:.0f} generated tokens/s, prefilled {naive.stats.prefill_tokens} tokens")
+    print(f"ratio prefill tokens prefix cache on over off: {fast.stats.prefill_tokens / before.stats.prefill_tokens:.2f}")
     print(f"ratio labelled steps/s ttstrain over naive: {naive_s / fast_s:.2f}")
 
 

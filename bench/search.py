@@ -6,7 +6,8 @@ every expansion across beams and problems into one generate call per round (shar
 prefilled once) and every PRM call into one packed score call per round; DVTS does the same with
 N/M subtrees; SLG makes three generate and three score calls (root, states, remainder); best-of-N
 is one generate and one score call. Printed per N: seconds per problem of each, generations,
-prefill tokens per problem, and each method's ratio to best-of-N; then one summary line per
+prefill tokens per problem, PRM tokens per problem (read: the cost record's verifier tokens; run:
+what the PRM computed after its prefix KV cache), and each method's ratio to best-of-N; then one summary line per
 method (its worst N) and, last, the worst of them.
 
     python bench/search.py                                   # N = 8, 16, 32; 2 problems per level
@@ -26,15 +27,16 @@ import time
 import torch
 
 
-def load_prm(path: str | None, value_head_only: bool = False):
+def load_prm(path: str | None, value_head_only: bool = False, prefix_cache_mb: int = 512):
     from ttstrain.scoring import PRMScorer
     from ttstrain.trainers.prm_trainer import load_prm_model
 
     if path:
-        return PRMScorer.from_pretrained(path, use_reference_features=not value_head_only)
+        return PRMScorer.from_pretrained(path, use_reference_features=not value_head_only,
+                                         prefix_cache_bytes=prefix_cache_mb << 20)
     torch.manual_seed(0)
     model, tok = load_prm_model("default", head_dropout=0.0, model_dropout=0.0)
-    return PRMScorer(model, tok)
+    return PRMScorer(model, tok, prefix_cache_bytes=prefix_cache_mb << 20)
 
 
 def main() -> None:
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("--backend", default="transformers")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=["beam_search", "dvts", "slg"])
+    ap.add_argument("--prefix_cache_mb", type=int, default=512,
+                    help="the PRM's prefix KV cache, as `ttstrain search --prm_prefix_cache_mb` (0: off)")
     args = ap.parse_args()
 
     from ttstrain.generation import load_generator
@@ -56,22 +60,27 @@ def main() -> None:
     from ttstrain.search import run_search
 
     generator = load_generator(args.backend, model="default")
-    prm = load_prm(args.prm_path, args.value_head_only)
+    prm = load_prm(args.prm_path, args.value_head_only, args.prefix_cache_mb)
     problems = load_problems("arith", "test", per_level=args.per_level, seed=args.seed)
     run_search("best_of_n_weighted", generator, prm, problems[:2], budget=2, seed=args.seed)  # warm-up
     ratios: dict[str, list[float]] = {m: [] for m in args.methods}
     for n in args.budgets:
         row = {}
         for method in ("best_of_n_weighted", *args.methods):
+            prm.clear_prefix_caches()  # each method starts cold, as in `ttstrain search`
+            tokens_before = prm.stats["tokens"]
             t0 = time.perf_counter()
             results = run_search(method, generator, prm, problems, budget=n, beam_width=args.beam_width,
                                  seed=args.seed, max_new_tokens=320)
             seconds = time.perf_counter() - t0
             gens = sum(r.cost.generations for r in results) / len(results)
             prefill = sum(r.cost.prefill_tokens for r in results) / len(results)
+            read = sum(r.cost.verifier_tokens for r in results) / len(results)
+            ran = (prm.stats["tokens"] - tokens_before) / len(results)
             row[method] = seconds / len(problems)
             print(f"N={n:3d} {method:19s} {seconds / len(problems):7.3f} s/problem, {gens:.1f} generations/problem, "
-                  f"{prefill:.0f} prefill tokens/problem", flush=True)
+                  f"{prefill:.0f} prefill tokens/problem, PRM tokens/problem {read:.0f} read, {ran:.0f} run",
+                  flush=True)
         for method in args.methods:
             ratios[method].append(row[method] / row["best_of_n_weighted"])
             print(f"N={n:3d} {method}/best-of-N wall time: {ratios[method][-1]:.2f}", flush=True)

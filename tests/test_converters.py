@@ -24,7 +24,13 @@ def test_math_shepherd_fixture():
     assert len(out) == 7
     first = from_math_shepherd(rows[0])
     assert first["question"].startswith("Janet pays $40/hour")
-    assert first["completions"][0].startswith("Step 1: Janet spends 3 hours + 5 hours")
+    # normalised by default: no "Step k:" prefix, no <<...>> calculator annotation (GSM8K-style policies write neither)
+    assert first["completions"][0].startswith("Janet spends 3 hours + 5 hours")
+    raw_first = from_math_shepherd(rows[0], normalize=False)
+    assert raw_first["completions"][0].startswith("Step 1: Janet spends 3 hours + 5 hours")
+    assert raw_first["labels"] == first["labels"]
+    assert not any("<<" in c or c.startswith("Step ") for r in out for c in r["completions"])
+    assert any("<<" in c for r in convert_rows("math_shepherd", rows, normalize=False) for c in r["completions"])
     # the fixture marks steps 1-4 "+" and the final step (wrong answer 13520) "-"
     assert len(first["completions"]) == 5 and first["labels"] == [1.0, 1.0, 1.0, 1.0, 0.0]
     assert first["final_correct"] is False
@@ -76,3 +82,11 @@ def test_bad_rows_name_the_row():
         convert_rows("math_shepherd", [{"input": "Q Step 1: a ки", "label": "Q Step 1: a +"}, {"input": "no steps", "label": ""}])
     with pytest.raises(ValueError, match="unknown format"):
         convert_rows("nope", [])
+
+
+def test_math_shepherd_step_normalisation():
+    from ttstrain.converters import normalize_math_shepherd_step
+
+    assert normalize_math_shepherd_step("Step 2: She earns 40*8=<<40*8=320>>320.") == "She earns 40*8=320."
+    assert normalize_math_shepherd_step("Step 12:The answer is: 5") == "The answer is: 5"
+    assert normalize_math_shepherd_step("No prefix <<a>> here") == "No prefix  here"

@@ -44,6 +44,12 @@ def test_reference_feature_lines_give_the_combiner_and_the_ablation():
     text = "\n".join(reference_feature_lines({"reference_features": spec, "value_head_only": alone}))
     assert "0.750 x value-head logit + 0.370 x min + 10.950 x mean" in text and "862 rows of the train split" in text
     assert "weighted best-of-16 0.48 vs majority 0.485" in text and "within a question 0.46" in text
+    assert "Not checked on held-out questions" in text
+    checked = {**spec, "validation": {"steps": 380, "bce_value_head_only": 0.41, "bce_combined": 0.36},
+               "warning": "fitted on 120 steps (fewer than 300)"}
+    text = "\n".join(reference_feature_lines({"reference_features": checked}))
+    assert "380 steps of the held-out validation questions: BCE 0.41 with the value head alone, 0.36" in text
+    assert "Warning: fitted on 120 steps" in text
 
 
 def test_answer_bounds_lines_say_when_exclusion_loses():

@@ -406,3 +406,30 @@ def test_two_process_deepspeed_on_cpu(tmp_path, base_dir, data_dir, config):
                 "--main_process_port", _free_port()]
     out = _launch(launcher, tmp_path, base_dir, data_dir, timeout=900)
     _check_two_ranks(out, "DistributedType.DEEPSPEED")
+
+
+def test_truncation_is_counted_and_max_length_defaults_to_the_context(tmp_path, base_dir, char_tokenizer, caplog):
+    from datasets import Dataset
+
+    from ttstrain.prm_data import truncation_warning
+    from ttstrain.trainers.prm_trainer import context_length
+
+    row = _row([1.0, 0.5, 0.0])
+    st = step_end_positions(char_tokenizer, PROMPT, STEPS)
+    cut = st.step_end_positions[1] + 1
+    ds, summary = tokenize_dataset(Dataset.from_list([row, row, row]), char_tokenizer, max_length=cut,
+                                   return_summary=True)
+    assert summary == {"rows_truncated": 3, "labels_truncated": 3, "rows_without_label": 0} and len(ds) == 3
+    assert "truncated 3 rows, dropping 3 step labels" in truncation_warning(summary, cut)
+    assert truncation_warning({"labels_truncated": 0}, cut) is None
+    # a trainer with max_length unset reads the model's context, and its data summary says what truncation cost
+    model, tok = load_prm_model(str(base_dir))
+    assert PRMConfig(output_dir=str(tmp_path)).max_length is None and context_length(model) == 512
+    args = PRMConfig(output_dir=str(tmp_path / "o"), max_length=cut, report_to=[], use_cpu=True,
+                     validation_fraction=0.0, eval_strategy="no", load_best_model_at_end=False)
+    trainer = PRMTrainer(model=model, args=args, train_dataset=Dataset.from_list([row, row]), processing_class=tok)
+    assert trainer.data_summary["train"]["labels_truncated"] == 2 and "max_length" in trainer.data_summary["train"]["warning"]
+    whole = PRMTrainer(model=model, args=PRMConfig(output_dir=str(tmp_path / "w"), report_to=[], use_cpu=True,
+                                                   eval_strategy="no", load_best_model_at_end=False),
+                       train_dataset=Dataset.from_list([row]), processing_class=tok)
+    assert whole.data_summary["train"]["max_length"] == 512 and whole.data_summary["train"]["labels_truncated"] == 0

@@ -68,6 +68,10 @@ def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, bas
     assert len(spec["weights"]) == 3 and all(math.isfinite(w) for w in spec["weights"])
     assert spec["bce_combined"] <= spec["bce_value_head_only"] + 1e-6
     assert "reference features" in (out / "README.md").read_text()
+    # the fit is also checked on the 4 held-out questions' 8 rows, and a fit this small is flagged
+    assert spec["validation"]["rows"] == 8 and spec["validation"]["steps"] > 0
+    assert all(math.isfinite(spec["validation"][k]) for k in ("bce_value_head_only", "bce_combined"))
+    assert "fewer than 300" in spec["warning"]
 
     prm = PRMScorer.from_pretrained(out)
     alone = PRMScorer.from_pretrained(out, use_reference_features=False)

@@ -673,3 +673,16 @@ def test_paired_comparison_with_standard_errors_overall_and_by_bin():
     assert verdict(overall) == "level (within 2 SE)" and verdict({"diff": 0.3, "se": 0.1}) == "ahead"
     with pytest.raises(ValueError, match="no baseline"):
         compare_methods(rows, ["x"], "beam")
+
+
+def test_slg_states_can_be_first_tokens_prefixes():
+    """slg_prefix_tokens = 2 cuts the two best root solutions to their first 2 tokens (characters here:
+    the scripted policy has no tokenizer), which end inside the first step; completions continue them."""
+    gen, scorer = Policy(_slg_script), ScriptedScorer(lambda p, s: 0.9 if s[0].startswith("r0") else 0.5)
+    (res,) = run_search("slg", gen, scorer, [P], budget=40, slg_prefix_tokens=2)
+    assert gen.calls[1].prompts == [P + "r0", P + "r1"] and gen.calls[1].streams == [1, 2]
+    # a continuation of the state "r0" is the state's text plus what the policy wrote after it
+    from_state = [c for c in res.candidates[10:20]]
+    assert all(c.text.startswith("r0") and c.steps[0].startswith("r0") for c in from_state)
+    assert res.cost.generations == len(res.candidates) == 40
+    check_totals(gen, scorer, [res])

@@ -19,12 +19,14 @@ Out of it:
 Converted prompts are the step-format prompt ttstrain would have given the policy
 (`format_prompt(question)`), so the same PRM input layout is used everywhere.
 
-    python -m ttstrain.converters math_shepherd IN.jsonl OUT.parquet
+    python -m ttstrain.converters math_shepherd IN.jsonl OUT.parquet    # steps without "Step k:" and <<...>>
+    python -m ttstrain.converters math_shepherd IN.jsonl OUT.parquet --keep_math_shepherd_format
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 
 from ttstrain.prompts import format_prompt
@@ -66,8 +68,12 @@ def from_trl_stepwise(row: dict, sample_index: int = 0) -> dict:
     return _row(prompt, steps, labels, "trl", sample_index=sample_index)
 
 
-def from_math_shepherd(row: dict, sample_index: int = 0) -> dict:
-    """Math-Shepherd: question, then `Step k: ...` steps each closed by `ки`; `label` has `+`/`-` there."""
+def from_math_shepherd(row: dict, sample_index: int = 0, normalize: bool = True) -> dict:
+    """Math-Shepherd: question, then `Step k: ...` steps each closed by `ки`; `label` has `+`/`-` there.
+
+    normalize (default): steps written as ttstrain's policies write them, without the `Step k:` prefix
+    and the GSM8K calculator annotations `<<3+5=8>>` (labels are read off the raw text first).
+    """
     text_, labelled = text(row["input"], None, None, "input"), text(row["label"], None, None, "label")
     first = text_.find("Step 1:")
     if first < 0:
@@ -86,7 +92,18 @@ def from_math_shepherd(row: dict, sample_index: int = 0) -> dict:
         if sign not in "+-" or not sign:
             raise ValueError(f"Math-Shepherd label after step {len(marks) + 1} is {sign!r}, not + or -")
         marks.append(1.0 if sign == "+" else 0.0)
+    if normalize:
+        steps = [normalize_math_shepherd_step(s) for s in steps]
     return _row(question, steps, marks, "math-shepherd", sample_index=sample_index)
+
+
+_STEP_PREFIX = re.compile(r"^Step \d+:\s*")
+_CALCULATOR = re.compile(r"<<[^<>\n]*>>")
+
+
+def normalize_math_shepherd_step(step: str) -> str:
+    """'Step 2: She earns 40*8=<<40*8=320>>320.' -> 'She earns 40*8=320.'"""
+    return _CALCULATOR.sub("", _STEP_PREFIX.sub("", step)).strip()
 
 
 def _prm800k_positive(rating) -> bool:
@@ -148,8 +165,10 @@ CONVERTERS = {
 }
 
 
-def convert_rows(kind: str, rows, source: str | None = None) -> list[dict]:
-    """Convert every row, or fail on the first bad one naming `source` (default: the format), its row and field."""
+def convert_rows(kind: str, rows, source: str | None = None, normalize: bool = True) -> list[dict]:
+    """Convert every row, or fail on the first bad one naming `source` (default: the format), its row and field.
+
+    `normalize` applies to math_shepherd (see `from_math_shepherd`)."""
     try:
         fn = CONVERTERS[kind]
     except KeyError:
@@ -160,7 +179,7 @@ def convert_rows(kind: str, rows, source: str | None = None) -> list[dict]:
         try:
             if not isinstance(r, dict):
                 raise InputError(None, f"is {type(r).__name__}, not an object with fields")
-            converted = fn(r, sample_index=0)
+            converted = fn(r, sample_index=0, **({"normalize": normalize} if kind == "math_shepherd" else {}))
         except InputError as e:
             raise e.located(source, i + 1) from e
         except KeyError as e:
@@ -181,21 +200,24 @@ def main(argv: list[str] | None = None) -> None:
     from ttstrain.io import write_parquet
 
     argv = sys.argv[1:] if argv is None else argv
+    keep = "--keep_math_shepherd_format" in argv
+    argv = [a for a in argv if a != "--keep_math_shepherd_format"]
     if len(argv) != 3:
-        print("usage: python -m ttstrain.converters {trl,math_shepherd,prm800k,prm800k_stepwise_critic} IN OUT.parquet")
+        print("usage: python -m ttstrain.converters {trl,math_shepherd,prm800k,prm800k_stepwise_critic} IN OUT.parquet "
+              "[--keep_math_shepherd_format]")
         raise SystemExit(2)
     kind, src, dst = argv
-    rows = convert_file(kind, src)
+    rows = convert_file(kind, src, normalize=not keep)
     write_parquet(dst, rows)
     print(f"{len(rows)} rows -> {dst}")
 
 
-def convert_file(kind: str, path: str) -> list[dict]:
+def convert_file(kind: str, path: str, normalize: bool = True) -> list[dict]:
     """The converted rows of a file; an empty input or one with no convertible row is an error."""
     raw = _read_any(path)
     if not raw:
         raise InputError(path, "has no rows to convert")
-    rows = convert_rows(kind, raw, source=path)
+    rows = convert_rows(kind, raw, source=path, normalize=normalize)
     if not rows:
         raise InputError(path, f"none of its {len(raw)} rows has a labelled step to convert ({kind} format)")
     return rows

@@ -116,7 +116,8 @@ def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold:
 
     Positions come from `step_end_positions` on the prompt and steps exactly as the policy wrote
     them, with the tokenizer's special tokens; the scorer reads the same positions. Truncation to
-    `max_length` drops the labels of steps that end past it (a row can end with no label).
+    `max_length` drops the labels of steps that end past it (a row can end with no label); how many
+    it dropped is `labels_truncated`.
     """
     st = step_end_positions(tokenizer, row["prompt"], list(row["completions"]))
     steps, values = row_targets(row, label_mode, hard_threshold, hard_labels_from_dataset)
@@ -126,23 +127,40 @@ def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold:
         ids = ids[:max_length]
         kept = [(p, v) for p, v in zip(positions, values) if p < max_length]
         positions, values = [p for p, _ in kept], [v for _, v in kept]
-    return {"input_ids": ids, "label_positions": positions, "label_values": values, "length": len(ids)}
+    return {"input_ids": ids, "label_positions": positions, "label_values": values, "length": len(ids),
+            "labels_truncated": len(steps) - len(positions)}
 
 
 def tokenize_dataset(dataset, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
                      hard_labels_from_dataset: bool = False, max_length: int | None = None,
-                     num_proc: int | None = None, desc: str = "tokenizing"):
-    """`tokenize_row` over a dataset, once, keeping only the tokenised columns; rows with no label are dropped."""
+                     num_proc: int | None = None, desc: str = "tokenizing", return_summary: bool = False):
+    """`tokenize_row` over a dataset, once, keeping only the tokenised columns; rows with no label are dropped.
+
+    With `return_summary`, also what `max_length` cost: (dataset, {"rows_truncated", "labels_truncated",
+    "rows_without_label"})."""
     from datasets import Features, Sequence, Value
 
     features = Features({"input_ids": Sequence(Value("int32")), "label_positions": Sequence(Value("int32")),
-                         "label_values": Sequence(Value("float64")), "length": Value("int32")})
+                         "label_values": Sequence(Value("float64")), "length": Value("int32"),
+                         "labels_truncated": Value("int32")})
     out = dataset.map(tokenize_row, fn_kwargs=dict(tokenizer=tokenizer, label_mode=label_mode,
                                                    hard_threshold=hard_threshold,
                                                    hard_labels_from_dataset=hard_labels_from_dataset,
                                                    max_length=max_length),
                       remove_columns=dataset.column_names, features=features, num_proc=num_proc, desc=desc)
-    if any(len(p) == 0 for p in out["label_positions"]):
+    lost = out["labels_truncated"]
+    summary = {"rows_truncated": sum(1 for n in lost if n), "labels_truncated": int(sum(lost)),
+               "rows_without_label": sum(1 for p in out["label_positions"] if not p)}
+    if summary["rows_without_label"]:
         out = out.filter(lambda pos: len(pos) > 0, input_columns=["label_positions"],
                          desc="dropping rows with no label")
-    return out
+    return (out, summary) if return_summary else out
+
+
+def truncation_warning(summary: dict, max_length: int | None) -> str | None:
+    """A sentence when truncation to `max_length` cost labels, else None."""
+    if not summary.get("labels_truncated"):
+        return None
+    return (f"max_length {max_length} truncated {summary['rows_truncated']} rows, dropping {summary['labels_truncated']} "
+            f"step labels ({summary['rows_without_label']} rows lost every label and were left out); raise max_length "
+            "(default: the model's context length)")

@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 
 from ttstrain.models import _torch_dtype, resolve_model
+from ttstrain.prefix_cache import PrefixKVCache, cached_forward, next_token_logprobs
 from ttstrain.prm_batching import packed_batches
 
 META_KEY = "reference_features"
@@ -34,11 +35,16 @@ FEATURES = ("value_logit", "reference_min_logprob", "reference_mean_logprob")
 
 @torch.inference_mode()
 def token_logprobs(model, seqs: Sequence[Sequence[int]], pad_token_id: int, batch_size: int = 16,
-                   packing: bool = True) -> list[torch.Tensor]:
+                   packing: bool = True, cache: PrefixKVCache | None = None,
+                   boundaries: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
     """log p(token t | tokens before t) under a causal LM for each sequence; entry 0 (no context) is 0.
 
-    Sequences run packed like the PRM's (one pass per sequence, each attending only to itself).
+    Sequences run packed like the PRM's (one pass per sequence, each attending only to itself), or,
+    with a prefix cache and `boundaries`, each from its longest cached prefix (`ttstrain.prefix_cache`).
     """
+    if cache is not None and boundaries is not None:
+        nxt = cached_forward(model, seqs, boundaries, cache, pad_token_id, batch_size, next_token_logprobs)
+        return [torch.cat([torch.zeros(1), nxt[i][:-1]]) if len(seqs[i]) else torch.zeros(0) for i in range(len(seqs))]
     device = next(model.parameters()).device
     out: list[torch.Tensor] = [torch.zeros(0)] * len(seqs)
     for chunk, inputs, where in packed_batches(seqs, pad_token_id, batch_size, packing):

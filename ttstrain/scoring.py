@@ -35,6 +35,7 @@ from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
 from ttstrain.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
                                          token_logprobs)
 from ttstrain.steps import STEP_SEPARATOR, step_end_positions
+from ttstrain.prefix_cache import PrefixKVCache, cached_forward, value_head_logits
 from ttstrain.prm_batching import packed_batches
 from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY
 
@@ -54,7 +55,7 @@ class PRMScorer:
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, packing: bool = True,
                  packing_length: int | None = None, reference_model=None, use_reference_features: bool = True,
-                 value_cache: dict | None = None):
+                 value_cache: dict | None = None, prefix_cache_bytes: int = 0):
         meta = getattr(model.config, PRM_CONFIG_KEY, None)
         if meta is None:
             logger.warning("model config has no %r: assuming a token-value head trained on %r-separated steps",
@@ -74,7 +75,10 @@ class PRMScorer:
         self.packing_length = packing_length
         self.add_special_tokens = bool(meta.get("add_special_tokens", True))
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0}
+        self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0, "tokens_from_prefix_cache": 0}
+        # one cache per model: keys are token ids, and the two models' outputs differ
+        self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self.reference_prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.value_cache = value_cache
         self.last_scored_tokens: list[int] = []
         self.reference_spec = meta.get(META_KEY) if use_reference_features else None
@@ -108,6 +112,12 @@ class PRMScorer:
                                        dtype=dtype, **extra)
         return cls(model.to(device), tokenizer, reference_model=ref, **kw)
 
+    def clear_prefix_caches(self) -> None:
+        """Empty the prefix KV caches (the PRM's and its reference model's), keeping their size limit."""
+        if self.prefix_cache is not None:
+            self.prefix_cache = PrefixKVCache(self.prefix_cache.max_bytes)
+            self.reference_prefix_cache = PrefixKVCache(self.reference_prefix_cache.max_bytes)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -136,9 +146,12 @@ class PRMScorer:
         keys = list(encoded)
         seqs = [encoded[i].input_ids for i in keys]
         ends = [encoded[i].step_end_positions for i in keys]
-        logits = self.value_logits(seqs, ends, batch_size)
+        # prefixes a later sequence may share: the prompt, and the solution up to each step end
+        cuts = [[encoded[i].prompt_length] + [e + 1 for e in encoded[i].step_end_positions] for i in keys]
+        logits = self.value_logits(seqs, ends, batch_size, boundaries=cuts)
         if self.reference_spec:
-            lps = token_logprobs(self.reference_model, seqs, self.pad_token_id, batch_size, self.packing)
+            lps = token_logprobs(self.reference_model, seqs, self.pad_token_id, batch_size, self.packing,
+                                 cache=self.reference_prefix_cache, boundaries=cuts)
             logits = [combined_logits(self.reference_spec, v, prefix_features(lp, encoded[i].prompt_length, e))
                       for i, v, lp, e in zip(keys, logits, lps, ends)]
         # the value head's logits are float32 as the model made them; combined logits are float64 and stay
@@ -152,9 +165,14 @@ class PRMScorer:
         return out
 
     @torch.inference_mode()
-    def value_logits(self, seqs: list[list[int]], step_ends: list[list[int]],
-                     batch_size: int | None = None) -> list[list[float]]:
-        """The value head's logit at each step end of each token sequence (one forward pass per packed batch)."""
+    def value_logits(self, seqs: list[list[int]], step_ends: list[list[int]], batch_size: int | None = None,
+                     boundaries: list[list[int]] | None = None) -> list[list[float]]:
+        """The value head's logit at each step end of each token sequence (one forward pass per packed batch).
+
+        With a prefix cache and `boundaries` (prefix lengths a later sequence may share), a sequence
+        runs only from its longest cached prefix (`ttstrain.prefix_cache`); `stats["tokens"]` counts
+        the tokens the model ran, `stats["tokens_from_prefix_cache"]` those it reused.
+        """
         batch_size = batch_size or self.batch_size
         out: list[list[float]] = [[] for _ in seqs]
         cache = self.value_cache
@@ -165,6 +183,18 @@ class PRMScorer:
                 out[i] = list(cache[keys[i]])
             else:
                 todo.append(i)
+        if self.prefix_cache is not None and boundaries is not None and todo:
+            before = dict(self.prefix_cache.stats)
+            per_token = cached_forward(self.model, seqs, boundaries, self.prefix_cache, self.pad_token_id, batch_size,
+                                       value_head_logits, indices=todo)
+            for i in todo:
+                out[i] = per_token[i][torch.as_tensor(step_ends[i], dtype=torch.long)].tolist()
+                if cache is not None:
+                    cache[keys[i]] = tuple(out[i])
+            self.stats["forward_passes"] += -(-len(todo) // batch_size)
+            self.stats["tokens"] += self.prefix_cache.stats["tokens_computed"] - before["tokens_computed"]
+            self.stats["tokens_from_prefix_cache"] += self.prefix_cache.stats["tokens_reused"] - before["tokens_reused"]
+            return out
         for chunk, inputs, where in packed_batches(seqs, self.pad_token_id, batch_size, self.packing,
                                                    self.packing_length, indices=todo):
             inputs = {k: v.to(self.device) for k, v in inputs.items()}

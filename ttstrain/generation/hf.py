@@ -14,12 +14,14 @@ at the end-of-sequence token, at a blank line, or, with stop="step", at the step
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
+from ttstrain.prefix_cache import PrefixKVCache, stack_past
 from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -77,7 +79,8 @@ class HFGenerator(Generator):
     backend = "transformers"
 
     def __init__(self, model, tokenizer=None, *, device: str = "cpu", dtype: str = "float32",
-                 max_batch_rows: int = 256, num_threads: int | None = None, model_name: str | None = None):
+                 max_batch_rows: int = 256, num_threads: int | None = None, model_name: str | None = None,
+                 prefix_cache_bytes: int = 0):
         super().__init__()
         from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
 
@@ -100,10 +103,24 @@ class HFGenerator(Generator):
         pad = self._tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self._tokenizer.eos_token_id
         self._stops = _StopTable(self._tokenizer, self.model.config.vocab_size)
+        # prompts that extend an earlier prompt (at a step boundary) prefill only their new tokens
+        self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
     @property
     def tokenizer(self):
         return self._tokenizer
+
+    @contextmanager
+    def fresh_prefix_cache(self, max_bytes: int):
+        """Within the block, prompts reuse the KV of prompts prefilled earlier in the block (a new, empty
+        cache of `max_bytes`; 0: none); afterwards the generator's own cache is back. A stage opens one per
+        chunk, so a resumed run computes each chunk exactly as an uninterrupted one."""
+        saved = self.prefix_cache
+        self.prefix_cache = PrefixKVCache(max_bytes) if max_bytes > 0 else None
+        try:
+            yield self.prefix_cache
+        finally:
+            self.prefix_cache = saved
 
     @property
     def num_parameters(self) -> int:
@@ -120,8 +137,10 @@ class HFGenerator(Generator):
         encoded = [self._tokenizer(p)["input_ids"] for p in prompts]
         results = [PromptResult(prompt=p, prompt_tokens=len(ids), completions=[None] * params.n)
                    for p, ids in zip(prompts, encoded)]
-        # rows = (prompt index, continuation index); longest prompts first limits padding per batch
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        # rows = (prompt index, continuation index); longest prompts first limits padding per batch; with a
+        # prefix cache, shortest first, so a prompt finds the shorter ones it extends already prefilled
+        sign = 1 if self.prefix_cache is not None else -1
+        order = sorted(range(len(prompts)), key=lambda i: sign * len(encoded[i]))
         rows = [(i, j) for i in order for j in range(params.n)]
         prefill = 0
         for start in range(0, len(rows), self.max_batch_rows):
@@ -137,19 +156,22 @@ class HFGenerator(Generator):
 
         unique = list(dict.fromkeys(i for i, _ in batch))
         slot = {i: k for k, i in enumerate(unique)}
-        width = max(len(encoded[i]) for i in unique)
-        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(unique), width), dtype=torch.long)
-        for k, i in enumerate(unique):
-            seq = encoded[i]
-            ids[k, width - len(seq):] = torch.tensor(seq)
-            mask[k, width - len(seq):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
-        cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
-        prefill_tokens = int(mask.sum())
+        if self.prefix_cache is not None:
+            cache, out, mask, prefill_tokens = self._prefill_from_cache([encoded[i] for i in unique])
+        else:
+            width = max(len(encoded[i]) for i in unique)
+            ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(unique), width), dtype=torch.long)
+            for k, i in enumerate(unique):
+                seq = encoded[i]
+                ids[k, width - len(seq):] = torch.tensor(seq)
+                mask[k, width - len(seq):] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+            cache = DynamicCache()
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             past_key_values=cache, use_cache=True)
+            prefill_tokens = int(mask.sum())
 
         row_slots = torch.tensor([slot[i] for i, _ in batch], device=self.device)
         cache.batch_select_indices(row_slots)
@@ -194,6 +216,49 @@ class HFGenerator(Generator):
         for r, (i, j) in enumerate(batch):
             results[i].completions[j] = self._completion(tokens[r], reasons[r] or "length", params)
         return prefill_tokens
+
+    def _prefill_from_cache(self, seqs: list[list[int]]):
+        """Prefill prompts on top of their longest cached prefixes (cut after a step separator), store each.
+
+        Row layout: [padding | reused past | padding | new tokens], new tokens right-aligned so the
+        last column is every row's last prompt token; the mask's holes are padding. Returns the
+        cache, the model output, the attention mask and the number of tokens actually prefilled.
+        """
+        from transformers import DynamicCache
+
+        cuts = [[k + 1 for k, t in enumerate(seq) if self._stops.contains_sep[t]] for seq in seqs]
+        reuse = []
+        for seq, c in zip(seqs, cuts):
+            length, entry = self.prefix_cache.lookup(seq, c)
+            reuse.append((length - 1, entry) if entry is not None else (0, None))
+        past_len = max(r for r, _ in reuse)
+        new_len = max(len(seq) - r for seq, (r, _) in zip(seqs, reuse))
+        ids = torch.full((len(seqs), new_len), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), past_len + new_len), dtype=torch.long)
+        positions = torch.zeros((len(seqs), new_len), dtype=torch.long)
+        for k, (seq, (r, _)) in enumerate(zip(seqs, reuse)):
+            n = len(seq) - r
+            ids[k, new_len - n:] = torch.tensor(seq[r:])
+            mask[k, past_len - r:past_len] = 1
+            mask[k, past_len + new_len - n:] = 1
+            positions[k, new_len - n:] = r + torch.arange(n)
+        cache = DynamicCache()
+        if past_len:
+            for layer, (keys, values) in enumerate(stack_past(reuse, past_len)):
+                cache.update(keys.to(self.device), values.to(self.device), layer)
+        mask = mask.to(self.device)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=positions.to(self.device),
+                         past_key_values=cache, use_cache=True)
+        width = past_len + new_len
+        for k, (seq, (r, _)) in enumerate(zip(seqs, reuse)):
+            n = len(seq) - r
+            kv = [(torch.cat([lay.keys[k, :, past_len - r:past_len], lay.keys[k, :, width - n:]], dim=1),
+                   torch.cat([lay.values[k, :, past_len - r:past_len], lay.values[k, :, width - n:]], dim=1))
+                  for lay in cache.layers]
+            self.prefix_cache.store(seq, cuts[k], kv, torch.zeros(0))
+            self.prefix_cache.stats["tokens_reused"] += r
+            self.prefix_cache.stats["tokens_computed"] += n
+        return cache, out, mask, sum(len(seq) - r for seq, (r, _) in zip(seqs, reuse))
 
     def _completion(self, tokens: list[int], reason: str, params: SamplingParams) -> Completion:
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)

@@ -204,7 +204,11 @@ def reference_feature_lines(prm: dict) -> list[str]:
         f"value-head logit + {w[1]:.3f} x min + {w[2]:.3f} x mean of the policy's token log-probs of the solution "
         f"so far + {spec['bias']:.3f}, fitted on the {spec['fitted_rows']} rows of the "
         f"{spec['fitted_on']} split ({spec['fitted_steps']} steps; their BCE {spec['bce_value_head_only']} with the value head alone, "
-        f"{spec['bce_combined']} combined).", ""]
+        f"{spec['bce_combined']} combined)."
+        + (f" On the {spec['validation']['steps']} steps of the held-out validation questions: BCE "
+           f"{spec['validation']['bce_value_head_only']} with the value head alone, {spec['validation']['bce_combined']} "
+           "combined." if spec.get("validation") else " Not checked on held-out questions.")
+        + (f" Warning: {spec['warning']}." if spec.get("warning") else ""), ""]
     if alone and alone.get("best_of_n"):
         ab, ho = alone["best_of_n"], alone.get("heldout") or {}
         n = headline_budget(ab["weighted_at"])

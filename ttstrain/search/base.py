@@ -120,6 +120,8 @@ class SearchConfig:
     revision_length: L, sequential attempts per chain of revision search (N = L x chains).
     revision_selection: how revision search picks its answer: hierarchical, majority or weighted.
     tail_alpha: the top fraction of a state's rewards SLG search fits its best-of-N prediction to.
+    slg_prefix_tokens: SLG states are root solutions cut to their first step (0) or to their first
+        this many tokens.
     """
 
     n: int = 16
@@ -134,6 +136,7 @@ class SearchConfig:
     revision_length: int = 4
     revision_selection: str = "hierarchical"
     tail_alpha: float = 0.2
+    slg_prefix_tokens: int = 0
     seed: int = 0
 
     def __post_init__(self):

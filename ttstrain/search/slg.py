@@ -4,8 +4,9 @@ predicted best-of-N is highest, predicted from the tail of its completions' rewa
 At budget N, with (m, K) from `slg_budget_schedule(N)`, for every problem at once:
 
   phase 1   m complete solutions from the prompt; the verifier scores each (`config.aggregation`).
-  phase 2   the K best of them, cut back to their first step, are the candidate states (a state
-            whose first step ends the solution is not a state; the next best takes its place);
+  phase 2   the K best of them, cut back to their first step (or, with `config.slg_prefix_tokens`
+            T > 0, to their first T tokens, which may end inside a step), are the candidate states (a
+            cut that leaves nothing to continue is not a state; the next best takes its place);
             m completions from each state, scored.
   phase 3   each state's m rewards are fitted by `ttstrain.search.tail.fit_tail` (top alpha =
             `config.tail_alpha`); the remaining R = N - m - K*m completions all go to the state
@@ -49,10 +50,14 @@ def slg_budget_schedule(budget: int) -> tuple[int, int]:
     return (m, k) if m >= 2 else (budget, 0)
 
 
-def _solutions(res, prefix_steps: list[str]) -> list[Candidate]:
+def _solutions(res, prefix: list[str] | str) -> list[Candidate]:
+    """Complete solutions from a state: its steps (a step state) or its text (a first-tokens state) + each continuation."""
     out = []
     for c in res.completions:
-        steps = prefix_steps + split_steps(c.text)
+        if isinstance(prefix, str):
+            steps = split_steps(prefix + c.text)
+        else:
+            steps = prefix + split_steps(c.text)
         text = join_steps(steps)
         out.append(Candidate(text=text, steps=steps, answer=extract_answer(text), finish_reason=c.finish_reason,
                              finished=True, num_tokens=c.num_tokens))
@@ -88,12 +93,13 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
     if k > 0:
         for i, row in enumerate(root):
             ranked = sorted(range(len(row)), key=lambda j: (-(row[j].score or 0.0), j))
-            states[i] = [row[j].steps[:1] for j in ranked if len(row[j].steps) > 1][:k]
+            cut = [_state(row[j], config.slg_prefix_tokens, generator.tokenizer) for j in ranked]
+            states[i] = [st for st in cut if st is not None][:k]
         # phase 2: m completions from each state
         requests, owners = [], []
         for i, sts in enumerate(states):
             for s, state in enumerate(sts):
-                requests.append((i, prompts[i] + prefix_text(state, len(state)), s + 1))
+                requests.append((i, prompts[i] + _state_text(state), s + 1))
                 owners.append((i, s))
         rows = sample(requests, m, [states[i][s] for i, s in owners]) if requests else []
         by_state: dict[tuple[int, int], list[Candidate]] = dict(zip(owners, rows))
@@ -112,7 +118,7 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
             predicted = [expected_best_of_n(fit_tail([c.score or 0.0 for c in by_state[i, s]], config.tail_alpha),
                                             m + remaining) for s in range(len(sts))]
             best = max(range(len(sts)), key=lambda s: (predicted[s], -s))
-            requests.append((i, prompts[i] + prefix_text(sts[best], len(sts[best])), k + 1))
+            requests.append((i, prompts[i] + _state_text(sts[best]), k + 1))
             prefixes.append((sts[best], remaining))
         for remaining in sorted({r for _, r in prefixes}):  # one call per distinct remainder size
             group = [(req, pre) for req, (pre, r) in zip(requests, prefixes) if r == remaining]
@@ -121,6 +127,21 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
                 pool[req[0]] += row
     return [SearchResult(method=method, prompt=p, n=n, selection=selection, candidates=row,
                          selected=select(row, selection), cost=cost) for p, row, cost in zip(prompts, pool, costs)]
+
+
+def _state(candidate: Candidate, prefix_tokens: int, tokenizer) -> list[str] | str | None:
+    """The state a root solution is cut back to: its first step, or with `prefix_tokens` > 0 its first
+    that many tokens (characters where the generator has no tokenizer); None when nothing would be left."""
+    if prefix_tokens <= 0:
+        return candidate.steps[:1] if len(candidate.steps) > 1 else None
+    if tokenizer is None:
+        return candidate.text[:prefix_tokens] if len(candidate.text) > prefix_tokens else None
+    ids = tokenizer(candidate.text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[:prefix_tokens]) if len(ids) > prefix_tokens else None
+
+
+def _state_text(state: list[str] | str) -> str:
+    return state if isinstance(state, str) else prefix_text(state, len(state))
 
 
 def slg(generator, scorer, prompts, config):

@@ -19,14 +19,16 @@ recomputed with the same seeds, and the merged dataset equals an uninterrupted r
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ttstrain.data_guards import label_warnings, report_warnings
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
-from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
+from ttstrain.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 
@@ -45,6 +47,7 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
     max_steps_per_sample: int | None = field(default=None, metadata={"help": "Drop samples with more steps (counted)."})
     mode: str = field(default="full", metadata={"help": "full (every prefix) or binary_search (OmegaPRM-style, hard labels)."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
+    prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within a chunk (transformers backend): a rollout prefix prefills only the step it adds to the shorter prefix before it (0: off)."})
     shard: str | None = field(default=None, metadata={"help": "i/n: this job labels chunks c with c mod n == i."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and rollouts."})
@@ -60,6 +63,13 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
         change how many rows share a forward pass, and the shard which chunks a job writes)."""
         skip = {"output_dir", "shard", "merge_only", "max_batch_rows"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def prefix_cache(generator, max_bytes: int):
+    """The generator's per-chunk prefix cache, or nothing for a backend without one (vLLM caches prefixes itself)."""
+    if hasattr(generator, "fresh_prefix_cache"):
+        return generator.fresh_prefix_cache(max_bytes)
+    return nullcontext()
 
 
 def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> dict | None:
@@ -83,8 +93,11 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
         bar = tqdm(total=len(problems), desc="label-mc", unit="problem", disable=not progress)
         t0 = time.time()
-        run = run_chunks(out, problems, cfg.problems_per_chunk, shard,
-                         lambda chunk, start: label_chunk(generator, chunk, settings, shots), progress=bar.update)
+        def label(chunk, start):
+            with prefix_cache(generator, cfg.prefix_cache_mb << 20):
+                return label_chunk(generator, chunk, settings, shots)
+
+        run = run_chunks(out, problems, cfg.problems_per_chunk, shard, label, progress=bar.update)
         bar.close()
         print(f"[label-mc] {run} in {time.time() - t0:.1f} s")
     missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
@@ -95,6 +108,7 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
     if not (out / "config.json").exists():  # a sharded run: the merged dataset's config, with its shards'
         write_resolved_config(out, cfg, problems_loaded=len(problems), **shard_configs(out))
     summary["mode"] = cfg.mode
+    summary["warnings"] = report_warnings("label-mc", label_warnings(load_dataset_dir(out)))
     summary["labelled_steps_per_second"] = round(summary.get("steps_labelled", 0) / max(summary.get("seconds", 0), 1e-9), 2)
     write_json(out / "summary.json", summary)
     print(f"[label-mc] merged: {summary}")

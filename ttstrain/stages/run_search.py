@@ -53,6 +53,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     prm_device: str = field(default="auto", metadata={"help": "Device of the PRM: auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the PRM is loaded in."})
     prm_batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward batch."})
+    prm_prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the PRM's prefix KV cache: a step-search round runs the PRM (and its reference model) only on the tokens after the longest prefix scored before (0: off, every solution read whole)."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
                                metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS (default {ALL_METHODS}; also dvts, revisions)."})
     max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
@@ -60,6 +61,8 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search (dvts has no lookahead: 0, and never reads this)."})
     revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model_name_or_path <revision model>)."})
     revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
+    tail_alpha: float = field(default=0.2, metadata={"help": "SLG: top fraction of a state's rewards its best-of-N prediction is fitted to."})
+    slg_prefix_tokens: int = field(default=0, metadata={"help": "SLG: cut root solutions to their first step (0) or to their first this many tokens to make the candidate states."})
     aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of samples and beam steps."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold of samples and beam steps."})
@@ -85,7 +88,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
                             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
                             max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds,
                             revision_length=self.revision_length, revision_selection=self.revision_selection,
-                            seed=self.seed)
+                            tail_alpha=self.tail_alpha, slg_prefix_tokens=self.slg_prefix_tokens, seed=self.seed)
 
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
@@ -101,7 +104,8 @@ def load_scorer(cfg: SearchStageConfig):
     from ttstrain.scoring import PRMScorer
 
     device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return PRMScorer.from_pretrained(cfg.prm_path, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size)
+    return PRMScorer.from_pretrained(cfg.prm_path, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
+                                     prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +188,8 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
             continue
         fn = get_method(m)
         for b in budgets:
+            if hasattr(scorer, "clear_prefix_caches"):  # each run starts cold: its scores depend on it alone
+                scorer.clear_prefix_caches()
             t0 = time.time()
             results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b))
             counters[f"seconds_{m}_N{b}"] = time.time() - t0

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ttstrain.data_guards import report_warnings, sample_warnings
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
@@ -76,6 +77,7 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
         "sampling_seconds": round(counters["seconds"], 1),
         "generated_tokens_per_s": round(counters["generated_tokens"] / max(counters["seconds"], 1e-9), 1),
         **run,
+        "warnings": report_warnings("sample", sample_warnings(rows)),
     }
     write_json(out / "summary.json", summary)
     print(summary)

@@ -67,8 +67,15 @@ def run_train_prm(cfg):
         # fitted on the training questions, so the validation questions stay held out for evaluation
         spec = fit_reference_features(cfg.output_dir, train, reference=cfg.model_name_or_path,
                                       label_mode=cfg.label_mode, batch_size=cfg.per_device_eval_batch_size,
-                                      fitted_on="train")
+                                      fitted_on="train", validation_rows=val)
         metrics["reference_features"] = spec
+        held_out = spec.get("validation")
+        print(f"[train-prm] reference features: BCE {spec['bce_value_head_only']} -> {spec['bce_combined']} on the "
+              f"{spec['fitted_steps']} training steps they were fitted on"
+              + (f", {held_out['bce_value_head_only']} -> {held_out['bce_combined']} on {held_out['steps']} held-out "
+                 "validation steps" if held_out else " (no validation questions to check them on)"), flush=True)
+        if spec.get("warning"):
+            print(f"[train-prm] WARNING: reference features {spec['warning']}", flush=True)
         append_card_line(cfg.output_dir, f"reference features (scorer combines the value head with "
                                          f"`{cfg.model_name_or_path}`'s token log-probs): {spec}")
     trainer.accelerator.wait_for_everyone()

@@ -58,8 +58,9 @@ class PRMConfig(TrainingArguments):
             turns evaluation, early stopping and best-checkpoint selection off.
         early_stopping_patience (`int` or `None`, defaults to `3`):
             Stop after this many evaluations without a lower validation loss; `None` never stops early.
-        max_length (`int` or `None`, defaults to `1024`):
-            Truncate prompt + solution to this many tokens; steps that end past it lose their label.
+        max_length (`int` or `None`, defaults to `None`):
+            Truncate prompt + solution to this many tokens; steps that end past it lose their label (the
+            data summary counts them and warns). `None`: the model's context length.
         packing (`bool`, defaults to `True`):
             Pack the rows of a batch into shared sequences (restarted `position_ids`, per-sequence attention)
             instead of padding each row to the longest one.
@@ -153,7 +154,7 @@ class PRMConfig(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=3, metadata={"help": "Evaluations without a lower validation loss before stopping; None: never."})
     max_length: int | None = field(
-        default=1024, metadata={"help": "Truncate prompt + solution to this many tokens (later steps lose labels)."})
+        default=None, metadata={"help": "Truncate prompt + solution to this many tokens (later steps lose their labels; counted and reported in the data summary); None: the model's context length."})
     packing: bool = field(
         default=True, metadata={"help": "Pack a batch's rows into shared sequences instead of padding them."})
     packing_length: int | None = field(

@@ -37,6 +37,7 @@ Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -47,12 +48,13 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from ttstrain.prm_batching import build_batch
-from ttstrain.prm_data import tokenize_dataset
+from ttstrain.prm_data import tokenize_dataset, truncation_warning
 from ttstrain.prm_format import PRM_CONFIG_KEY, prm_metadata
 from ttstrain.steps import STEP_SEPARATOR
 from ttstrain.trainers.run_setup import set_dropout
 
 IGNORE_INDEX = -100
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +84,12 @@ class PRMDataCollator:
         batch["labels"] = labels
         batch["num_tokens"] = torch.tensor([sum(len(s) for s in seqs)], dtype=torch.long)
         return batch
+
+
+def context_length(model) -> int | None:
+    """The longest sequence the model's positions cover (`max_position_embeddings`), None if it does not say."""
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
 def step_bce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,9 +171,10 @@ class PRMTrainer(Trainer):
 
             model = get_peft_model(model, peft_config)
         self.data_summary = {}
-        train_dataset = self._tokenized(train_dataset, processing_class, args, "train")
+        max_length = args.max_length or context_length(model)
+        train_dataset = self._tokenized(train_dataset, processing_class, args, "train", max_length)
         if eval_dataset is not None:
-            eval_dataset = self._tokenized(eval_dataset, processing_class, args, "validation")
+            eval_dataset = self._tokenized(eval_dataset, processing_class, args, "validation", max_length)
         if data_collator is None:
             data_collator = PRMDataCollator(processing_class.pad_token_id, packing=args.packing,
                                             packing_length=args.packing_length)
@@ -184,16 +193,23 @@ class PRMTrainer(Trainer):
         self._tokens_seen = 0
         self._tokens_at_last_log = (0, time.perf_counter())
 
-    def _tokenized(self, dataset, tokenizer, args, name: str):
+    def _tokenized(self, dataset, tokenizer, args, name: str, max_length: int | None):
         if dataset is None or "label_positions" in dataset.column_names:
             return dataset
         rows = len(dataset)
-        out = tokenize_dataset(dataset, tokenizer, label_mode=args.label_mode, hard_threshold=args.hard_threshold,
-                               hard_labels_from_dataset=args.hard_labels_from_dataset, max_length=args.max_length,
-                               num_proc=args.dataset_num_proc, desc=f"tokenizing {name}")
+        out, truncated = tokenize_dataset(dataset, tokenizer, label_mode=args.label_mode,
+                                          hard_threshold=args.hard_threshold,
+                                          hard_labels_from_dataset=args.hard_labels_from_dataset,
+                                          max_length=max_length, num_proc=args.dataset_num_proc,
+                                          desc=f"tokenizing {name}", return_summary=True)
         labels = [v for vals in out["label_values"] for v in vals]
         summary = {"rows": rows, "rows_kept": len(out), "labelled_steps": len(labels),
-                   "tokens": int(sum(out["length"])), "mean_target": round(sum(labels) / max(1, len(labels)), 4)}
+                   "tokens": int(sum(out["length"])), "mean_target": round(sum(labels) / max(1, len(labels)), 4),
+                   "max_length": max_length, **truncated}
+        warning = truncation_warning(truncated, max_length)
+        if warning:
+            summary["warning"] = warning
+            logger.warning("%s: %s", name, warning)
         if "problem_id" in dataset.column_names:
             summary["questions"] = len(set(dataset["problem_id"]))
         self.data_summary[name] = summary

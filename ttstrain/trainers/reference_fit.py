@@ -56,16 +56,12 @@ def fit_combiner(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3) -> tuple[li
     return [float(v) for v in weights], bias, before, after
 
 
-def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_mode: str = "soft",
-                           batch_size: int = 16, l2: float = 1e-3, fitted_on: str = "train") -> dict:
-    """Fit the combiner of a saved PRM on labelled rows and record it in its config.json; returns the record.
+# fewer fitted steps than this and four fitted numbers can follow the rows' noise (the stage warns)
+MIN_FIT_STEPS = 300
 
-    `rows` are PRM dataset rows (prompt, completions, labels, ...); the targets are those the PRM
-    trained on (`row_targets` with `label_mode`). `reference` is the causal LM whose
-    log-probs are read (a hub id, folder or alias such as "default").
-    """
-    prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size)
-    ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
+
+def step_features(prm: PRMScorer, ref, rows, label_mode: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(features (n, 3): value logit, min and mean reference log-prob; targets (n,); rows used) of labelled rows."""
     encoded, targets, steps_used = [], [], []
     for row in rows:
         if not len(row["completions"]):
@@ -75,17 +71,52 @@ def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_m
         targets.extend(values)
         steps_used.append(steps)
     if not targets:
-        raise ValueError(f"no labelled step to fit the reference-feature combiner of {prm_dir} on")
+        return torch.zeros((0, 3)), torch.zeros(0), 0
     values = prm.value_logits([e.input_ids for e in encoded], [e.step_end_positions for e in encoded])
     lps = token_logprobs(ref, [e.input_ids for e in encoded], prm.pad_token_id, batch_size)
     feats = []
     for e, v, lp, steps in zip(encoded, values, lps, steps_used):
         f = prefix_features(lp, e.prompt_length, e.step_end_positions)
         feats.extend([(v[s], *f[s]) for s in steps])
-    weights, bias, before, after = fit_combiner(torch.tensor(feats), torch.tensor(targets), l2)
+    return torch.tensor(feats), torch.tensor(targets), len(encoded)
+
+
+def combiner_bce(x: torch.Tensor, y: torch.Tensor, weights: list[float], bias: float) -> tuple[float, float]:
+    """(BCE of the value head alone, BCE of the combiner) on features x and targets y."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    x, y = x.double(), y.double().clamp(0, 1)
+    return float(bce(x[:, 0], y)), float(bce(x @ torch.tensor(weights, dtype=torch.float64) + bias, y))
+
+
+def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_mode: str = "soft",
+                           batch_size: int = 16, l2: float = 1e-3, fitted_on: str = "train",
+                           validation_rows=None) -> dict:
+    """Fit the combiner of a saved PRM on labelled rows and record it in its config.json; returns the record.
+
+    `rows` are PRM dataset rows (prompt, completions, labels, ...); the targets are those the PRM
+    trained on (`row_targets` with `label_mode`). `reference` is the causal LM whose
+    log-probs are read (a hub id, folder or alias such as "default"). With `validation_rows` (the
+    questions held out of training) the record also holds the combiner's BCE there, beside the
+    value head's; a fit on fewer than MIN_FIT_STEPS steps is recorded with a `warning`.
+    """
+    prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size)
+    ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
+    x, y, used = step_features(prm, ref, rows, label_mode, batch_size)
+    if not len(y):
+        raise ValueError(f"no labelled step to fit the reference-feature combiner of {prm_dir} on")
+    weights, bias, before, after = fit_combiner(x, y, l2)
     spec = {"reference_model": reference, "features": list(FEATURES), "weights": weights, "bias": bias,
-            "fitted_on": fitted_on, "fitted_steps": len(targets), "fitted_rows": len(encoded), "l2": l2,
+            "fitted_on": fitted_on, "fitted_steps": len(y), "fitted_rows": used, "l2": l2,
             "bce_value_head_only": round(before, 5), "bce_combined": round(after, 5)}
+    if validation_rows is not None:
+        vx, vy, vused = step_features(prm, ref, validation_rows, label_mode, batch_size)
+        if len(vy):
+            alone, combined = combiner_bce(vx, vy, weights, bias)
+            spec["validation"] = {"rows": vused, "steps": len(vy), "bce_value_head_only": round(alone, 5),
+                                  "bce_combined": round(combined, 5)}
+    if len(y) < MIN_FIT_STEPS:
+        spec["warning"] = (f"fitted on {len(y)} steps (fewer than {MIN_FIT_STEPS}): the four numbers may follow the "
+                           "training rows' noise; compare the validation BCE before trusting them")
     record_spec(prm_dir, spec)
     return spec
 
