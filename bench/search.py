@@ -68,10 +68,12 @@ def main() -> None:
         row = {}
         for method in ("best_of_n_weighted", *args.methods):
             prm.clear_prefix_caches()  # each method starts cold, as in `ttstrain search`
-            tokens_before = prm.stats["tokens"]
+            tokens_before, prefill_before = prm.stats["tokens"], generator.stats.prefill_tokens
             t0 = time.perf_counter()
-            results = run_search(method, generator, prm, problems, budget=n, beam_width=args.beam_width,
-                                 seed=args.seed, max_new_tokens=320)
+            with generator.fresh_prefix_cache(args.prefix_cache_mb << 20):  # as `ttstrain search` runs it
+                results = run_search(method, generator, prm, problems, budget=n, beam_width=args.beam_width,
+                                     seed=args.seed, max_new_tokens=320)
+            ran_prefill = (generator.stats.prefill_tokens - prefill_before) / len(problems)
             seconds = time.perf_counter() - t0
             gens = sum(r.cost.generations for r in results) / len(results)
             prefill = sum(r.cost.prefill_tokens for r in results) / len(results)
@@ -79,7 +81,8 @@ def main() -> None:
             ran = (prm.stats["tokens"] - tokens_before) / len(results)
             row[method] = seconds / len(problems)
             print(f"N={n:3d} {method:19s} {seconds / len(problems):7.3f} s/problem, {gens:.1f} generations/problem, "
-                  f"{prefill:.0f} prefill tokens/problem, PRM tokens/problem {read:.0f} read, {ran:.0f} run",
+                  f"prefill tokens/problem {prefill:.0f} sent, {ran_prefill:.0f} run, "
+                  f"PRM tokens/problem {read:.0f} read, {ran:.0f} run",
                   flush=True)
         for method in args.methods:
             ratios[method].append(row[method] / row["best_of_n_weighted"])

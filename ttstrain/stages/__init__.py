@@ -7,6 +7,8 @@ backend, model_name_or_path, dtype, max_batch_rows: `ttstrain.stages.arguments`)
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 
 def stage_problems(cfg) -> list[dict]:
     """The problems a stage config names (`per_level` applies to the built-in arithmetic world only)."""
@@ -29,3 +31,11 @@ def run_fingerprint(cfg) -> dict:
     from ttstrain.models import model_revision
 
     return {**cfg.fingerprint(), "model_revision": model_revision(cfg.model_name_or_path)}
+
+
+def policy_prefix_cache(generator, max_bytes: int):
+    """A fresh prefix KV cache on the generator for a block (`HFGenerator.fresh_prefix_cache`), or nothing
+    for a backend without one (vLLM caches prefixes itself)."""
+    if hasattr(generator, "fresh_prefix_cache"):
+        return generator.fresh_prefix_cache(max_bytes)
+    return nullcontext()

@@ -19,13 +19,12 @@ recomputed with the same seeds, and the merged dataset equals an uninterrupted r
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.data_guards import label_warnings, report_warnings
 from ttstrain.io import write_json, write_resolved_config
-from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
 from ttstrain.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
@@ -65,13 +64,6 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def prefix_cache(generator, max_bytes: int):
-    """The generator's per-chunk prefix cache, or nothing for a backend without one (vLLM caches prefixes itself)."""
-    if hasattr(generator, "fresh_prefix_cache"):
-        return generator.fresh_prefix_cache(max_bytes)
-    return nullcontext()
-
-
 def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> dict | None:
     """Label the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
     from tqdm.auto import tqdm
@@ -94,7 +86,7 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
         bar = tqdm(total=len(problems), desc="label-mc", unit="problem", disable=not progress)
         t0 = time.time()
         def label(chunk, start):
-            with prefix_cache(generator, cfg.prefix_cache_mb << 20):
+            with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):
                 return label_chunk(generator, chunk, settings, shots)
 
         run = run_chunks(out, problems, cfg.problems_per_chunk, shard, label, progress=bar.update)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
-from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
@@ -53,6 +53,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     prm_device: str = field(default="auto", metadata={"help": "Device of the PRM: auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the PRM is loaded in."})
     prm_batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward batch."})
+    prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within one method and budget (transformers backend): a beam prefix re-sent next round prefills only its new step (0: off)."})
     prm_prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the PRM's prefix KV cache: a step-search round runs the PRM (and its reference model) only on the tokens after the longest prefix scored before (0: off, every solution read whole)."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
                                metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS (default {ALL_METHODS}; also dvts, revisions)."})
@@ -191,7 +192,8 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
             if hasattr(scorer, "clear_prefix_caches"):  # each run starts cold: its scores depend on it alone
                 scorer.clear_prefix_caches()
             t0 = time.time()
-            results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b))
+            with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):
+                results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b))
             counters[f"seconds_{m}_N{b}"] = time.time() - t0
             for p, res in zip(problems, results):
                 rows.append(_result_row(p, m, b, [res], grader))
