@@ -14,6 +14,7 @@ at the end-of-sequence token, at a blank line, or, with stop="step", at the step
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Sequence
 
@@ -143,10 +144,13 @@ class HFGenerator(Generator):
         order = sorted(range(len(prompts)), key=lambda i: sign * len(encoded[i]))
         rows = [(i, j) for i in order for j in range(params.n)]
         prefill = 0
+        self._progress = {"done": 0, "total": len(rows), "tokens": 0, "last": time.monotonic()}
         for start in range(0, len(rows), self.max_batch_rows):
             batch = rows[start:start + self.max_batch_rows]
             prefill += self._generate_batch(batch, prompts, encoded, params, results)
         self.stats.add(results, prefill_tokens=prefill)
+        rows = sum(len(r.completions) for r in results)
+        self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
         return results
 
     # ---- one batch ----------------------------------------------------------------------
@@ -199,6 +203,7 @@ class HFGenerator(Generator):
                     reasons[r] = "step_end"
                 prev_ends_sep[r] = st.ends_sep[tok]
                 done[k] = reasons[r] is not None
+            self._decode_progress(len(alive), int(done.sum()))
             if done.all() or t == params.max_new_tokens - 1:
                 break
             keep = np.flatnonzero(~done)
@@ -216,6 +221,18 @@ class HFGenerator(Generator):
         for r, (i, j) in enumerate(batch):
             results[i].completions[j] = self._completion(tokens[r], reasons[r] or "length", params)
         return prefill_tokens
+
+    def _decode_progress(self, tokens: int, finished_rows: int) -> None:
+        """Count a decode step's tokens and finished rows; tell the progress hook at most every half second."""
+        if self.progress_hook is None:
+            return
+        pr = self._progress
+        pr["tokens"] += tokens
+        pr["done"] += finished_rows
+        now = time.monotonic()
+        if now - pr["last"] >= 0.5:
+            pr["last"] = now
+            self.report_progress(pr["done"], pr["total"], pr["tokens"])
 
     def _prefill_from_cache(self, seqs: list[list[int]]):
         """Prefill prompts on top of their longest cached prefixes (cut after a step separator), store each.

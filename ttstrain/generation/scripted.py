@@ -70,6 +70,8 @@ class ScriptedGenerator(Generator):
             prompt_tokens = self.count_tokens(prompt)
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=comps))
         self.stats.add(results, prefill_tokens=sum(r.prompt_tokens for r in results))
+        rows = sum(len(r.completions) for r in results)
+        self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
         return results
 
     def _stop(self, prompt: str, text: str, params: SamplingParams) -> Completion:

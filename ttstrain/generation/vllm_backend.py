@@ -205,6 +205,8 @@ class VLLMGenerator(Generator):
         else:
             prefill_tokens = sum(r.prompt_tokens * len(r.completions) for r in results)
         self.stats.add(results, prefill_tokens=prefill_tokens)
+        rows = sum(len(r.completions) for r in results)
+        self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
         return results
 
     @staticmethod

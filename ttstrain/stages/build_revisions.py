@@ -15,6 +15,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
@@ -63,8 +64,6 @@ def revision_chunk(generator, problems, cfg: BuildRevisionsConfig) -> tuple[list
 
 
 def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: bool = True) -> dict | None:
-    from tqdm.auto import tqdm
-
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
@@ -77,10 +76,9 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
         shard = Shard.parse(cfg.shard)
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
-        bar = tqdm(total=len(problems), desc="build-revisions", unit="problem", disable=not progress)
-        run_chunks(out, problems, cfg.problems_per_chunk, shard,
-                   lambda chunk, start: revision_chunk(generator, chunk, cfg), progress=bar.update)
-        bar.close()
+        with StageProgress(len(problems), "build-revisions", generator, 1, cfg.problems_per_chunk, progress) as bar:
+            run_chunks(out, problems, cfg.problems_per_chunk, shard,
+                       lambda chunk, start: revision_chunk(generator, chunk, cfg), progress=bar.chunk_done)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         print("[build-revisions] chunks still to do (other shards?); merge when all are done")
         return None

@@ -34,6 +34,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
@@ -93,8 +94,6 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
 
 def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
                       progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
     from ttstrain.compute_optimal_analysis import revision_accuracy_rows
     from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
@@ -111,9 +110,10 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
                                    temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                                    max_attempts=cfg.max_attempts, progress=False), {}
 
-    bar = tqdm(total=len(problems), desc="eval-revision chains", unit="problem", disable=not progress)
-    run_chunks(out, problems, cfg.problems_per_chunk, Shard(), chains_chunk, progress=bar.update)
-    bar.close()
+    # one generate call per revision step of the chunk's chains
+    with StageProgress(len(problems), "eval-revision chains", generator, cfg.chain_length, cfg.problems_per_chunk,
+                       progress) as bar:
+        run_chunks(out, problems, cfg.problems_per_chunk, Shard(), chains_chunk, progress=bar.chunk_done)
     order = {p["id"]: i for i, p in enumerate(problems)}
     rows, _ = read_chunks(out, len(problems), cfg.problems_per_chunk)
     rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call

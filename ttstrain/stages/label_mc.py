@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.data_guards import label_warnings, report_warnings
+from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
@@ -66,8 +67,6 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> dict | None:
     """Label the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
-    from tqdm.auto import tqdm
-
     from ttstrain.prompts import few_shot_examples
 
     out = Path(cfg.output_dir)
@@ -83,14 +82,14 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
         shard = Shard.parse(cfg.shard)
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
-        bar = tqdm(total=len(problems), desc="label-mc", unit="problem", disable=not progress)
         t0 = time.time()
         def label(chunk, start):
             with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):
                 return label_chunk(generator, chunk, settings, shots)
 
-        run = run_chunks(out, problems, cfg.problems_per_chunk, shard, label, progress=bar.update)
-        bar.close()
+        # a chunk makes two generate calls: the samples, then every prefix's rollouts
+        with StageProgress(len(problems), "label-mc", generator, 2, cfg.problems_per_chunk, progress) as bar:
+            run = run_chunks(out, problems, cfg.problems_per_chunk, shard, label, progress=bar.chunk_done)
         print(f"[label-mc] {run} in {time.time() - t0:.1f} s")
     missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
     if missing:

@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ttstrain.progress import StageProgress
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
@@ -224,8 +225,6 @@ def summarize(rows: list[dict]) -> dict:
 
 def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progress: bool = True) -> dict | None:
     """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
-    from tqdm.auto import tqdm
-
     from ttstrain.prompts import few_shot_examples
     from ttstrain.search import NO_VERIFIER, get_method
 
@@ -255,10 +254,12 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
             write_parquet(out / "chunks" / f"{chunk_stem(start, start + len(chunk))}.candidates.parquet", cand_rows)
             return rows, counters
 
-        bar = tqdm(total=len(problems), desc="search", unit="problem", disable=not progress)
+        # step search makes a call per round: the bar moves per call and stops short of a chunk's end until it is written
+        calls = len(cfg.budgets()) * len([m for m in cfg.methods if m not in ("majority", "best_of_n_weighted",
+                                                                             "best_of_n_naive")]) + 1
         t0 = time.time()
-        run = run_chunks(out, problems, cfg.problems_per_chunk, shard, process, progress=bar.update)
-        bar.close()
+        with StageProgress(len(problems), "search", generator, calls, cfg.problems_per_chunk, progress) as bar:
+            run = run_chunks(out, problems, cfg.problems_per_chunk, shard, process, progress=bar.chunk_done)
         print(f"[search] {run} in {time.time() - t0:.1f} s")
     missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
     if missing:

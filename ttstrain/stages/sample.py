@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.data_guards import report_warnings, sample_warnings
+from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
@@ -40,8 +41,6 @@ class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 
 def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
     from ttstrain.prompts import few_shot_examples
     from ttstrain.sampling import sample_solutions
 
@@ -60,9 +59,8 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
                       "prefill_tokens": generator.stats.prefill_tokens - before[1]}
 
     t0 = time.time()
-    bar = tqdm(total=len(problems), desc="sample", unit="problem", disable=not progress)
-    run = run_chunks(out, problems, cfg.problems_per_chunk, Shard(), sample_chunk, progress=bar.update)
-    bar.close()
+    with StageProgress(len(problems), "sample", generator, 1, cfg.problems_per_chunk, progress) as bar:
+        run = run_chunks(out, problems, cfg.problems_per_chunk, Shard(), sample_chunk, progress=bar.chunk_done)
     seconds = time.time() - t0
     rows, counters = read_chunks(out, len(problems), cfg.problems_per_chunk)
     counters = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0, **counters}
