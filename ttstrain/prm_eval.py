@@ -102,8 +102,12 @@ def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def sample_prompt(row: dict) -> str:
-    return row["prompt"] if row.get("prompt") else format_prompt(row["question"])
+def sample_prompt(row: dict, scorer=None) -> str:
+    """The prompt a sample was written after; for a row with only its question, the question in the
+    scorer's recorded prompt format (plain without one)."""
+    if row.get("prompt"):
+        return row["prompt"]
+    return scorer.prompt_for(row["question"]) if hasattr(scorer, "prompt_for") else format_prompt(row["question"])
 
 
 def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> dict:
@@ -119,7 +123,8 @@ def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> d
 
 def sample_scores(scorer, samples: Sequence[dict], how: str = DEFAULT_AGGREGATION) -> list[float]:
     """The scorer's aggregated score of each `ttstrain sample` row, on the prompt the sample was written after."""
-    return scorer.score_solutions([sample_prompt(r) for r in samples], [list(r["steps"]) for r in samples], how=how)
+    return scorer.score_solutions([sample_prompt(r, scorer) for r in samples], [list(r["steps"]) for r in samples],
+                                  how=how)
 
 
 def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how: str = DEFAULT_AGGREGATION,
@@ -240,7 +245,8 @@ def processbench_f1(scorer, records: Sequence[dict], threshold: float | str = "c
     """
     def score(recs):
         # ProcessBench steps may span several lines; each is scored as one line at its own index
-        return scorer.score([format_prompt(r["problem"]) for r in recs],
+        prompt = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt
+        return scorer.score([prompt(r["problem"]) for r in recs],
                             [[flatten_step(x) or "." for x in r["steps"]] for r in recs])
 
     scores, labels = score(records), [int(r["label"]) for r in records]

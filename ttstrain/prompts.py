@@ -1,16 +1,26 @@
-"""Prompt formatting for solving a problem in the project's step format, shared by every stage.
+"""The one prompt builder: every stage that writes or scores a solution builds its prompt here.
 
-A prompt is zero or more worked examples followed by the question; each example is
-`Problem:` / question / `Solution:` / newline-separated steps, closed by a blank line (the
-step contract's SOLUTION_END), so a few-shot prompted base model writes one step per line and
-ends its solution with a blank line. The default world's policy was trained on the zero-shot
-form and ends with its end-of-sequence token.
+Formats (`PromptFormat.kind`):
+  plain     `Problem:` / question / `Solution:` (what the default world's policy was trained on)
+  few_shot  worked examples in the same layout before the question, each closed by a blank line
+            (the step contract's SOLUTION_END), so a base model writes one step per line
+  chat      the tokenizer's chat template: an optional system prompt, the examples as earlier
+            user/assistant turns, the question as the user turn; the step-format solution is the
+            assistant turn the model writes (for instruct models)
+
+A stage records the format it used (`PromptFormat.record()`, in its config.json, and a PRM in its
+checkpoint's `ttstrain_prm`), and a stage that reads another's output checks the records agree
+(`check_same_format`), so a PRM is never scored on a prompt layout it was not trained on.
 
     >>> format_prompt("Start with 3.\\n1. Add 4.\\nWhat is the result?")
     'Problem:\\nStart with 3.\\n1. Add 4.\\nWhat is the result?\\nSolution:\\n'
+    PromptFormat("chat", system_prompt="Solve step by step.", tokenizer=tok).build(question)
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
 
 from ttstrain.steps import SOLUTION_END, join_steps, split_steps
 
@@ -22,10 +32,80 @@ def format_example(question: str, solution: str) -> str:
     return f"{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}{join_steps(split_steps(solution))}{SOLUTION_END}"
 
 
-def format_prompt(question: str, few_shot: list[tuple[str, str]] | None = None) -> str:
-    """The prompt for `question`, after the (question, solution) examples in `few_shot`."""
+def format_prompt(question: str, few_shot: "list[tuple[str, str]] | PromptFormat | None" = None) -> str:
+    """The prompt for `question`, after the (question, solution) examples in `few_shot`, or as a
+    `PromptFormat` builds it."""
+    if isinstance(few_shot, PromptFormat):
+        return few_shot.build(question)
     shots = "".join(format_example(q, s) for q, s in (few_shot or []))
     return f"{shots}{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}"
+
+
+PROMPT_FORMATS = ("plain", "few_shot", "chat")
+
+
+@dataclass
+class PromptFormat:
+    """How a question becomes model input; `tokenizer` is needed (and used) by `chat` only."""
+
+    kind: str = "plain"
+    examples: list = field(default_factory=list)  # (question, solution) pairs
+    system_prompt: str | None = None
+    tokenizer: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in PROMPT_FORMATS:
+            raise ValueError(f"prompt format must be one of {PROMPT_FORMATS}, got {self.kind!r}")
+        self.examples = [tuple(e) for e in self.examples]
+        if self.kind == "plain" and self.examples:
+            raise ValueError("a plain prompt has no examples; use kind='few_shot'")
+        if self.kind == "chat" and self.tokenizer is not None and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError("prompt format 'chat' needs a tokenizer with a chat template; this one has none "
+                             "(use 'plain' or 'few_shot')")
+
+    def build(self, question: str) -> str:
+        if self.kind != "chat":
+            return format_prompt(question, self.examples)
+        if self.tokenizer is None:
+            raise ValueError("prompt format 'chat' needs the tokenizer whose chat template it applies")
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for q, sol in self.examples:
+            messages += [{"role": "user", "content": q.strip()},
+                         {"role": "assistant", "content": join_steps(split_steps(sol))}]
+        messages.append({"role": "user", "content": question.strip()})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def record(self) -> dict:
+        """What a stage writes down about its prompts; equal records build equal prompts."""
+        out = {"kind": self.kind, "examples": [list(e) for e in self.examples], "system_prompt": self.system_prompt}
+        if self.kind == "chat" and self.tokenizer is not None:
+            out["chat_template_sha256"] = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:16]
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict | None, tokenizer=None) -> "PromptFormat":
+        record = record or {"kind": "plain"}
+        return cls(record["kind"], list(record.get("examples") or []), record.get("system_prompt"), tokenizer)
+
+
+def check_same_format(producer: dict | None, consumer: dict | None, producer_name: str, consumer_name: str) -> None:
+    """Fail when two recorded prompt formats differ (a missing record is the plain format)."""
+    a, b = producer or {"kind": "plain"}, consumer or {"kind": "plain"}
+    keys = ("kind", "examples", "system_prompt", "chat_template_sha256")
+    if any((a.get(k) or None) != (b.get(k) or None) for k in keys):
+        def short(r):
+            return f"{r.get('kind')} ({len(r.get('examples') or [])} examples" + \
+                (f", system prompt {r['system_prompt'][:40]!r}" if r.get("system_prompt") else "") + ")"
+        raise ValueError(f"prompt formats differ: {producer_name} was made with {short(a)}, {consumer_name} "
+                         f"uses {short(b)}; a PRM scored on prompts it was not trained on reads the wrong text. "
+                         "Use the same --prompt_format, --few_shot and --system_prompt")
+
+
+def resolve_prompt_format(kind: str, examples: list, system_prompt: str | None, tokenizer=None) -> PromptFormat:
+    """`auto`: few_shot with examples, else plain; otherwise the named kind."""
+    if kind == "auto":
+        kind = "few_shot" if examples else "plain"
+    return PromptFormat(kind, list(examples), system_prompt, tokenizer)
 
 
 def question_from_prompt(prompt: str) -> str:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent
-from ttstrain.prompts import format_prompt
+from ttstrain.prompts import PromptFormat, format_prompt
 from ttstrain.steps import split_steps
 
 
@@ -31,7 +31,7 @@ def grade_rows(rows: list[dict]) -> list[dict]:
 
 def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, temperature: float = 1.0,
                      top_p: float = 1.0, max_new_tokens: int = 512, seed: int = 0,
-                     few_shot: list[tuple[str, str]] | None = None, prompts_per_call: int = 16,
+                     few_shot: "list[tuple[str, str]] | PromptFormat | None" = None, prompts_per_call: int = 16,
                      desc: str = "sampling", progress: bool = True) -> list[dict]:
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop="solution", seed=seed)
@@ -39,11 +39,12 @@ def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, 
     bar = tqdm(total=len(problems), desc=desc, disable=not progress, unit="problem")
     for start in range(0, len(problems), prompts_per_call):
         chunk = problems[start:start + prompts_per_call]
-        results = generator.generate([format_prompt(p["question"], few_shot) for p in chunk], params)
-        for p, res in zip(chunk, results):
+        prompts = [format_prompt(p["question"], few_shot) for p in chunk]
+        results = generator.generate(prompts, params)
+        for p, prompt, res in zip(chunk, prompts, results):
             for j, c in enumerate(res.completions):
                 rows.append({
-                    "problem_id": p["id"], "question": p["question"], "gold": p["answer"],
+                    "problem_id": p["id"], "question": p["question"], "prompt": prompt, "gold": p["answer"],
                     "level": p.get("level"), "sample_index": j, "completion": c.text,
                     "steps": split_steps(c.text), "prompt_tokens": res.prompt_tokens,
                     "num_tokens": c.num_tokens, "finish_reason": c.finish_reason,

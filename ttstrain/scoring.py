@@ -38,6 +38,7 @@ from ttstrain.steps import STEP_SEPARATOR, step_end_positions
 from ttstrain.prefix_cache import PrefixKVCache, cached_forward, value_head_logits
 from ttstrain.prm_batching import packed_batches
 from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY
+from ttstrain.prompts import PromptFormat
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class PRMScorer:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.metadata = dict(meta)
+        # the layout the PRM was trained on: questions it is given alone are put into it (`prompt_for`)
+        self.prompt_format = PromptFormat.from_record(meta.get("prompt_format"), tokenizer)
         self.batch_size = batch_size
         self.packing = packing
         self.packing_length = packing_length
@@ -131,6 +134,10 @@ class PRMScorer:
         if self.reference_spec and self.reference_model is not None:
             n += sum(p.numel() for p in self.reference_model.parameters())
         return n
+
+    def prompt_for(self, question: str) -> str:
+        """`question` in the prompt format this PRM was trained on (plain when its checkpoint records none)."""
+        return self.prompt_format.build(question)
 
     def tokenize(self, prompt: str, steps: list[str]):
         """The tokens and step-end positions the PRM reads: `step_end_positions`, as in training."""

@@ -53,3 +53,19 @@ def read_rows(path: str | Path, *, default_name: str | None = None, columns: Seq
                 raise
             raise InputError(where, e.detail, e.row, e.field) from None
     return rows
+
+
+def recorded_prompt_format(path: str | Path) -> dict | None:
+    """The prompt format recorded by the stage that wrote `path` (its config.json beside the data: in the
+    folder, the file's folder, or above a `data/` folder); None when the writer recorded none."""
+    import json
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / "config.json", folder.parent / "config.json" if folder.name == "data" else None):
+        if candidate is not None and candidate.is_file():
+            try:
+                return json.loads(candidate.read_text()).get("prompt_format")
+            except (json.JSONDecodeError, AttributeError):
+                return None
+    return None

@@ -45,7 +45,8 @@ def score_attempts(scorer, chain_rows: Sequence[dict], context: bool, how: str =
     trained on); context=False after the plain question prompt (a PRM trained on first attempts).
     """
     steps = [split_steps(r["completion"]) for r in chain_rows]
-    prompts = [r["prompt"] if context else format_prompt(r["question"]) for r in chain_rows]
+    plain = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's own prompt format
+    prompts = [r["prompt"] if context else plain(r["question"]) for r in chain_rows]
     keep = [i for i, s in enumerate(steps) if s]
     scored = scorer.score_solutions([prompts[i] for i in keep], [steps[i] for i in keep], how=how)
     out: list[float | None] = [None] * len(chain_rows)

@@ -72,7 +72,8 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
     flat = [[a for chain in per for a in chain] for per in attempts]
     if scored:
         # the base PRM judges an attempt as a solution of the plain question
-        score_candidates(scorer, flat, [format_prompt(q) for q in questions], costs, config.aggregation)
+        prompt = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's prompt format
+        score_candidates(scorer, flat, [prompt(q) for q in questions], costs, config.aggregation)
     results = []
     for p, per, row, cost in zip(prompts, attempts, flat, costs):
         chosen = select_over_chains([[{"answer": a.answer, "score": a.score} for a in chain] for chain in per], how)

@@ -26,6 +26,15 @@ def stage_generator(cfg):
     return load_generator(cfg.backend, model=cfg.model_name_or_path, **backend_kw)
 
 
+def stage_prompt_format(cfg, generator):
+    """The prompt format a stage config names (`ttstrain.stages.arguments.PromptArguments`), its
+    examples drawn from the few-shot pool, chat built with the generator's tokenizer."""
+    from ttstrain.prompts import few_shot_examples, resolve_prompt_format
+
+    shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+    return resolve_prompt_format(cfg.prompt_format, shots, cfg.system_prompt, generator.tokenizer)
+
+
 def run_fingerprint(cfg) -> dict:
     """What a resume of a generating stage must match: its config's fingerprint and the policy's revision."""
     from ttstrain.models import model_revision

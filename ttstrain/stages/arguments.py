@@ -40,3 +40,5 @@ class ProblemArguments:
 class PromptArguments:
     few_shot: int = field(default=0, metadata={"help": "Worked examples in the prompt."})
     few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
+    prompt_format: str = field(default="auto", metadata={"help": "plain, few_shot or chat (the tokenizer's chat template, for instruct models); auto: few_shot when --few_shot > 0, else plain. Recorded in config.json; a PRM trained on these rows records it too."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System turn of the chat format."})

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.stage_rows import read_rows, rows_path
+from ttstrain.prompts import check_same_format
+from ttstrain.stage_rows import read_rows, recorded_prompt_format, rows_path
 from ttstrain.validation import InputError
 
 
@@ -91,6 +92,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
     samples = load_samples(cfg.samples) if cfg.samples else None
+    if samples is not None:  # the samples' prompts must be the layout the PRM was trained on
+        check_same_format(recorded_prompt_format(cfg.samples), scorer.prompt_format.record(),
+                          f"the samples {cfg.samples}", f"the PRM {cfg.prm_path}")
     benches = {f: load_processbench(f) for f in cfg.processbench}
     calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
 

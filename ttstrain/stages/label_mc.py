@@ -25,7 +25,8 @@ from pathlib import Path
 from ttstrain.data_guards import label_warnings, report_warnings
 from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
-from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
+                             stage_prompt_format)
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
 from ttstrain.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
@@ -67,7 +68,6 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> dict | None:
     """Label the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
-    from ttstrain.prompts import few_shot_examples
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
@@ -78,10 +78,11 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
         settings = cfg.settings()
         if generator is None:
             generator = stage_generator(cfg)
-        shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+        shots = stage_prompt_format(cfg, generator)
         shard = Shard.parse(cfg.shard)
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
-        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
+        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems),
+                              prompt_format=shots.record())
         t0 = time.time()
         def label(chunk, start):
             with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):

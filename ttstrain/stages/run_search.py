@@ -37,7 +37,8 @@ from pathlib import Path
 
 from ttstrain.progress import StageProgress
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
-from ttstrain.stages import policy_prefix_cache, run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
+                             stage_prompt_format)
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
@@ -225,7 +226,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progress: bool = True) -> dict | None:
     """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
-    from ttstrain.prompts import few_shot_examples
+    from ttstrain.prompts import check_same_format
     from ttstrain.search import NO_VERIFIER, get_method
 
     for m in cfg.methods:
@@ -242,12 +243,15 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
             generator = stage_generator(cfg)
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg)
-        shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+        shots = stage_prompt_format(cfg, generator)
+        if scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
+            check_same_format(scorer.prompt_format.record(), shots.record(), f"the PRM {cfg.prm_path}",
+                              "this search's policy prompts")
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": cfg.prm_path,
                                                   "parameters": getattr(scorer, "num_parameters", None)}
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
-                              budgets=cfg.budgets(), problems_loaded=len(problems))
+                              budgets=cfg.budgets(), problems_loaded=len(problems), prompt_format=shots.record())
 
         def process(chunk, start):
             rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots)

@@ -21,7 +21,7 @@ from ttstrain.data_guards import report_warnings, sample_warnings
 from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
-from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 
 
@@ -41,15 +41,15 @@ class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 
 def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict:
-    from ttstrain.prompts import few_shot_examples
     from ttstrain.sampling import sample_solutions
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)
     check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
-    shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
-    write_resolved_config(out, cfg, generator=generator.identity(), problems_loaded=len(problems))
+    shots = stage_prompt_format(cfg, generator)
+    write_resolved_config(out, cfg, generator=generator.identity(), problems_loaded=len(problems),
+                          prompt_format=shots.record())
 
     def sample_chunk(chunk, start):
         before = (generator.stats.generated_tokens, generator.stats.prefill_tokens)

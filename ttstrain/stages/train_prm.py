@@ -45,6 +45,8 @@ def run_train_prm(cfg):
 
     from ttstrain.io import write_resolved_config
     from ttstrain.prm_data import load_prm_rows, split_by_question
+    from ttstrain.prm_format import PRM_CONFIG_KEY
+    from ttstrain.stage_rows import recorded_prompt_format
     from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
 
     default_wandb_offline(cfg.report_to)
@@ -54,6 +56,10 @@ def run_train_prm(cfg):
     model, tokenizer = load_prm_model(cfg.model_name_or_path, label_mode=cfg.label_mode, dtype=cfg.dtype,
                                       random_init=cfg.random_init, head_dropout=cfg.head_dropout,
                                       model_dropout=cfg.model_dropout, attn_implementation=cfg.attn_implementation)
+    # the checkpoint records the prompt layout its rows were written with, so every scorer applies it
+    fmt = recorded_prompt_format(cfg.dataset_path)
+    if fmt:
+        getattr(model.config, PRM_CONFIG_KEY)["prompt_format"] = fmt
     trainer = PRMTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=val, processing_class=tokenizer)
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume_from_checkpoint))
     metrics = dict(result.metrics)
