@@ -102,12 +102,14 @@ def load_problems(
     field_map: dict | None = None,
     seed: int = 0,
     per_level: int | None = None,
+    levels: list[int] | None = None,
 ) -> list[dict]:
     """Rows (id, question, answer, and level, subject, solution where known) of one source.
 
     `source` is a name in SOURCES, a local file path or a Hub id ("org/name" or "org/name:config").
     `limit` keeps the first `limit` rows in the source's order. `field_map` (our name -> the source's
-    name) applies to files and Hub datasets; `per_level` and `seed` to "arith".
+    name) applies to files and Hub datasets; `per_level` and `seed` to "arith". `levels` keeps the
+    rows of those difficulty levels (before `limit`); a source without levels has none to keep.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
@@ -118,6 +120,11 @@ def load_problems(
         raise ValueError(f"per_level applies to the 'arith' source only, not to {name!r}")
     request = SourceRequest(split=split, data_dir=data_dir, field_map=field_map, seed=seed, per_level=per_level)
     rows = _loader_for(source)(request)
+    if levels is not None:
+        wanted = {int(x) for x in levels}
+        rows = [r for r in rows if r.get("level") is not None and int(r["level"]) in wanted]
+        if not rows:
+            raise ValueError(f"{name} has no problems at levels {sorted(wanted)}")
     return rows if limit is None else rows[:limit]
 
 

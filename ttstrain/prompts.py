@@ -127,10 +127,11 @@ def gsm8k_solution_to_steps(solution: str) -> str:
     return join_steps(steps + [f"The answer is \\boxed{{{final}}}."])
 
 
-def few_shot_examples(source: str, k: int, seed: int = 0, data_dir=None) -> list[tuple[str, str]]:
+def few_shot_examples(source: str, k: int, seed: int = 0, data_dir=None, levels=None) -> list[tuple[str, str]]:
     """k worked (question, solution) examples in the step format from a training pool.
 
-    source: "gsm8k" (GSM8K train, annotations removed) or "arith" (the default world's train pool).
+    source: "gsm8k" (GSM8K train, annotations removed) or "arith" (the default world's train pool,
+    from `levels` only when given).
     """
     import random
 
@@ -143,7 +144,7 @@ def few_shot_examples(source: str, k: int, seed: int = 0, data_dir=None) -> list
         picks = random.Random(seed).sample(pool, k)
         return [(p["question"], gsm8k_solution_to_steps(p["solution"])) for p in picks]
     if source == "arith":
-        pool = load_problems("arith", "train", per_level=max(1, k), seed=seed)
+        pool = load_problems("arith", "train", per_level=max(1, k), seed=seed, levels=levels)
         picks = random.Random(seed).sample(pool, k)
         return [(p["question"], p["solution"]) for p in picks]
     raise ValueError(f"no few-shot pool for {source!r}; use 'gsm8k' or 'arith', or few_shot=0")

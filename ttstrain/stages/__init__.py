@@ -15,7 +15,8 @@ def stage_problems(cfg) -> list[dict]:
     from ttstrain.problems import load_problems
 
     kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
-    return load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed, **kw)
+    return load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed,
+                         levels=cfg.levels, **kw)
 
 
 def stage_generator(cfg):
@@ -31,7 +32,7 @@ def stage_prompt_format(cfg, generator):
     examples drawn from the few-shot pool, chat built with the generator's tokenizer."""
     from ttstrain.prompts import few_shot_examples, resolve_prompt_format
 
-    shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir)
+    shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir, levels=cfg.levels)
     return resolve_prompt_format(cfg.prompt_format, shots, cfg.system_prompt, generator.tokenizer)
 
 

@@ -33,6 +33,7 @@ class ProblemArguments:
     split: str | None = field(default="test", metadata={"help": "Split of the problem source."})
     per_level: int | None = field(default=20, metadata={"help": "Problems per level (arith only)."})
     limit: int | None = field(default=None, metadata={"help": "Use the first N problems."})
+    levels: list[int] | None = field(default=None, metadata={"help": "Keep only these difficulty levels (all: unset); few-shot examples from the arith pool come from them too."})
     data_dir: str | None = field(default=None, metadata={"help": "Override of the offline data directory."})
 
 
