@@ -17,14 +17,14 @@ from pathlib import Path
 
 from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
-from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
+from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 
 @dataclass
-class BuildRevisionsConfig(PolicyArguments, ProblemArguments):
+class BuildRevisionsConfig(PolicyArguments, ProblemArguments, PromptArguments):
     """Defaults changed from the argument groups: split = 'train'."""
 
     output_dir: str = field(default="runs/revisions", metadata={"help": "Output folder."})
@@ -45,12 +45,12 @@ class BuildRevisionsConfig(PolicyArguments, ProblemArguments):
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def revision_chunk(generator, problems, cfg: BuildRevisionsConfig) -> tuple[list[dict], dict]:
+def revision_chunk(generator, problems, cfg: BuildRevisionsConfig, prompt_format=None) -> tuple[list[dict], dict]:
     from ttstrain.revisions.pairs import build_revision_rows
     from ttstrain.sampling import group_by_problem, sample_solutions
 
     samples = sample_solutions(generator, problems, n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
-                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=False)
+                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, few_shot=prompt_format, progress=False)
     by_problem = group_by_problem(samples)
     rows, totals = [], {}
     for p in problems:
@@ -75,10 +75,16 @@ def run_build_revisions(cfg: BuildRevisionsConfig, generator=None, progress: boo
             generator = stage_generator(cfg)
         shard = Shard.parse(cfg.shard)
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
-        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems))
+        fmt = stage_prompt_format(cfg, generator)
+        if fmt.kind != "chat" and getattr(generator.tokenizer, "chat_template", None):
+            print(f"[build-revisions] WARNING: the attempts are sampled with the {fmt.kind} prompt format, but revision "
+                  "prompts of this model use its chat template: sample them in the format the revision model will "
+                  "see (--prompt_format chat)", flush=True)
+        write_resolved_config(out, cfg, name=name, generator=generator.identity(), problems_loaded=len(problems),
+                              prompt_format=fmt.record())
         with StageProgress(len(problems), "build-revisions", generator, 1, cfg.problems_per_chunk, progress) as bar:
             run_chunks(out, problems, cfg.problems_per_chunk, shard,
-                       lambda chunk, start: revision_chunk(generator, chunk, cfg), progress=bar.chunk_done)
+                       lambda chunk, start: revision_chunk(generator, chunk, cfg, fmt), progress=bar.chunk_done)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         print("[build-revisions] chunks still to do (other shards?); merge when all are done")
         return None
