@@ -89,3 +89,34 @@ def test_stages_record_their_format_and_the_prm_applies_it(tmp_path, base_dir):
         run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "x"), prm_path=str(tmp_path / "prm"),
                                            per_level=1, max_budget=2, methods=["best_of_n_weighted"]),
                          generator=gen, scorer=prm, progress=False)
+
+
+def test_revision_prompts_are_recorded_and_chains_check_them(tmp_path, chat_tokenizer, char_tokenizer):
+    from ttstrain.revisions.pairs import revision_prompt_record
+    from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
+
+    assert revision_prompt_record(char_tokenizer) == {"kind": "plain", "revision": True}
+    assert revision_prompt_record(chat_tokenizer)["kind"] == "chat"
+    model = tmp_path / "revision_model"  # a revision model trained on chat revision prompts
+    write_json(model / "ttstrain_config.json", {"prompt_format": revision_prompt_record(chat_tokenizer)})
+    cfg = EvalRevisionConfig(output_dir=str(tmp_path / "ev"), model_name_or_path=str(model), per_level=1,
+                             num_chains=1, chain_length=1)
+    with pytest.raises(ValueError, match=r"the revision model .* was made with chat .* these chains' revision prompts "
+                                         r"uses plain"):
+        run_eval_revision(cfg, generator=ScriptedGenerator(_wrong), progress=False)
+
+
+def test_eval_prm_scoring_moves_a_bar_per_batch():
+    from ttstrain.prm_eval import sample_scores
+    from ttstrain.search.scripted_scorer import ScriptedScorer
+
+    class Batched(ScriptedScorer):
+        def score_solutions(self, prompts, steps, how="last"):
+            for _ in prompts:
+                self.progress_hook(1)
+            return [0.5] * len(prompts)
+
+    scorer = Batched(lambda p, s: 0.5)
+    scorer.progress_hook = None
+    rows = [{"prompt": "P", "steps": ["a"]}] * 3
+    assert sample_scores(scorer, rows, progress=False) == [0.5] * 3 and scorer.progress_hook is None

@@ -121,10 +121,20 @@ def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> d
     return out
 
 
-def sample_scores(scorer, samples: Sequence[dict], how: str = DEFAULT_AGGREGATION) -> list[float]:
-    """The scorer's aggregated score of each `ttstrain sample` row, on the prompt the sample was written after."""
-    return scorer.score_solutions([sample_prompt(r, scorer) for r in samples], [list(r["steps"]) for r in samples],
-                                  how=how)
+def sample_scores(scorer, samples: Sequence[dict], how: str = DEFAULT_AGGREGATION,
+                  progress: bool = True) -> list[float]:
+    """The scorer's aggregated score of each `ttstrain sample` row, on the prompt the sample was written after
+    (a progress bar in solutions moves with every forward batch of the scorer)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(samples), desc="eval-prm scoring", unit="solution", disable=not progress,
+              mininterval=1) as bar:
+        saved, scorer.progress_hook = getattr(scorer, "progress_hook", None), bar.update
+        try:
+            return scorer.score_solutions([sample_prompt(r, scorer) for r in samples],
+                                          [list(r["steps"]) for r in samples], how=how)
+        finally:
+            scorer.progress_hook = saved
 
 
 def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how: str = DEFAULT_AGGREGATION,

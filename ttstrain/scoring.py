@@ -79,6 +79,7 @@ class PRMScorer:
         self.add_special_tokens = bool(meta.get("add_special_tokens", True))
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0, "tokens_from_prefix_cache": 0}
+        self.progress_hook = None  # called with the number of solutions of each value-head batch run
         # one cache per model: keys are token ids, and the two models' outputs differ
         self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.reference_prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
@@ -213,6 +214,8 @@ class PRMScorer:
                     cache[keys[i]] = tuple(out[i])
             self.stats["forward_passes"] += 1
             self.stats["tokens"] += sum(len(seqs[i]) for i in chunk)
+            if self.progress_hook is not None:
+                self.progress_hook(len(chunk))
         return out
 
     def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,

@@ -93,6 +93,18 @@ def fit_revision_prompt(question: str, previous_attempts: Sequence[str], tokeniz
         attempts = attempts[1:]
 
 
+def revision_prompt_record(tokenizer) -> dict:
+    """What `format_revision_prompt` builds with this tokenizer: its chat template (recorded by hash) or
+    the plain layout; revision SFT and revision chains record it, and chains check it."""
+    import hashlib
+
+    template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+    if template:
+        sha = hashlib.sha256(template.encode()).hexdigest()[:16]
+        return {"kind": "chat", "revision": True, "chat_template_sha256": sha}
+    return {"kind": "plain", "revision": True}
+
+
 def format_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,
                            max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> str:
     """The model input for a revision: the most recent attempts, then the question, then room for a new one.

@@ -39,6 +39,8 @@ from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
+from ttstrain.prompts import check_same_format
+from ttstrain.revisions.pairs import revision_prompt_record
 from ttstrain.stage_rows import read_rows
 
 
@@ -104,6 +106,11 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     out = Path(cfg.output_dir)
     check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
+    chain_format = revision_prompt_record(generator.tokenizer)
+    trained = Path(cfg.model_name_or_path) / "ttstrain_config.json"
+    if trained.is_file():  # a revision model says which revision prompts it was trained on
+        check_same_format(json.loads(trained.read_text()).get("prompt_format"), chain_format,
+                          f"the revision model {cfg.model_name_or_path}", "these chains' revision prompts")
 
     def chains_chunk(chunk, start):
         return run_revision_chains(generator, chunk, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
@@ -139,7 +146,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     write_parquet(out / "chains.parquet", rows)
     write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
     write_json(out / "eval_revision.json", result)
-    write_resolved_config(out, cfg, generator=generator.identity())
+    write_resolved_config(out, cfg, generator=generator.identity(), prompt_format=chain_format)
     return result
 
 

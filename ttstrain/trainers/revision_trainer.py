@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ttstrain.revisions.pairs import fit_revision_prompt
+from ttstrain.revisions.pairs import fit_revision_prompt, revision_prompt_record
 from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume, set_dropout
 
 
@@ -62,7 +62,8 @@ def train_revision(cfg) -> Path:
     trainer.save_model(str(out))
     trainer.state.save_to_json(str(out / "trainer_state.json"))  # the loss history, next to the final model
     trainer.processing_class.save_pretrained(str(out))
-    write_resolved_config(out, {k: v for k, v in cfg.to_dict().items()}, name="ttstrain_config.json")
+    write_resolved_config(out, {k: v for k, v in cfg.to_dict().items()}, name="ttstrain_config.json",
+                          prompt_format=revision_prompt_record(trainer.processing_class))
     write_text(out / "README.md", "\n".join([
         "# Revision model (ttstrain)", "",
         f"Fine-tuned from `{cfg.model_name_or_path}` on revision trajectories from `{cfg.dataset_path}`",
