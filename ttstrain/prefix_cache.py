@@ -90,55 +90,95 @@ class PrefixKVCache:
                 del self._by_prefix[key]
 
 
+def find_prefixes(cache: PrefixKVCache, seqs: Sequence[Sequence[int]], boundaries: Sequence[Sequence[int]],
+                  ) -> list[tuple[int, _Entry | None]]:
+    """Per sequence, (how many leading tokens to reuse, the entry they come from): its longest cached
+    prefix minus one token, so the seam position is recomputed; (0, None) without a cached prefix."""
+    reuse = []
+    for seq, cuts in zip(seqs, boundaries):
+        length, entry = cache.lookup(seq, cuts)
+        reuse.append((length - 1, entry) if entry is not None else (0, None))
+    return reuse
+
+
+class PrefixBatch:
+    """One forward of sequences on top of their reused prefixes.
+
+    Row layout: [padding | reused past | new tokens], the new tokens left-aligned in their part
+    (right padding) or, with `right_align`, right-aligned so the last column is every row's last
+    token (what a generator continues from); the attention mask's zeros are padding.
+    """
+
+    def __init__(self, model, seqs: Sequence[Sequence[int]], reuse: Sequence[tuple[int, _Entry | None]],
+                 pad_token_id: int, right_align: bool = False):
+        from transformers import DynamicCache
+
+        device = next(model.parameters()).device
+        self.reuse, self.right_align = list(reuse), right_align
+        self.lengths = [len(seq) - start for seq, (start, _) in zip(seqs, reuse)]  # new tokens per row
+        self.past_len = max(start for start, _ in reuse)
+        self.new_len = max(self.lengths)
+        rows = len(seqs)
+        ids = torch.full((rows, self.new_len), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((rows, self.past_len + self.new_len), dtype=torch.long)
+        positions = torch.zeros((rows, self.new_len), dtype=torch.long)
+        for r, (seq, (start, _)) in enumerate(zip(seqs, reuse)):
+            cols = self.new_columns(r)
+            ids[r, cols] = torch.as_tensor(seq[start:], dtype=torch.long)
+            positions[r, cols] = start + torch.arange(self.lengths[r])
+            mask[r, self.past_len - start:self.past_len] = 1
+            mask[r, self.past_len + cols.start:self.past_len + cols.stop] = 1
+        self.cache = DynamicCache()
+        if self.past_len:
+            for layer, (keys, values) in enumerate(stack_past(reuse, self.past_len)):
+                self.cache.update(keys.to(device), values.to(device), layer)
+        self.mask = mask.to(device)
+        self.output = model(input_ids=ids.to(device), attention_mask=self.mask, position_ids=positions.to(device),
+                            past_key_values=self.cache, use_cache=True)
+
+    def new_columns(self, r: int) -> slice:
+        """Where row r's new tokens sit among the `new_len` columns of the input."""
+        n = self.lengths[r]
+        return slice(self.new_len - n, self.new_len) if self.right_align else slice(0, n)
+
+    def row_kv(self, r: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Row r's keys and values for its whole sequence (reused past, then new tokens), copied out."""
+        start, cols, past = self.reuse[r][0], self.new_columns(r), self.past_len
+        return [tuple(torch.cat([t[r, :, past - start:past], t[r, :, past + cols.start:past + cols.stop]], dim=1)
+                      for t in (layer.keys, layer.values)) for layer in self.cache.layers]
+
+    def store(self, cache: PrefixKVCache, r: int, seq: Sequence[int], boundaries: Sequence[int],
+              outputs: torch.Tensor) -> None:
+        """Keep row r's sequence in `cache` (with its per-position `outputs`) and count what ran."""
+        cache.store(seq, boundaries, self.row_kv(r), outputs)
+        cache.stats["tokens_reused"] += self.reuse[r][0]
+        cache.stats["tokens_computed"] += self.lengths[r]
+
+
 @torch.inference_mode()
 def cached_forward(model, seqs: Sequence[Sequence[int]], boundaries: Sequence[Sequence[int]], cache: PrefixKVCache,
                    pad_token_id: int, batch_size: int, per_token: PerToken,
                    indices: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
     """Per-position outputs (1-D float tensors, one per sequence) of `seqs[i]` for i in `indices` (default
     all), running each only from its longest cached prefix; every sequence is stored for later calls."""
-    from transformers import DynamicCache
-
-    device = next(model.parameters()).device
     todo = list(range(len(seqs)) if indices is None else indices)
-    reuse: dict[int, tuple[int, _Entry | None]] = {}
-    for i in todo:
-        length, entry = cache.lookup(seqs[i], boundaries[i])
-        reuse[i] = (length - 1, entry) if entry is not None else (0, None)  # recompute the seam position
+    reuse = dict(zip(todo, find_prefixes(cache, [seqs[i] for i in todo], [boundaries[i] for i in todo])))
     out: dict[int, torch.Tensor] = {}
     order = sorted(todo, key=lambda i: -(len(seqs[i]) - reuse[i][0]))
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
-        past_len = max(reuse[i][0] for i in chunk)
-        new_len = max(len(seqs[i]) - reuse[i][0] for i in chunk)
-        rows = len(chunk)
-        ids = torch.full((rows, new_len), pad_token_id, dtype=torch.long)
-        next_ids = torch.full((rows, new_len), pad_token_id, dtype=torch.long)
-        mask = torch.zeros((rows, past_len + new_len), dtype=torch.long)
-        positions = torch.zeros((rows, new_len), dtype=torch.long)
+        batch = PrefixBatch(model, [seqs[i] for i in chunk], [reuse[i] for i in chunk], pad_token_id)
+        logits = batch.output.logits
+        next_ids = torch.full(logits.shape[:2], pad_token_id, dtype=torch.long)
         for r, i in enumerate(chunk):
-            start, seq = reuse[i][0], seqs[i]
-            n = len(seq) - start
-            ids[r, :n] = torch.as_tensor(seq[start:], dtype=torch.long)
-            next_ids[r, :n - 1] = torch.as_tensor(seq[start + 1:], dtype=torch.long)
-            mask[r, past_len - start:past_len + n] = 1
-            positions[r] = start + torch.arange(new_len)
-        kv_cache = DynamicCache()
-        if past_len:
-            for layer, past in enumerate(stack_past([reuse[i] for i in chunk], past_len)):
-                kv_cache.update(past[0].to(device), past[1].to(device), layer)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       past_key_values=kv_cache, use_cache=True).logits
-        values = per_token(logits.float(), next_ids.to(device)).float().cpu()
+            start = reuse[i][0]
+            next_ids[r, :batch.lengths[r] - 1] = torch.as_tensor(seqs[i][start + 1:], dtype=torch.long)
+        values = per_token(logits.float(), next_ids.to(logits.device)).float().cpu()
         for r, i in enumerate(chunk):
             start, entry = reuse[i]
-            n = len(seqs[i]) - start
             head = entry.outputs[:start] if entry is not None else values.new_zeros(0)
-            out[i] = torch.cat([head, values[r, :n]])
-            kv = [(layer.keys[r, :, past_len - start:past_len + n].clone(),
-                   layer.values[r, :, past_len - start:past_len + n].clone()) for layer in kv_cache.layers]
-            cache.store(seqs[i], boundaries[i], kv, out[i])
-            cache.stats["tokens_reused"] += start
-            cache.stats["tokens_computed"] += n
+            out[i] = torch.cat([head, values[r, batch.new_columns(r)]])
+            batch.store(cache, r, seqs[i], boundaries[i], out[i])
     return out
 
 

@@ -155,7 +155,8 @@ class PRMScorer:
         seqs = [encoded[i].input_ids for i in keys]
         ends = [encoded[i].step_end_positions for i in keys]
         # prefixes a later sequence may share: the prompt, and the solution up to each step end
-        cuts = [[encoded[i].prompt_length] + [e + 1 for e in encoded[i].step_end_positions] for i in keys]
+        cuts = ([[encoded[i].prompt_length] + [e + 1 for e in encoded[i].step_end_positions] for i in keys]
+                if self.prefix_cache is not None else None)
         logits = self.value_logits(seqs, ends, batch_size, boundaries=cuts)
         if self.reference_spec:
             lps = token_logprobs(self.reference_model, seqs, self.pad_token_id, batch_size, self.packing,
@@ -202,6 +203,8 @@ class PRMScorer:
             self.stats["forward_passes"] += -(-len(todo) // batch_size)
             self.stats["tokens"] += self.prefix_cache.stats["tokens_computed"] - before["tokens_computed"]
             self.stats["tokens_from_prefix_cache"] += self.prefix_cache.stats["tokens_reused"] - before["tokens_reused"]
+            if self.progress_hook is not None:
+                self.progress_hook(len(todo))
             return out
         for chunk, inputs, where in packed_batches(seqs, self.pad_token_id, batch_size, self.packing,
                                                    self.packing_length, indices=todo):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
-from ttstrain.prefix_cache import PrefixKVCache, stack_past
+from ttstrain.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
 from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -237,45 +237,15 @@ class HFGenerator(Generator):
     def _prefill_from_cache(self, seqs: list[list[int]]):
         """Prefill prompts on top of their longest cached prefixes (cut after a step separator), store each.
 
-        Row layout: [padding | reused past | padding | new tokens], new tokens right-aligned so the
-        last column is every row's last prompt token; the mask's holes are padding. Returns the
-        cache, the model output, the attention mask and the number of tokens actually prefilled.
+        New tokens are right-aligned (`PrefixBatch`), so the last column is every row's last prompt
+        token. Returns the cache, the model output, the attention mask and the tokens actually prefilled.
         """
-        from transformers import DynamicCache
-
         cuts = [[k + 1 for k, t in enumerate(seq) if self._stops.contains_sep[t]] for seq in seqs]
-        reuse = []
-        for seq, c in zip(seqs, cuts):
-            length, entry = self.prefix_cache.lookup(seq, c)
-            reuse.append((length - 1, entry) if entry is not None else (0, None))
-        past_len = max(r for r, _ in reuse)
-        new_len = max(len(seq) - r for seq, (r, _) in zip(seqs, reuse))
-        ids = torch.full((len(seqs), new_len), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), past_len + new_len), dtype=torch.long)
-        positions = torch.zeros((len(seqs), new_len), dtype=torch.long)
-        for k, (seq, (r, _)) in enumerate(zip(seqs, reuse)):
-            n = len(seq) - r
-            ids[k, new_len - n:] = torch.tensor(seq[r:])
-            mask[k, past_len - r:past_len] = 1
-            mask[k, past_len + new_len - n:] = 1
-            positions[k, new_len - n:] = r + torch.arange(n)
-        cache = DynamicCache()
-        if past_len:
-            for layer, (keys, values) in enumerate(stack_past(reuse, past_len)):
-                cache.update(keys.to(self.device), values.to(self.device), layer)
-        mask = mask.to(self.device)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=positions.to(self.device),
-                         past_key_values=cache, use_cache=True)
-        width = past_len + new_len
-        for k, (seq, (r, _)) in enumerate(zip(seqs, reuse)):
-            n = len(seq) - r
-            kv = [(torch.cat([lay.keys[k, :, past_len - r:past_len], lay.keys[k, :, width - n:]], dim=1),
-                   torch.cat([lay.values[k, :, past_len - r:past_len], lay.values[k, :, width - n:]], dim=1))
-                  for lay in cache.layers]
-            self.prefix_cache.store(seq, cuts[k], kv, torch.zeros(0))
-            self.prefix_cache.stats["tokens_reused"] += r
-            self.prefix_cache.stats["tokens_computed"] += n
-        return cache, out, mask, sum(len(seq) - r for seq, (r, _) in zip(seqs, reuse))
+        batch = PrefixBatch(self.model, seqs, find_prefixes(self.prefix_cache, seqs, cuts), self.pad_id,
+                            right_align=True)
+        for r, seq in enumerate(seqs):
+            batch.store(self.prefix_cache, r, seq, cuts[r], torch.zeros(0))
+        return batch.cache, batch.output, batch.mask, sum(batch.lengths)
 
     def _completion(self, tokens: list[int], reason: str, params: SamplingParams) -> Completion:
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)

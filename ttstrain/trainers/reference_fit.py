@@ -48,12 +48,10 @@ def fit_combiner(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3) -> tuple[li
         return loss
 
     opt.step(closure)
-    weights = (w.detach() / sd)
-    bias = float(b.detach()[0] - (weights * mu).sum())
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    before = float(bce(x[:, 0], y))
-    after = float(bce(x @ weights + bias, y))
-    return [float(v) for v in weights], bias, before, after
+    raw = w.detach() / sd
+    weights, bias = raw.tolist(), float(b.detach()[0] - (raw * mu).sum())
+    before, after = combiner_bce(x, y, weights, bias)
+    return weights, bias, before, after
 
 
 # fewer fitted steps than this and four fitted numbers can follow the rows' noise (the stage warns)
