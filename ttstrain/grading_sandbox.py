@@ -121,6 +121,13 @@ class _Zygote:
             reply = b""
         if reply != b"ready":
             code = self.proc.poll()  # before close(), which kills a zygote still starting
+            if code is None and not reply and time.monotonic() - started < WORKER_STARTUP_TIMEOUT_S:
+                # Its socket closed before the wait ran out, so it is exiting; the kernel closes
+                # the socket a moment before the exit status can be read, so wait for that.
+                try:
+                    code = self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = None
             self.close()
             raise RuntimeError(self._startup_failure(code, time.monotonic() - started))
         self._ready = True
