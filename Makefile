@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 
-.PHONY: install demo quick test fast_test slow_test build-world bench
+.PHONY: install demo quick test fast_test slow_test build-world build-world-v2 bench
 
 $(BIN)/ttstrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,28 @@ fast_test: install
 slow_test: install
 	$(BIN)/python -m pytest -m "slow and not gpu"
 
-# the shipped policy: 1200 steps from scratch (operand copying appears between steps 400 and 800),
-# then 700 more from that checkpoint with a fresh warmup and cosine (arithmetic keeps improving)
-build-world: install
-	$(BIN)/ttstrain build-world --output_dir runs/world_phase1 --seed 0 --eval_per_level 20 --eval_sampled_per_level 10
-	$(BIN)/ttstrain build-world --init_from runs/world_phase1 --max_steps 700 --learning_rate 1e-3 --warmup_steps 20 --seed 1
+# The shipped policy (world v1, ttstrain/world/default_policy): 1200 steps from scratch (operand
+# copying appears between steps 400 and 800), then 700 more from that checkpoint with a fresh warmup
+# and cosine. Each phase saves a resumable state every 3 minutes; after an interruption, `make
+# build-world` again continues the phase it stopped in and skips finished ones. The last step copies
+# the policy into the package.
+# `make build-world-v2` reads v1 on with checked solutions (ttstrain/world/checking.py); it is
+# not shipped: on this budget its policy does not check its own steps (docs/results.md).
+WORLD := runs/world
+RESUME_IF_STOPPED = $(if $(wildcard $(1)/resume_state/state.pt),--resume)
+POLICY_FILES = model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json \
+               build_config.json world_card.json
+
+build-world: install $(WORLD)/v1/model.safetensors
+	cd $(WORLD)/v1 && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/default_policy/
+
+build-world-v2: install $(WORLD)/v1/model.safetensors $(WORLD)/v2/model.safetensors
+
+$(WORLD)/phase1/model.safetensors:
+	$(BIN)/ttstrain build-world --output_dir $(WORLD)/phase1 --seed 0 --eval_per_level 20 --eval_sampled_per_level 10 $(call RESUME_IF_STOPPED,$(WORLD)/phase1)
+
+$(WORLD)/v1/model.safetensors: $(WORLD)/phase1/model.safetensors
+	$(BIN)/ttstrain build-world --output_dir $(WORLD)/v1 --init_from $(WORLD)/phase1 --max_steps 700 --learning_rate 1e-3 --warmup_steps 20 --seed 1 $(call RESUME_IF_STOPPED,$(WORLD)/v1)
+
+$(WORLD)/v2/model.safetensors: $(WORLD)/v1/model.safetensors
+	$(BIN)/ttstrain build-world --config recipes/default/world/config_v2.yaml --output_dir $(WORLD)/v2 --init_from $(WORLD)/v1 $(call RESUME_IF_STOPPED,$(WORLD)/v2)

@@ -12,7 +12,8 @@ from ttstrain.cli import COMMANDS
 REPO = Path(__file__).resolve().parent.parent
 STAGE_OF_FOLDER = {"sample": "sample", "label_mc": "label-mc", "prm": "train-prm", "search": "search",
                    "revision": "train-revision", "build_revisions": "build-revisions", "eval_prm": "eval-prm",
-                   "eval_revision": "eval-revision", "predict_bon": "predict-bon", "compute_optimal": "compute-optimal"}
+                   "eval_revision": "eval-revision", "predict_bon": "predict-bon", "compute_optimal": "compute-optimal",
+                   "world": "build-world"}
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*/*.yaml"))
 REAL_MODELS = ("smollm2-135m", "qwen2.5-math-1.5b-instruct", "llama-3.2-1b-instruct")
 

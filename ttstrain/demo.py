@@ -37,7 +37,9 @@ from ttstrain.search.selection import CHAIN_SELECTIONS
 from ttstrain.demo_recipes import DEFAULT_RECIPES, check_fields, load_stage_settings
 from ttstrain.generation import load_generator
 from ttstrain.io import write_parquet, write_resolved_config
+from ttstrain.machine_facts import machine_facts
 from ttstrain.metrics import power_of_two_budgets
+from ttstrain.models import policy_name
 from ttstrain.problems import load_problems
 from ttstrain.reporting.demo_report import write_demo_report
 from ttstrain.reporting.demo_summary import (demo_findings, label_signal, revision_summary_for_report,
@@ -202,7 +204,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     report = assemble_report(configs, problems, generator, greedy_acc, baselines, sample_tokens_per_s, labelling,
                              prm_training, prm_eval, search_summary, co_report, bon_prediction, revision_data,
                              revision_training, revision_eval, clock, quick=cfg.quick)
-    report["findings"] = demo_findings(report, cfg.model_name_or_path)
+    report["findings"] = demo_findings(report, policy_name(cfg.model_name_or_path))
     write_demo_report(out, report)
     return report
 
@@ -221,7 +223,7 @@ def assemble_report(configs, problems, generator, greedy_acc, baselines, sample_
                   "revision_samples": rev.num_samples, "revision_chains": ev.num_chains,
                   "revision_length": ev.chain_length},
         "generator": generator.identity(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), **machine_facts()},
         "greedy_pass@1": greedy_acc,
         "sampling": baselines,
         "throughput": {"sample_generated_tokens_per_s": round(sample_tokens_per_s, 1),

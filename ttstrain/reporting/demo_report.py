@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ttstrain.io import write_json, write_text
 from ttstrain.method_comparison import comparison_markdown
+from ttstrain.reporting.finding_targets import finding_rows
 from ttstrain.reporting.markdown import fmt
 from ttstrain.reporting.markdown import md_table
 from ttstrain.reporting.plots import plot_curves
@@ -44,7 +45,7 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         "## Findings",
         "",
-        findings_section(report["findings"]),
+        findings_section(report["findings"], report["sizes"]["quick"]),
         "",
         "## Policy accuracy by level",
         "",
@@ -96,12 +97,24 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         md_table(["stage", "seconds"], list(report["stage_seconds"].items())),
         "",
+        machine_line(report.get("machine")),
+        "",
     ]
     write_text(out / "report.md", "\n".join(lines))
 
 
-def findings_section(findings: dict) -> str:
-    return md_table(["finding", "value"], [[k, fmt(v) if isinstance(v, float) else v] for k, v in findings.items()])
+def machine_line(machine: dict | None) -> str:
+    if not machine:
+        return ""
+    env = ", ".join(f"{k}={v}" for k, v in machine["environment"].items()) or "no thread variables set"
+    return (f"Machine: {machine['cpu']}, {machine['cpu_count']} cores; torch {machine['torch']} "
+            f"({machine['blas']}, {machine['torch_cpu_capability']} kernels, {machine['torch_threads']} threads); {env}.")
+
+
+def findings_section(findings: dict, quick: bool = False) -> str:
+    rows = finding_rows(findings, quick)
+    return md_table(["finding", "value", "target", "verdict"],
+                    [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
 
 
 def search_methods_section(cmp: dict) -> str:

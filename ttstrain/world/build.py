@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,21 @@ class BuildWorldConfig:
     save_probe_checkpoints: bool = field(default=False, metadata={"help": "Also save the model at every probe, "
                                                                            "under output_dir/checkpoints/step-N."})
     probe_per_level: int = field(default=10, metadata={"help": "Test problems per level for the training probe."})
+    check_fraction: float = field(default=0.0, metadata={"help": "Fraction of each batch that is checked-solution text "
+                                                                 "(ttstrain.world.checking; world v2's mixture), the rest solving."})
+    check_error_rate: float = field(default=0.6, metadata={"help": "Fraction of checked solutions with a wrong step."})
+    check_style: str = field(default="first_error", metadata={"help": "first_error: a checked solution stops at its "
+                                                                  "one wrong step; every_step: each step may be wrong "
+                                                                  "(check_error_rate each) and is judged on its own."})
+    verdict_weight: float = field(default=1.0, metadata={"help": "Loss weight of a checked solution's verdict tokens "
+                                                                 "(the newline or mark after each step) against 1 for "
+                                                                 "every other trained token."})
+    checkpoint_every_s: float = field(default=180.0, metadata={"help": "Save a resumable training state every this many "
+                                                                       "seconds (under output_dir/resume_state)."})
+    resume: bool = field(default=False, metadata={"help": "Continue from output_dir/resume_state (a build that was "
+                                                          "interrupted); refused if the config differs."})
+    stop_after_steps: int | None = field(default=None, metadata={"help": "End this run after this many steps of the "
+                                                                         "schedule, leaving a resumable state (to split a build)."})
 
 
 def make_model(cfg: BuildWorldConfig, tokenizer):
@@ -87,27 +103,57 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
     return LlamaForCausalLM(config)
 
 
-def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer) -> dict[str, torch.Tensor]:
-    """Right-padded input ids and labels for one batch of one level; prompt positions carry -100."""
+def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
+                   check_error_rate: float = 0.6, verdict_weight: float = 1.0,
+                   check_style: str = "first_error") -> dict[str, torch.Tensor]:
+    """Right-padded input ids and labels for one batch of one level; prompt positions carry -100.
+
+    A `check_fraction` of the rows are checked solutions (loss on the verdicts only). With a
+    `verdict_weight` other than 1 the batch carries per-token loss `weights`: that weight on the
+    first token after each copied step (where the verdict is decided), 1 elsewhere."""
     from ttstrain.prompts import format_prompt
+    from ttstrain.world.checking import check_example
     from ttstrain.world.task import sample_training_problem
 
-    seqs, labels = [], []
+    seqs, labels, weights = [], [], []
     for _ in range(batch_size):
+        if check_fraction and rng.random() < check_fraction:
+            ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style)
+            seqs.append(ids)
+            labels.append(lab)
+            weights.append([verdict_weight if y != -100 and k and lab[k - 1] == -100 else 1.0
+                            for k, y in enumerate(lab)])
+            continue
         p = sample_training_problem(rng, level)
         prompt_ids = tokenizer(format_prompt(p.question))["input_ids"]
         sol_ids = tokenizer(p.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + sol_ids)
         labels.append([-100] * len(prompt_ids) + sol_ids)
+        weights.append([1.0] * len(seqs[-1]))
     width = max(len(s) for s in seqs)
     ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
     lab = torch.full((batch_size, width), -100, dtype=torch.long)
     att = torch.zeros((batch_size, width), dtype=torch.long)
-    for k, (s, l) in enumerate(zip(seqs, labels)):
+    wts = torch.ones((batch_size, width))
+    for k, (s, l, w) in enumerate(zip(seqs, labels, weights)):
         ids[k, :len(s)] = torch.tensor(s)
         lab[k, :len(l)] = torch.tensor(l)
         att[k, :len(s)] = 1
-    return {"input_ids": ids, "labels": lab, "attention_mask": att}
+        wts[k, :len(w)] = torch.tensor(w)
+    batch = {"input_ids": ids, "labels": lab, "attention_mask": att}
+    if verdict_weight != 1.0:
+        batch["weights"] = wts
+    return batch
+
+
+def weighted_loss(model, batch: dict) -> torch.Tensor:
+    """Next-token cross-entropy averaged with per-token weights (the HF loss when all weights are 1)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                           ignore_index=-100, reduction="none")
+    w = weights.reshape(-1) * (labels.reshape(-1) != -100)
+    return (ce * w).sum() / w.sum()
 
 
 def lr_at(step: int, cfg: BuildWorldConfig) -> float:
@@ -143,7 +189,9 @@ def train_policy(cfg: BuildWorldConfig):
     if cfg.init_from:
         from transformers import LlamaForCausalLM
 
-        model.load_state_dict(LlamaForCausalLM.from_pretrained(cfg.init_from).state_dict())
+        from ttstrain.models import resolve_model
+
+        model.load_state_dict(LlamaForCausalLM.from_pretrained(resolve_model(cfg.init_from)).state_dict())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -151,14 +199,23 @@ def train_policy(cfg: BuildWorldConfig):
                             lr=cfg.learning_rate, betas=(0.9, 0.95))
     levels = [1, 2, 3, 4, 5]
     model.train()
-    tokens_seen, t0, running = 0, time.time(), None
-    bar = tqdm(range(cfg.max_steps), desc="build-world", mininterval=5)
+    tokens_seen, running, first_step, seconds_before = 0, None, 0, 0.0
+    state_dir = Path(cfg.output_dir) / RESUME_DIR
+    if cfg.resume:
+        first_step, tokens_seen, running, seconds_before = load_resume_state(state_dir, cfg, model, opt, rng)
+        print(f"resuming from step {first_step} of {cfg.max_steps} ({state_dir})")
+    elif (state_dir / RESUME_STATE).exists():
+        raise SystemExit(f"{state_dir} holds an interrupted build; pass --resume to continue it, or delete it")
+    t0, last_save = time.time() - seconds_before, time.time()
+    end = cfg.max_steps if cfg.stop_after_steps is None else min(cfg.max_steps, cfg.stop_after_steps)
+    bar = tqdm(range(first_step, end), desc="build-world", mininterval=5, initial=first_step, total=cfg.max_steps)
     for step in bar:
         level = rng.choices(levels, weights=cfg.level_weights)[0]
-        batch = training_batch(rng, level, cfg.batch_size, tokenizer)
+        batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
+                               cfg.verdict_weight, cfg.check_style)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        loss = model(**batch).loss
+        loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -174,9 +231,52 @@ def train_policy(cfg: BuildWorldConfig):
             if cfg.save_probe_checkpoints:
                 model.save_pretrained(Path(cfg.output_dir) / "checkpoints" / f"step-{step + 1}", safe_serialization=True)
             model.train()
+        if time.time() - last_save >= cfg.checkpoint_every_s or step + 1 == end < cfg.max_steps:
+            save_resume_state(state_dir, cfg, model, opt, rng, step + 1, tokens_seen, running, time.time() - t0)
+            last_save = time.time()
     model.eval()
+    if end < cfg.max_steps:
+        return None, tokenizer, {"stopped_at_step": end}
     return model, tokenizer, {"train_tokens": tokens_seen, "train_seconds": round(time.time() - t0, 1),
                               "final_loss_ema": round(running, 5)}
+
+
+RESUME_DIR, RESUME_STATE = "resume_state", "state.pt"
+# fields that do not change the weights a build ends with
+_RESUME_FREE = {"resume", "stop_after_steps", "checkpoint_every_s", "log_every", "eval_per_level",
+                "eval_sampled_per_level", "eval_samples", "eval_only", "probe_per_level", "save_probe_checkpoints"}
+
+
+def _weights_config(cfg: BuildWorldConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in _RESUME_FREE}
+
+
+def save_resume_state(state_dir: Path, cfg, model, opt, rng, next_step, tokens_seen, running, seconds) -> None:
+    """Everything a build needs to go on exactly as if it had not stopped; written atomically."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / (RESUME_STATE + ".tmp")
+    torch.save({"config": _weights_config(cfg), "next_step": next_step, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "tokens_seen": tokens_seen, "running": running, "seconds": seconds}, tmp)
+    tmp.replace(state_dir / RESUME_STATE)
+
+
+def load_resume_state(state_dir: Path, cfg, model, opt, rng) -> tuple[int, int, float | None, float]:
+    path = state_dir / RESUME_STATE
+    if not path.exists():
+        raise SystemExit(f"--resume: {path} does not exist (no interrupted build in {state_dir.parent})")
+    state = torch.load(path, weights_only=False)
+    ours, defaults = _weights_config(cfg), _weights_config(BuildWorldConfig())
+    saved = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}  # older builds
+    differs = sorted(k for k in set(ours) | set(saved) if ours.get(k) != saved.get(k))
+    if differs:
+        raise SystemExit(f"--resume: {path} was saved by a build with another config (differs in {differs}); "
+                         f"use the same options or another output_dir")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["next_step"], state["tokens_seen"], state["running"], state["seconds"]
 
 
 def build_world(cfg: BuildWorldConfig) -> Path:
@@ -185,9 +285,13 @@ def build_world(cfg: BuildWorldConfig) -> Path:
     train_stats = {}
     if not cfg.eval_only:
         model, tokenizer, train_stats = train_policy(cfg)
+        if model is None:
+            print(f"stopped at step {train_stats['stopped_at_step']} of {cfg.max_steps}; continue with --resume")
+            return out
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         (out / "build_config.json").write_text(json.dumps({**asdict(cfg), **train_stats}, indent=2) + "\n")
+        shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # the finished weights supersede it
     # imported late: the card is measured with the project's generation backend
     from ttstrain.world.card import write_world_card
 

@@ -43,7 +43,63 @@ def measure_policy(generator, eval_per_level: int = 200, sampled_per_level: int 
     card["wrong_samples"] = len(wrong)
     card["first_error_kinds"] = dict(kinds.most_common())
     card["wrong_with_identified_step"] = round(1 - kinds.get("none-found", 0) / max(1, len(wrong)), 4)
+    if hasattr(generator, "model"):
+        card["checking"] = measure_checking(generator.model, generator.tokenizer, sampled)
     return card
+
+
+def measure_checking(model, tokenizer, sampled: list[dict]) -> dict:
+    """How well the policy judges its own samples under the `Check:` head (ttstrain.world.checking).
+
+    step_auroc: P(wrong) of the first wrong step against the right steps before it (steps after a
+    first error are left out: they follow a wrong value). solution_auroc_within_question: a
+    sample's largest P(wrong) against its correctness, averaged over questions with both kinds
+    (what a verifier needs to pick answers). first_wrong_step_found: wrong samples whose first step
+    above 0.5 is their first wrong step. A policy that never read checked solutions scores ~0.5.
+    """
+    from ttstrain.prm_eval import auroc
+    from ttstrain.world.checking import check_scores
+
+    scores = check_scores(model, tokenizer, sampled)
+    step_scores, step_wrong, found, wrong_total = [], [], 0, 0
+    by_question: dict[str, list[tuple[float, bool]]] = {}
+    for r, s in zip(sampled, scores):
+        err = None if r["correct"] else first_error(r["question"], r["completion"])
+        upto = len(s) if err is None else min(err.step + 1, len(s))
+        step_scores += s[:upto]
+        step_wrong += [False] * (upto - 1) + [err is not None and err.step < len(s)]
+        if err is not None and err.step < len(s):
+            wrong_total += 1
+            flagged = next((i for i, p in enumerate(s) if p > 0.5), None)
+            found += flagged == err.step
+        by_question.setdefault(r["problem_id"], []).append((-max(s) if s else 0.0, bool(r["correct"])))
+    within = [auroc([x for x, _ in v], [c for _, c in v]) for v in by_question.values()]
+    within = [w for w in within if w is not None]
+    step_auroc = auroc(step_scores, step_wrong)
+    return {"step_auroc": None if step_auroc is None else round(step_auroc, 4),
+            "solution_auroc_within_question": round(sum(within) / len(within), 4) if within else None,
+            "within_question_problems": len(within),
+            "first_wrong_step_found": round(found / wrong_total, 4) if wrong_total else None,
+            "wrong_samples_with_a_located_step": wrong_total}
+
+
+def pretraining_mixture(cfg) -> dict:
+    """The last build phase's data mixture, as the card states it (earlier phases: their own cards)."""
+    from ttstrain.world.checking import MISTAKE_KINDS
+
+    mixture = {"init_from": cfg.init_from, "steps": cfg.max_steps, "batch_size": cfg.batch_size,
+               "solving": round(1 - cfg.check_fraction, 4)}
+    if cfg.check_fraction:
+        mixture.update({
+            "checked_solutions": cfg.check_fraction,
+            "checked_solutions_with_a_wrong_step": cfg.check_error_rate,
+            "mistake_kinds": list(MISTAKE_KINDS),
+            "trained_on": "solving: the solution; checked solutions: the verdicts only (a newline after a right "
+                          "step, ' <- wrong: <right step>' at the first wrong one, 'All steps are right.')",
+            "not_in_it": "PRM value labels at Solution: step ends, revision prompts (earlier attempts followed by "
+                         "a new solution): those are what train-prm and revision SFT teach",
+        })
+    return mixture
 
 
 def write_world_card(policy_dir: Path, cfg=None) -> dict:
@@ -58,6 +114,8 @@ def write_world_card(policy_dir: Path, cfg=None) -> dict:
                   samples=cfg.eval_samples, seed=cfg.seed)
     card = measure_policy(gen, **kw)
     card["parameters"] = gen.num_parameters
+    if cfg is not None:
+        card["pretraining"] = pretraining_mixture(cfg)
     (policy_dir / "world_card.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
     return card

@@ -1,0 +1,31 @@
+"""The findings table's targets and verdicts (ttstrain.reporting.finding_targets)."""
+
+from ttstrain.reporting.finding_targets import finding_rows
+
+
+def _findings(**kw):
+    base = {"policy": "world-v2", "value_head_within_question_auroc": 0.8, "weighted_minus_majority_at_16": 0.02,
+            "weighted_minus_majority_at_16_se": 0.01, "revision_pass1_by_step": [0.30, 0.32, 0.35, 0.37],
+            "revision_pass1_se": 0.02, "compute_optimal_efficiency_at_16": 2.5,
+            "compute_optimal_min_gain_over_bon": -0.01, "demo_seconds": 1200.0}
+    return {**base, **kw}
+
+
+def test_each_target_gets_its_verdict():
+    rows = {r[0]: r for r in finding_rows(_findings(), quick=False)}
+    assert rows["value_head_within_question_auroc"][3] == "met"
+    assert rows["weighted_minus_majority_at_16"][3] == "missed"          # 0.02 < 0.03
+    assert rows["revision_pass1_by_step"][3] == "met"                    # rise 0.07 >= 2 * 0.02
+    assert "rise +0.070" in rows["revision_pass1_by_step"][1]
+    assert rows["compute_optimal_min_gain_over_bon"][3] == "missed"
+    assert rows["compute_optimal_efficiency_at_16"][3] == "met" and rows["demo_seconds"][3] == "met"
+    assert rows["policy"][2:] == ["-", "-"] and list(rows) == list(_findings())
+
+
+def test_missing_values_and_quick_limits():
+    rows = {r[0]: r for r in finding_rows(_findings(value_head_within_question_auroc=None, revision_pass1_se=None,
+                                                    revision_pass1_by_step=[0.3, 0.31], demo_seconds=400.0), quick=True)}
+    assert rows["value_head_within_question_auroc"][3] == "-" and rows["revision_pass1_by_step"][3] == "-"
+    assert rows["demo_seconds"][2] == "< 300 (--quick)" and rows["demo_seconds"][3] == "missed"
+    rows = {r[0]: r for r in finding_rows(_findings(revision_pass1_by_step=[0.30, 0.33], revision_pass1_se=0.02), quick=False)}
+    assert rows["revision_pass1_by_step"][3] == "missed"                 # rise 0.03 < 0.04

@@ -1,0 +1,194 @@
+"""Checking text for world v2's pretraining mixture, and the measure of how well a policy checks.
+
+Real pretrained LMs have read text that checks and corrects work, so they can judge a step
+better than they produce it; that gap is what PRM and revision training turn into accuracy.
+World v2's policy reads such text in the world's own character format: a *checked solution*.
+
+    Problem:
+    Start with 37.
+    1. Add 45.
+    2. Multiply by 3.
+    What is the result?
+    Check:
+    37 + 45 = 82
+    82 * 3 = 247 <- wrong: 82 * 3 = 246
+
+Each step is copied and then judged by what follows its last character: a newline when the step
+is right, ` <- wrong: <the right step>` (and the end of the text) at the first wrong step; a
+solution with no wrong step ends `All steps are right.`. The loss is on the verdicts only, never on
+the copied steps (they carry the injected mistakes). Mistakes are of the kinds a policy makes:
+arithmetic slips (a digit of the result changed, or the result off by a little), a miscopied
+operand or previous result, a skipped operation, a wrong boxed answer.
+
+What it is *not*: the PRM's format (a value head's soft, Monte Carlo estimate of reaching the right
+answer, at `Solution:` step ends) or a revision prompt (earlier attempts followed by a new solution).
+A verdict here is the local, exact judgement of one step after right ones, under its own `Check:` head;
+turning that knowledge into a value or a better attempt is what the PRM trainer and revision SFT learn.
+
+`check_scores(model, tokenizer, rows)` measures the checking ability: for each (question, solution),
+the probability the policy gives to "this step is wrong" (anything but the newline) after each step.
+
+    python -m ttstrain.world.checking --level 2 --n 3 --seed 0    # print checked solutions
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import torch
+
+from ttstrain.prompts import QUESTION_HEAD
+from ttstrain.world.task import ArithmeticProblem, apply_op, sample_training_problem
+
+CHECK_HEAD = "\nCheck:\n"
+WRONG_MARK = " <- wrong: "
+ALL_RIGHT = "All steps are right."
+MISTAKE_KINDS = ("arithmetic", "copy_previous", "copy_operand", "skipped", "answer")
+
+
+def check_prompt(question: str) -> str:
+    return f"{QUESTION_HEAD}{question.strip()}{CHECK_HEAD}"
+
+
+def _change_a_digit(rng: random.Random, value: int) -> int:
+    digits = list(str(value))
+    for _ in range(20):
+        i = rng.randrange(len(digits))
+        d = rng.choice([c for c in "0123456789" if c != digits[i] and not (c == "0" and i == 0 and len(digits) > 1)])
+        new = int("".join(digits[:i] + [d] + digits[i + 1:]))
+        if new != value:
+            return new
+    return value + 1
+
+
+def _slip(rng: random.Random, value: int) -> int:
+    """A wrong result near the right one, as a sampled arithmetic slip is."""
+    if rng.random() < 0.5:
+        return _change_a_digit(rng, value)
+    new = value + rng.choice([-10, -2, -1, 1, 2, 10])
+    return new if new >= 0 and new != value else value + 1
+
+
+def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int) -> tuple[str, str]:
+    """(kind, text) of a wrong version of step `index` (0-based; `len(ops)` is the answer line),
+    with every earlier step right."""
+    values = problem.values()
+    if index == len(problem.ops):
+        return "answer", f"The answer is \\boxed{{{_slip(rng, values[-1])}}}."
+    left, (op, x) = values[index], problem.ops[index]
+    kinds = ["arithmetic"] * 6 + ["copy_previous"] * 2 + ["copy_operand"] * 2
+    if index + 1 < len(problem.ops):
+        kinds.append("skipped")
+    kind = rng.choice(kinds)
+    if kind == "arithmetic":
+        return kind, f"{left} {op} {x} = {_slip(rng, apply_op(left, op, x))}"
+    if kind == "copy_previous":
+        left = _change_a_digit(rng, left)
+    elif kind == "copy_operand":
+        x = _change_a_digit(rng, x) if op != "*" else rng.choice([d for d in range(2, 10) if d != x])
+    else:  # the next operation is applied in place of this one
+        op, x = problem.ops[index + 1]
+    return kind, f"{left} {op} {x} = {apply_op(left, op, x)}"
+
+
+def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate: float = 0.6) -> list[tuple[str, bool]]:
+    """The checked-solution text after the prompt as (piece, trained-on) pairs: copied steps are
+    not trained on, verdicts are. With probability `error_rate` one step (uniform, answer line
+    included) is wrong, and the text stops at it."""
+    gold = problem.gold_steps()
+    wrong_at = rng.randrange(len(gold)) if rng.random() < error_rate else None
+    pieces: list[tuple[str, bool]] = []
+    for i, step in enumerate(gold):
+        if i == wrong_at:
+            _, text = wrong_step(rng, problem, i)
+            pieces += [(text, False), (WRONG_MARK + step, True)]
+            return pieces
+        pieces += [(step, False), ("\n", True)]
+    pieces.append((ALL_RIGHT, True))
+    return pieces
+
+
+def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_error_rate: float = 0.3) -> list[tuple[str, bool]]:
+    """A checked solution in which each step may be wrong (probability `step_error_rate` each) and
+    each is judged on its own: against the previous step as written and the question's operation.
+    A wrong result is carried on, as a policy carries its slips on."""
+    from ttstrain.world.task import ArithmeticProblem as P
+
+    pieces: list[tuple[str, bool]] = []
+    written, ops = problem.start, problem.ops
+    for i in range(len(ops) + 1):
+        # the problem as the solution has it so far: the written value where this step starts
+        local = P(id="", level=problem.level, start=written, ops=ops[i:])
+        right = local.gold_steps()[0]
+        if rng.random() < step_error_rate:
+            _, text = wrong_step(rng, local, 0)
+            pieces += [(text, False), (WRONG_MARK + right, True), ("\n", False)]
+        else:
+            text = right
+            pieces += [(text, False), ("\n", True)]
+        if i < len(ops):
+            written = int(text.rsplit("= ", 1)[1])
+    return pieces
+
+
+def check_example(rng: random.Random, level: int, tokenizer, error_rate: float = 0.6,
+                  style: str = "first_error") -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 off the verdicts) of one checked solution of a training problem."""
+    problem = sample_training_problem(rng, level)
+    ids = tokenizer(check_prompt(problem.question))["input_ids"]
+    labels = [-100] * len(ids)
+    pieces = (checked_solution(rng, problem, error_rate) if style == "first_error"
+              else every_step_checked(rng, problem, error_rate))
+    for text, trained in pieces:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if trained else [-100] * len(piece)
+    ids.append(tokenizer.eos_token_id)
+    labels.append(tokenizer.eos_token_id)
+    return ids, labels
+
+
+@torch.no_grad()
+def check_scores(model, tokenizer, rows: list[dict], batch_size: int = 64) -> list[list[float]]:
+    """Per row (question, completion), P(step is wrong) after each step, read from the policy's
+    next-token distribution under the `Check:` head (1 - P(newline) at the step's last character)."""
+    from ttstrain.steps import split_steps, step_end_positions
+
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    encoded = []
+    for r in rows:
+        steps = split_steps(r["completion"]) or [r["completion"].strip() or "?"]
+        st = step_end_positions(tokenizer, check_prompt(r["question"]), steps)
+        encoded.append((st.input_ids, st.step_end_positions))
+    model.eval()
+    out: list[list[float]] = []
+    for b in range(0, len(encoded), batch_size):
+        chunk = encoded[b:b + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        for k, (seq, _) in enumerate(chunk):
+            ids[k, :len(seq)] = torch.tensor(seq)
+            att[k, :len(seq)] = 1
+        probs = torch.softmax(model(input_ids=ids, attention_mask=att).logits.float(), dim=-1)[..., newline]
+        out += [[round(1.0 - float(probs[k, p]), 6) for p in positions] for k, (_, positions) in enumerate(chunk)]
+    return out
+
+
+def main() -> None:
+    from ttstrain.world.tokenizer import build_char_tokenizer
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--level", type=int, default=2)
+    parser.add_argument("--n", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng, tok = random.Random(args.seed), build_char_tokenizer()
+    for _ in range(args.n):
+        ids, _ = check_example(rng, args.level, tok)
+        print(tok.decode(ids, skip_special_tokens=True), "\n")
+
+
+if __name__ == "__main__":
+    main()
