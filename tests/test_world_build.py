@@ -144,3 +144,25 @@ def test_every_step_checking_judges_each_step_against_what_was_written():
             value = int(step.rsplit("= ", 1)[1])  # the next step starts from the value as written
         assert (verdicts[-1] == "\n") == (written[-1] == f"The answer is \\boxed{{{value}}}.")
     assert 20 < wrong_seen < 100
+
+
+def test_card_checking_measures_scripted_verdicts(monkeypatch):
+    import ttstrain.world.checking as checking
+    from ttstrain.world.card import measure_checking
+
+    rows, scripted = [], []
+    for k, p in enumerate(generate_problems("test", 1, 2, seed=0)):
+        gold = p.gold_steps()
+        slip = gold[0].rsplit("= ", 1)[0] + f"= {p.values()[1] + 1}"
+        rows += [{"problem_id": p.id, "question": p.question, "completion": join_steps(gold), "correct": True},
+                 {"problem_id": p.id, "question": p.question, "completion": join_steps([slip] + gold[1:]),
+                  "correct": False}]
+        # question 0: the slip is flagged; question 1: it is not, and its right sample scores higher
+        scripted += [[0.1, 0.1], [0.9, 0.2]] if k == 0 else [[0.6, 0.1], [0.3, 0.2]]
+    monkeypatch.setattr(checking, "check_scores", lambda model, tok, rs: scripted)
+    got = measure_checking(None, None, rows)
+    # right samples' 4 steps (0.1, 0.1, 0.6, 0.1) against the slips (0.9, 0.3): 7 of 8 pairs ordered; the
+    # steps after a slip are left out
+    assert got["step_auroc"] == 0.875 and got["wrong_samples_with_a_located_step"] == 2
+    assert got["solution_auroc_within_question"] == 0.5 and got["within_question_problems"] == 2
+    assert got["first_wrong_step_found"] == 0.5

@@ -25,7 +25,6 @@ Then `report.md`, `report.json` (with its `findings` block) and the plots are wr
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -223,7 +222,7 @@ def assemble_report(configs, problems, generator, greedy_acc, baselines, sample_
                   "revision_samples": rev.num_samples, "revision_chains": ev.num_chains,
                   "revision_length": ev.chain_length},
         "generator": generator.identity(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), **machine_facts()},
+        "machine": machine_facts(),
         "greedy_pass@1": greedy_acc,
         "sampling": baselines,
         "throughput": {"sample_generated_tokens_per_s": round(sample_tokens_per_s, 1),

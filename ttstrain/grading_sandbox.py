@@ -67,6 +67,10 @@ class _ZygoteGone(Exception):
     """The zygote exited or stopped answering."""
 
 
+class _NoReplyInTime(_ZygoteGone):
+    """The zygote's socket is open but nothing came within the wait."""
+
+
 class _Zygote:
     """Parent-side handle of the zygote; its control socket carries one command at a time."""
 
@@ -115,15 +119,17 @@ class _Zygote:
         if self._ready:
             return
         started = time.monotonic()
+        exited = False
         try:
             reply = self._reply(WORKER_STARTUP_TIMEOUT_S)
-        except _ZygoteGone:
+        except _NoReplyInTime:
             reply = b""
+        except _ZygoteGone:
+            reply, exited = b"", True
         if reply != b"ready":
             code = self.proc.poll()  # before close(), which kills a zygote still starting
-            if code is None and not reply and time.monotonic() - started < WORKER_STARTUP_TIMEOUT_S:
-                # Its socket closed before the wait ran out, so it is exiting; the kernel closes
-                # the socket a moment before the exit status can be read, so wait for that.
+            if code is None and exited:
+                # the kernel closes its socket a moment before the exit status can be read
                 try:
                     code = self.proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
@@ -146,8 +152,9 @@ class _Zygote:
 
     def _reply(self, timeout: float) -> bytes:
         try:
-            readable = select.select([self._control], [], [], timeout)[0]
-            reply = self._control.recv(64) if readable else b""
+            if not select.select([self._control], [], [], timeout)[0]:
+                raise _NoReplyInTime()
+            reply = self._control.recv(64)
         except OSError:
             reply = b""
         if not reply:

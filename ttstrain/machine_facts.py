@@ -1,6 +1,6 @@
 """What a run's speed depends on, recorded next to its timings so runs on different machines can be compared.
 
-CPU model and cores, the torch build (version, BLAS, the SIMD level its kernels use), torch's intra-op
+Platform and Python, CPU model and cores, the torch build (version, BLAS, the SIMD level its kernels use), torch's intra-op
 threads, and the thread-count environment variables. Two machines of the same "2-core" kind can differ
 2x in training speed; these are the first facts to compare (see docs/benchmarks.md).
 
@@ -32,6 +32,8 @@ def machine_facts() -> dict:
 
     config = torch.__config__.show()
     return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,

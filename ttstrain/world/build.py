@@ -115,34 +115,34 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
     from ttstrain.world.checking import check_example
     from ttstrain.world.task import sample_training_problem
 
-    seqs, labels, weights = [], [], []
+    seqs, labels, checked = [], [], []
     for _ in range(batch_size):
-        if check_fraction and rng.random() < check_fraction:
+        checked.append(bool(check_fraction) and rng.random() < check_fraction)
+        if checked[-1]:
             ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style)
             seqs.append(ids)
             labels.append(lab)
-            weights.append([verdict_weight if y != -100 and k and lab[k - 1] == -100 else 1.0
-                            for k, y in enumerate(lab)])
             continue
         p = sample_training_problem(rng, level)
         prompt_ids = tokenizer(format_prompt(p.question))["input_ids"]
         sol_ids = tokenizer(p.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + sol_ids)
         labels.append([-100] * len(prompt_ids) + sol_ids)
-        weights.append([1.0] * len(seqs[-1]))
     width = max(len(s) for s in seqs)
     ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
     lab = torch.full((batch_size, width), -100, dtype=torch.long)
     att = torch.zeros((batch_size, width), dtype=torch.long)
-    wts = torch.ones((batch_size, width))
-    for k, (s, l, w) in enumerate(zip(seqs, labels, weights)):
+    for k, (s, l) in enumerate(zip(seqs, labels)):
         ids[k, :len(s)] = torch.tensor(s)
         lab[k, :len(l)] = torch.tensor(l)
         att[k, :len(s)] = 1
-        wts[k, :len(w)] = torch.tensor(w)
     batch = {"input_ids": ids, "labels": lab, "attention_mask": att}
     if verdict_weight != 1.0:
-        batch["weights"] = wts
+        # a verdict is a checked row's first trained token after an untrained (copied) one
+        trained = lab != -100
+        verdict = trained[:, 1:] & ~trained[:, :-1] & torch.tensor(checked)[:, None]
+        batch["weights"] = torch.ones((batch_size, width))
+        batch["weights"][:, 1:][verdict] = verdict_weight
     return batch
 
 

@@ -90,12 +90,17 @@ def pretraining_mixture(cfg) -> dict:
     mixture = {"init_from": cfg.init_from, "steps": cfg.max_steps, "batch_size": cfg.batch_size,
                "solving": round(1 - cfg.check_fraction, 4)}
     if cfg.check_fraction:
+        every_step = cfg.check_style == "every_step"
         mixture.update({
             "checked_solutions": cfg.check_fraction,
-            "checked_solutions_with_a_wrong_step": cfg.check_error_rate,
+            "check_style": cfg.check_style,
+            ("wrong_steps" if every_step else "checked_solutions_with_a_wrong_step"): cfg.check_error_rate,
+            "verdict_weight": cfg.verdict_weight,
             "mistake_kinds": list(MISTAKE_KINDS),
             "trained_on": "solving: the solution; checked solutions: the verdicts only (a newline after a right "
-                          "step, ' <- wrong: <right step>' at the first wrong one, 'All steps are right.')",
+                          "step, ' <- wrong: <right step>' after a wrong one" +
+                          (", each step judged on its own)" if every_step else
+                           " where the text stops, 'All steps are right.' when none is)"),
             "not_in_it": "PRM value labels at Solution: step ends, revision prompts (earlier attempts followed by "
                          "a new solution): those are what train-prm and revision SFT teach",
         })

@@ -113,13 +113,11 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
     """A checked solution in which each step may be wrong (probability `step_error_rate` each) and
     each is judged on its own: against the previous step as written and the question's operation.
     A wrong result is carried on, as a policy carries its slips on."""
-    from ttstrain.world.task import ArithmeticProblem as P
-
     pieces: list[tuple[str, bool]] = []
     written, ops = problem.start, problem.ops
     for i in range(len(ops) + 1):
         # the problem as the solution has it so far: the written value where this step starts
-        local = P(id="", level=problem.level, start=written, ops=ops[i:])
+        local = ArithmeticProblem(id="", level=problem.level, start=written, ops=ops[i:])
         right = local.gold_steps()[0]
         if rng.random() < step_error_rate:
             _, text = wrong_step(rng, local, 0)
@@ -149,31 +147,28 @@ def check_example(rng: random.Random, level: int, tokenizer, error_rate: float =
     return ids, labels
 
 
-@torch.no_grad()
 def check_scores(model, tokenizer, rows: list[dict], batch_size: int = 64) -> list[list[float]]:
     """Per row (question, completion), P(step is wrong) after each step, read from the policy's
-    next-token distribution under the `Check:` head (1 - P(newline) at the step's last character)."""
+    next-token distribution under the `Check:` head: 1 - P(newline) at the step's last character
+    (the world's character tokenizer keeps the newline a token of its own)."""
+    import math
+
+    from ttstrain.reference_features import token_logprobs
     from ttstrain.steps import split_steps, step_end_positions
 
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
-    encoded = []
+    seqs, ends = [], []
     for r in rows:
         steps = split_steps(r["completion"]) or [r["completion"].strip() or "?"]
         st = step_end_positions(tokenizer, check_prompt(r["question"]), steps)
-        encoded.append((st.input_ids, st.step_end_positions))
+        seqs.append(list(st.input_ids) + [newline])  # every step, the last too, is followed by a newline
+        ends.append(st.step_end_positions)
+        if any(seqs[-1][e + 1] != newline for e in ends[-1]):
+            raise ValueError("check_scores needs a tokenizer whose newline is a token of its own")
     model.eval()
-    out: list[list[float]] = []
-    for b in range(0, len(encoded), batch_size):
-        chunk = encoded[b:b + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for k, (seq, _) in enumerate(chunk):
-            ids[k, :len(seq)] = torch.tensor(seq)
-            att[k, :len(seq)] = 1
-        probs = torch.softmax(model(input_ids=ids, attention_mask=att).logits.float(), dim=-1)[..., newline]
-        out += [[round(1.0 - float(probs[k, p]), 6) for p in positions] for k, (_, positions) in enumerate(chunk)]
-    return out
+    with torch.no_grad():
+        logprobs = token_logprobs(model, seqs, tokenizer.pad_token_id, batch_size)
+    return [[round(1.0 - math.exp(float(lp[e + 1])), 6) for e in positions] for lp, positions in zip(logprobs, ends)]
 
 
 def main() -> None:
