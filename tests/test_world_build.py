@@ -85,22 +85,31 @@ def test_training_batch_mixes_checked_solutions_in():
     assert check_prompt("Q") == "Problem:\nQ\nCheck:\n"
 
 
-def test_world_v1_is_loadable_by_name():
+def test_both_worlds_are_loadable_by_name():
+    import json
+
+    import torch
     from transformers import AutoModelForCausalLM
 
     from ttstrain.models import default_policy_dir, resolve_model, world_v1_policy_dir
 
-    assert resolve_model("world-v1") == str(world_v1_policy_dir())
-    assert resolve_model("default") == str(default_policy_dir())
-    assert (world_v1_policy_dir() / "model.safetensors").exists()
-    assert AutoModelForCausalLM.from_pretrained(resolve_model("world-v1")).config.model_type == "llama"
+    assert resolve_model("world-v1") == str(world_v1_policy_dir()) != str(default_policy_dir())
+    assert resolve_model("default") == resolve_model("world-v2") == str(default_policy_dir())
+    v1 = AutoModelForCausalLM.from_pretrained(resolve_model("world-v1"))
+    v2 = AutoModelForCausalLM.from_pretrained(resolve_model("world-v2"))
+    assert v1.config.model_type == v2.config.model_type == "llama"
+    assert not torch.equal(v1.model.embed_tokens.weight, v2.model.embed_tokens.weight)
+    # v2 is v1 read on with checked solutions; v1 never read any
+    assert json.loads((default_policy_dir() / "build_config.json").read_text())["check_fraction"] > 0
+    assert json.loads((world_v1_policy_dir() / "build_config.json").read_text()).get("check_fraction", 0) == 0
 
 
 def test_reports_name_the_world_version():
-    from ttstrain.models import DEFAULT_WORLD_VERSION, default_policy_dir, policy_name
+    from ttstrain.models import DEFAULT_WORLD_VERSION, default_policy_dir, policy_name, world_v1_policy_dir
 
-    assert policy_name("default") == policy_name(str(default_policy_dir())) == DEFAULT_WORLD_VERSION == "world-v1"
-    assert policy_name("world-v1") == "world-v1"
+    assert policy_name("default") == policy_name(str(default_policy_dir())) == DEFAULT_WORLD_VERSION == "world-v2"
+    assert policy_name("world-v2") == "world-v2"
+    assert policy_name("world-v1") == policy_name(str(world_v1_policy_dir())) == "world-v1"
     assert policy_name("Qwen/Qwen2.5-Math-1.5B-Instruct") == "Qwen/Qwen2.5-Math-1.5B-Instruct"
 
 

