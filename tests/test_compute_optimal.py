@@ -147,6 +147,12 @@ def test_hierarchical_weighted_and_majority_selection_over_chains():
     assert select_over_chains(chains, "hierarchical") == "A"  # winners A (0.5), A (0.5), B (0.9)
     with pytest.raises(ValueError, match="score"):
         select_over_chains([[{"answer": "A"}]], "hierarchical")
+    # an empty attempt (no step, so no score, and no answer) cannot win and needs no score
+    with_empty = [chains[0] + [{"answer": None, "score": None}], chains[1], chains[2]]
+    assert select_over_chains(with_empty, "hierarchical") == "A" and select_over_chains(with_empty, "weighted") == "B"
+    empty_rows = [{"problem_id": "p", "chain": 0, "step": s, "answer": a, "score": sc, "correct": a == "A"}
+                  for s, (a, sc) in enumerate([("A", 0.5), (None, None)])]
+    assert {r["selection"] for r in co.revision_accuracy_rows(empty_rows)} == {"weighted"}
     rows = [{"problem_id": "p", "chain": c, "step": s, "answer": a["answer"], "score": a["score"],
              "correct": a["answer"] == "A"} for c, ch in enumerate(chains) for s, a in enumerate(ch)]
     rows += [{**r, "chain": 3, "answer": "C", "score": 0.0, "correct": False} for r in rows if r["chain"] == 0]

@@ -421,7 +421,7 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     for pid in sorted(per):
         chains = [per[pid][c] for c in sorted(per[pid])]
         length = min(len(c) for c in chains)
-        scored = all(a.get("score") is not None for c in chains for a in c.values())
+        scored = all(a.get("score") is not None for c in chains for a in c.values() if answer_key(a.get("answer")) is not None)
         how = selection if selection != "auto" else ("weighted" if scored else "majority")
         L = 1
         while L <= length:

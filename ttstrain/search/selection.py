@@ -81,17 +81,24 @@ def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
     keys = [answer_key(a.get("answer")) for a in flat]
     if selection == "majority":
         return weighted_vote(keys)
-    if any(a.get("score") is None for a in flat):
-        raise ValueError(f"selection {selection!r} needs a verifier `score` on every attempt")
+    # An attempt without an answer never wins, so it needs no score (an empty attempt has no step to score).
+    if any(a.get("score") is None for a, k in zip(flat, keys) if k is not None):
+        raise ValueError(f"selection {selection!r} needs a verifier `score` on every attempt with an answer")
     if selection == "weighted":
-        return weighted_vote(keys, [float(a["score"]) for a in flat])
+        return weighted_vote(keys, [attempt_weight(a) for a in flat])
     if selection != "hierarchical":
         raise ValueError(f"selection must be one of {CHAIN_SELECTIONS}, got {selection!r}")
     winners, weights = [], []
     for c in chains:
         ck = [answer_key(a.get("answer")) for a in c]
-        win = weighted_vote(ck, [float(a["score"]) for a in c])
+        win = weighted_vote(ck, [attempt_weight(a) for a in c])
         if win is not None:
             winners.append(win)
-            weights.append(sum(float(a["score"]) for k, a in zip(ck, c) if k == win))
+            weights.append(sum(attempt_weight(a) for k, a in zip(ck, c) if k == win))
     return weighted_vote(winners, weights)
+
+
+def attempt_weight(attempt: Mapping) -> float:
+    """The attempt's verifier score; 0 for an unscored attempt (only unanswered ones may lack a score)."""
+    score = attempt.get("score")
+    return 0.0 if score is None else float(score)

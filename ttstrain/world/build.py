@@ -8,11 +8,14 @@ to stay imperfect the way real policies are: greedy pass@1 falling from level 1 
 pass@16 well above pass@1, wrong samples failing at an identifiable step (its measured card:
 `world_card.json`, and docs/results.md).
 
-The checkpoint ships in the package (`ttstrain/world/default_policy/`, a few MB of
-safetensors + tokenizer) so the demo and the tests start from it without retraining; it loads
-with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. Rebuild it with
+The checkpoints ship in the package (world v2, the default, in `ttstrain/world/default_policy/`;
+world v1 in `ttstrain/world/v1_policy/`; a few MB of safetensors + tokenizer each) so the demo and
+the tests start from them without retraining; they load with `AutoModelForCausalLM` /
+`AutoTokenizer` like any hub checkpoint. World v1 is 1200 steps from scratch + 700 from that
+checkpoint; world v2 reads v1 on with checked solutions (`--check_fraction`, ttstrain.world.checking;
+recipes/default/world/config_v2.yaml). Rebuild both with
 
-    make build-world    # 1200 steps from scratch + 700 from that checkpoint (time: docs/results.md)
+    make build-world    # v1's two phases, then v2 (time: docs/results.md)
     ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
 
 Training has a phase change (copying the operands from the question is learned before the
