@@ -66,3 +66,19 @@ def test_answer_bounds_lines_say_when_exclusion_loses():
         "changed a wrong answer (338 times), its new attempt was right 0.180 of the time; a fresh base sample "
         "avoiding the previous answer would be right 0.202.")
     assert "changed a wrong answer" not in answer_bounds_lines(spread, {**changed, "changed_wrong_attempts": 0})[0]
+
+
+def test_machine_line_says_when_cores_are_hyperthreads(tmp_path):
+    from ttstrain.machine_facts import cpu_topology
+    from ttstrain.reporting.demo_report import machine_line
+
+    block = ("processor\t: 0\nmodel name\t: Some CPU\ncpu MHz\t\t: 2100.5\nsiblings\t: 2\ncpu cores\t: 1\n"
+             "flags\t\t: fpu avx2 fma avx512f\n\nprocessor\t: 1\n")
+    (tmp_path / "cpuinfo").write_text(block)
+    topo = cpu_topology(str(tmp_path / "cpuinfo"))
+    assert topo == {"threads_per_core": 2, "cpu_mhz": 2100.5, "simd": ["avx2", "fma", "avx512f"]}
+    assert cpu_topology(str(tmp_path / "missing")) == {}
+    facts = {"cpu": "Some CPU", "cpu_count": 2, "torch": "2.13.0+cpu", "blas": "mkl", "torch_cpu_capability": "AVX2",
+             "torch_threads": 2, "environment": {}, **topo}
+    assert "2 cores (2 threads per core)" in machine_line(facts)
+    assert "2 cores;" in machine_line({**facts, "threads_per_core": None})

@@ -1,6 +1,6 @@
 """What a run's speed depends on, recorded next to its timings so runs on different machines can be compared.
 
-Platform and Python, CPU model and cores, the torch build (version, BLAS, the SIMD level its kernels use), torch's intra-op
+Platform and Python, CPU model, cores, threads per core, clock and SIMD flags, the torch build (version, BLAS, the SIMD level its kernels use), torch's intra-op
 threads, and the thread-count environment variables. Two machines of the same "2-core" kind can differ
 2x in training speed; these are the first facts to compare (see docs/benchmarks.md).
 
@@ -27,6 +27,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # what torch's CPU kernels use
+
+
+def cpu_topology(path: str = "/proc/cpuinfo") -> dict:
+    """Threads per core (2 when the "cores" are hyperthreads sharing one core), clock and SIMD flags, from /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return {}
+    flags = set(fields.get("flags", "").split())
+    siblings, cores = fields.get("siblings"), fields.get("cpu cores")
+    return {"threads_per_core": int(siblings) // int(cores) if siblings and cores and int(cores) else None,
+            "cpu_mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
+            "simd": [f for f in SIMD_FLAGS if f in flags]}
+
+
 def machine_facts() -> dict:
     import torch
 
@@ -36,6 +58,7 @@ def machine_facts() -> dict:
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        **cpu_topology(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -107,7 +107,9 @@ def machine_line(machine: dict | None) -> str:
     if not machine:
         return ""
     env = ", ".join(f"{k}={v}" for k, v in machine["environment"].items()) or "no thread variables set"
-    return (f"Machine: {machine['cpu']}, {machine['cpu_count']} cores; torch {machine['torch']} "
+    per_core = machine.get("threads_per_core")
+    cores = f"{machine['cpu_count']} cores" + (f" ({per_core} thread{'s' if per_core != 1 else ''} per core)" if per_core else "")
+    return (f"Machine: {machine['cpu']}, {cores}; torch {machine['torch']} "
             f"({machine['blas']}, {machine['torch_cpu_capability']} kernels, {machine['torch_threads']} threads); {env}.")
 
 
