@@ -7,7 +7,7 @@ kind of work at 1 thread and at N threads (default 2) on this machine, each in i
 
 train   the bare PRM training loop of `bench/train_prm.py` (forward, backward, AdamW over packed
         batches of gold solutions with random soft labels): large matmuls, where a second core pays.
-sample  `HFGenerator.generate` at temperature 1 over world test problems (many small steps of
+sample  `HFGenerator.generate` at temperature 1 over world training problems (many small steps of
         decoding with Python work between them).
 
 Work whose time falls by about N times with N threads is the work that slows by that much on a
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -38,7 +39,6 @@ def run_sample(problems: int, num_samples: int, seed: int) -> tuple[float, int]:
     from ttstrain.generation.base import SamplingParams
     from ttstrain.prompts import format_prompt
     from ttstrain.world.task import sample_training_problem
-    import random
 
     rng = random.Random(seed)
     prompts = [format_prompt(sample_training_problem(rng, 1 + i % 5).question) for i in range(problems)]

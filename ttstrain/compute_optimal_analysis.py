@@ -58,7 +58,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from ttstrain.search.selection import CHAIN_SELECTIONS, select_over_chains
+from ttstrain.search.selection import CHAIN_SELECTIONS, has_verifier_scores, select_over_chains
 
 NUM_BINS = 5
 Table = Mapping[str, Mapping[int, Mapping[str, float]]]  # strategy -> budget -> problem_id -> accuracy
@@ -406,7 +406,7 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     Chain rows are `ttstrain.revisions.chains.run_revision_chains` output (problem_id, chain, step,
     answer, correct, and a verifier `score` for the verifier selections). L and P run over powers of
     two up to the shortest chain and the chain count; the answer is selected from all L * P attempts
-    (steps 0..L-1 of the chains) by `select_over_chains` (`auto`: weighted when every attempt has a
+    (steps 0..L-1 of the chains) by `select_over_chains` (`auto`: weighted when every answered attempt has a
     score, else majority), averaged over the disjoint groups of P chains (chains sorted by id). The
     strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling.
     """
@@ -421,7 +421,7 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     for pid in sorted(per):
         chains = [per[pid][c] for c in sorted(per[pid])]
         length = min(len(c) for c in chains)
-        scored = all(a.get("score") is not None for c in chains for a in c.values() if answer_key(a.get("answer")) is not None)
+        scored = has_verifier_scores(a for c in chains for a in c.values())
         how = selection if selection != "auto" else ("weighted" if scored else "majority")
         L = 1
         while L <= length:

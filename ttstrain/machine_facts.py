@@ -16,15 +16,23 @@ import platform
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
 
 
-def cpu_model() -> str:
+def first_cpu_fields(path: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo as key -> value ({} where there is none)."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model() -> str:
+    return first_cpu_fields().get("model name") or platform.processor() or platform.machine()
 
 
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # what torch's CPU kernels use
@@ -32,15 +40,8 @@ SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"
 
 def cpu_topology(path: str = "/proc/cpuinfo") -> dict:
     """Threads per core (2 when the "cores" are hyperthreads sharing one core), clock and SIMD flags, from /proc/cpuinfo."""
-    fields: dict[str, str] = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor's block is enough
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
+    fields = first_cpu_fields(path)
+    if not fields:
         return {}
     flags = set(fields.get("flags", "").split())
     siblings, cores = fields.get("siblings"), fields.get("cpu cores")

@@ -10,7 +10,7 @@ Answers pool by `ttstrain.grading.answer_key` (normalised text), so `\\dfrac{1}{
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 from ttstrain.grading import answer_key
 from ttstrain.metrics import weighted_vote
@@ -81,8 +81,7 @@ def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
     keys = [answer_key(a.get("answer")) for a in flat]
     if selection == "majority":
         return weighted_vote(keys)
-    # An attempt without an answer never wins, so it needs no score (an empty attempt has no step to score).
-    if any(a.get("score") is None for a, k in zip(flat, keys) if k is not None):
+    if not has_verifier_scores(flat):
         raise ValueError(f"selection {selection!r} needs a verifier `score` on every attempt with an answer")
     if selection == "weighted":
         return weighted_vote(keys, [attempt_weight(a) for a in flat])
@@ -96,6 +95,12 @@ def select_over_chains(chains: Sequence[Sequence[Mapping]], selection: str):
             winners.append(win)
             weights.append(sum(attempt_weight(a) for k, a in zip(ck, c) if k == win))
     return weighted_vote(winners, weights)
+
+
+def has_verifier_scores(attempts: Iterable[Mapping]) -> bool:
+    """Every attempt with an answer has a `score`: one without an answer never wins, so it needs
+    none (an empty attempt has no step to score)."""
+    return all(a.get("score") is not None for a in attempts if answer_key(a.get("answer")) is not None)
 
 
 def attempt_weight(attempt: Mapping) -> float:
