@@ -1,4 +1,9 @@
-"""Experiment: combiner over value logit, reference likelihood features and reference check features."""
+"""Experiment: combiners over a PRM's value logit, the policy's likelihood features and its checking
+under the `Check:` head, fitted on MC labels; plus the policy's mean token log-prob with no fit.
+Prints within-question AUROC and weighted-minus-majority at 4 and 16 on the test samples.
+
+    python docs/experiments/prm_feature_combiner.py PRM_DIR LABELS_DIR SAMPLES_PARQUET
+"""
 import json, sys, math
 import torch, pyarrow.parquet as pq
 from ttstrain.prm_data import load_prm_rows, split_by_question, row_targets
@@ -58,3 +63,7 @@ for name, cols in sets.items():
     print("COMB", name, json.dumps({"w": [round(x, 3) for x in w], "bce": round(after, 4), "wq": res["within_question_auroc"],
           "pooled": res["pooled_auroc"], "w16-m16": round(res["weighted_at"][16] - res["majority_at"][16], 4),
           "se": res["weighted_minus_majority_se_at"].get(16), "w4-m4": round(res["weighted_at"][4] - res["majority_at"][4], 4)}), flush=True)
+sc = [1 / (1 + math.exp(-f[-1][2])) if len(r["steps"]) else 0.0 for r, f in zip(samples, SF)]
+res = bon_vs_majority(None, samples, [1, 4, 16], scores=sc)
+print("RAW mean_logprob", res["within_question_auroc"], round(res["weighted_at"][16] - res["majority_at"][16], 4),
+      round(res["weighted_at"][4] - res["majority_at"][4], 4), flush=True)

@@ -1,4 +1,9 @@
-"""Experiment: PRM value head trained with the solution under a different head; within-question AUROC on test samples."""
+"""Experiment: a PRM value head trained (or not, --epochs 0) with the solution under the `Check:`
+head, its head initialised from the policy's newline-vs-space logits, or only its head trained;
+prints within-question AUROC and weighted-minus-majority at 16 on the test samples.
+
+    python docs/experiments/prm_value_head_variants.py --labels L --samples S --out O --head check --init_lm
+"""
 import argparse, json, sys, time
 import pyarrow.parquet as pq
 from ttstrain.prm_data import load_prm_rows, split_by_question
@@ -48,7 +53,7 @@ step_scores = scorer.score([rw(sample_prompt(r, scorer)) for r in samples], [lis
 from ttstrain.aggregation import aggregate
 allres = {}
 for how in ("last", "min", "prod"):
-    scores = [aggregate(s, how) if s else 0.0 for s in step_scores]
+    scores = [aggregate(s, how) for s in step_scores]
     allres[how] = bon_vs_majority(scorer, samples, [1, 4, 16], scores=scores)
 res = allres["last"]
 out = {"head": a.head, "lr": a.lr, "epochs": a.epochs, "train_s": round(time.time() - t), "evals": evals,
