@@ -112,6 +112,9 @@ def test_quick_demo_end_to_end(tmp_path):
     # the demo PRM scores with reference features, and the report carries the value head alone beside it
     assert report["prm"]["reference_features"]["fitted_on"] == "train" and "value-head logit" in text
     assert set(report["prm"]["value_head_only"]["best_of_n"]["weighted_at"]) == {1, 2, 4, 8}
+    # and the policy's own likelihood on the same samples, the baseline the PRM must beat
+    lik = report["prm"]["likelihood_baseline"]["best_of_n"]
+    assert report["prm"]["likelihood_baseline"]["model"] == "default" and "the policy's own likelihood" in text
     sr = report["search"]
     assert set(sr["methods"]) == {"majority", "best_of_n_weighted", "beam_search", "dvts", "slg"}
     assert sr["budgets"] == [1, 2, 4] and all(sr["generations"][m][4] == 4 for m in ("beam_search", "dvts", "slg"))
@@ -124,11 +127,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert pred["fit_samples"] == 1 and pred["largest_checked_n"] == 8 and (out / "predict_bon/predict_bon.png").exists()
     findings = report["findings"]
     assert {"policy", "value_head_within_question_auroc", "weighted_minus_majority_at_16",
-            "weighted_minus_majority_at_16_se", "revision_pass1_by_step", "revision_pass1_se",
+            "weighted_minus_majority_at_16_se", "likelihood_within_question_auroc",
+            "likelihood_weighted_minus_majority_at_16", "revision_pass1_by_step", "revision_pass1_se",
             "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon", "dvts_minus_bon_at_16",
             "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"} == set(findings)
     assert findings["dvts_minus_bon_at_16"] == vs["dvts"]["overall"][4]["diff"] and len(findings["revision_pass1_by_step"]) == 4
     assert findings["bon_prediction_error"] == pred["accuracy_mae_at_largest_n"] and "## Findings" in text
+    assert findings["likelihood_within_question_auroc"] == lik["within_question_auroc"]
+    assert findings["likelihood_weighted_minus_majority_at_16"] == round(lik["weighted_at"][8] - lik["majority_at"][8], 4)
     assert (out / "compute_optimal" / "compute_optimal.md").exists() and "Test-time search" in text
     rv = report["revisions"]
     assert rv["data"]["rows"] > 0 and rv["training"]["optimizer_steps"] >= 1 and "## Revisions" in text

@@ -3,8 +3,8 @@
 Pure functions of measured numbers, so these run in the fast suite (`make fast_test`).
 """
 
-from ttstrain.reporting.demo_report import (answer_bounds_lines, reference_feature_lines, revision_trend,
-                                            weighted_vs_majority_line, within_question_line)
+from ttstrain.reporting.demo_report import (answer_bounds_lines, likelihood_baseline_lines, reference_feature_lines,
+                                            revision_trend, weighted_vs_majority_line, within_question_line)
 
 
 def test_within_question_line_names_what_the_prm_ranks():
@@ -50,6 +50,18 @@ def test_reference_feature_lines_give_the_combiner_and_the_ablation():
     text = "\n".join(reference_feature_lines({"reference_features": checked}))
     assert "380 steps of the held-out validation questions: BCE 0.41 with the value head alone, 0.36" in text
     assert "Warning: fitted on 120 steps" in text
+
+
+def test_likelihood_baseline_line_sets_the_value_head_against_the_policy():
+    assert likelihood_baseline_lines({"best_of_n": {}}) == []
+    lik = {"model": "default", "best_of_n": {"weighted_at": {4: 0.5, 16: 0.61}, "majority_at": {4: 0.5, 16: 0.6},
+                                             "weighted_minus_majority_se_at": {16: 0.01},
+                                             "within_question_auroc": 0.746, "pooled_auroc": 0.8}}
+    prm = {"best_of_n": {"within_question_auroc": 0.7}, "value_head_only": {"best_of_n": {"within_question_auroc": 0.546}},
+           "likelihood_baseline": lik}
+    text = likelihood_baseline_lines(prm)[0]
+    assert "(`default`" in text and "within a question 0.746 (the value head 0.546)" in text
+    assert "best-of-16 0.61 vs majority 0.6 (paired standard error 0.01)" in text
 
 
 def test_answer_bounds_lines_say_when_exclusion_loses():

@@ -188,6 +188,7 @@ def prm_section(prm: dict) -> str:
         within_question_line(bon),
         "",
         *reference_feature_lines(prm),
+        *likelihood_baseline_lines(prm),
         "![best-of-N](best_of_n.png)",
     ])
 
@@ -231,6 +232,21 @@ def reference_feature_lines(prm: dict) -> list[str]:
                   f"weighted best-of-{n} {ab['weighted_at'][n]} vs majority {ab['majority_at'][n]}; AUROC within a "
                   f"question {ab.get('within_question_auroc')}, pooled {ab.get('pooled_auroc')}.", ""]
     return lines
+
+
+def likelihood_baseline_lines(prm: dict) -> list[str]:
+    """The policy-likelihood baseline on the same samples and subsets: the verifier a trained PRM must beat."""
+    lik = prm.get("likelihood_baseline")
+    if not lik:
+        return []
+    lb = lik["best_of_n"]
+    alone = (prm.get("value_head_only") or {}).get("best_of_n") or prm["best_of_n"]
+    n = headline_budget(lb["weighted_at"])
+    return [f"Baseline, the policy's own likelihood (`{lik['model']}`, geometric-mean token probability of the "
+            f"solution, no training): AUROC within a question {lb.get('within_question_auroc')} (the value head "
+            f"{alone.get('within_question_auroc')}), pooled {lb.get('pooled_auroc')}; likelihood-weighted best-of-{n} "
+            f"{lb['weighted_at'][n]} vs majority {lb['majority_at'][n]} (paired standard error "
+            f"{(lb.get('weighted_minus_majority_se_at') or {}).get(n)}).", ""]
 
 
 def within_question_line(bon: dict, near_chance: float = 0.05) -> str:

@@ -26,6 +26,7 @@ def search_methods_vs_bon(search_dir: Path, co_report: dict) -> dict:
 def demo_findings(report: dict, policy: str) -> dict:
     """The figures every run is compared by (null where a stage did not give them)."""
     bon = report["prm"]["best_of_n"]
+    lik = (report["prm"].get("likelihood_baseline") or {}).get("best_of_n") or {}
     alone = (report["prm"].get("value_head_only") or {}).get("best_of_n") or bon
     top = max(bon["weighted_at"]) if bon["weighted_at"] else None
     at16 = 16 if 16 in bon["weighted_at"] else top
@@ -48,6 +49,10 @@ def demo_findings(report: dict, policy: str) -> dict:
         "weighted_minus_majority_at_16": (round(bon["weighted_at"][at16] - bon["majority_at"][at16], 4)
                                           if at16 is not None else None),
         "weighted_minus_majority_at_16_se": (bon.get("weighted_minus_majority_se_at") or {}).get(at16),
+        "likelihood_within_question_auroc": lik.get("within_question_auroc"),
+        "likelihood_weighted_minus_majority_at_16": (
+            round(lik["weighted_at"][at16] - lik["majority_at"][at16], 4) if lik.get("weighted_at") and at16 in lik["weighted_at"]
+            else None),
         "revision_pass1_by_step": by_step,
         "revision_pass1_se": None if step_se is None else round(step_se, 4),
         "compute_optimal_efficiency_at_16": search["efficiency"].get("oracle", {}).get(report["sizes"]["search_max_budget"]),

@@ -12,9 +12,12 @@ prm_train_config.json) or on every row (`all`, for a labelled set the PRM never 
 ProcessBench threshold is a number, or `calibrate`: chosen on `processbench_calibration` (a file of
 the same schema) when given, else on the id-hash calibration half of each file and reported on the
 other half. A PRM trained with `--reference_features true` is also scored by its value head alone
-(`value_head_only`, the ablation). Output: eval_prm.json and config.json in output_dir, and with
-`samples` sample_scores.parquet (problem_id, sample_index, level, correct, score, and the value
-head's score_value_head with reference features), which `ttstrain predict-bon` reads.
+(`value_head_only`, the ablation). `likelihood_baseline` also scores the samples by a causal LM's
+mean token likelihood (`ttstrain.likelihood_baseline`; `auto`: the model the PRM was trained from),
+the verifier a trained PRM has to beat. Output: eval_prm.json and config.json in output_dir, and with
+`samples` sample_scores.parquet (problem_id, sample_index, level, correct, score, the value head's
+score_value_head with reference features, score_likelihood with the baseline), which
+`ttstrain predict-bon` reads.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class EvalPRMConfig:
     processbench: list[str] = field(default_factory=list, metadata={"help": "ProcessBench-schema files (json array, .json.gz or jsonl)."})
     processbench_threshold: str = field(default="calibrate", metadata={"help": "Step-score threshold, or 'calibrate'."})
     processbench_calibration: str | None = field(default=None, metadata={"help": "ProcessBench-schema file the threshold is calibrated on (default: the id-hash half of each file)."})
+    likelihood_baseline: str = field(default="none", metadata={"help": "Also score the samples by a causal LM's mean token likelihood "
+                                     "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
     batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
     seed: int = field(default=0, metadata={"help": "Seed of the best-of-N subsets."})
 
@@ -71,6 +76,20 @@ def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
     return list(val), {"split": "validation", "validation_fraction": fraction, "split_seed": seed}
 
 
+def likelihood_model(cfg: EvalPRMConfig) -> str | None:
+    """The causal LM of the likelihood baseline: None, the PRM's recorded base model for 'auto', or the name given."""
+    if cfg.likelihood_baseline in ("none", "", None):
+        return None
+    if cfg.likelihood_baseline != "auto":
+        return cfg.likelihood_baseline
+    train_cfg = Path(cfg.prm_path) / "prm_train_config.json"
+    name = json.loads(train_cfg.read_text()).get("model_name_or_path") if train_cfg.exists() else None
+    if not name:
+        raise ValueError(f"likelihood_baseline=auto reads the PRM's base model from {train_cfg}, which "
+                         f"{'has no model_name_or_path' if train_cfg.exists() else 'does not exist'}; name the model instead")
+    return name
+
+
 def load_samples(path: str) -> list[dict]:
     """Graded samples to score (a parquet file or a `ttstrain sample` folder), each with its prompt or question."""
     rows = read_rows(path, default_name="samples.parquet", required=("problem_id", "steps", "answer", "correct"))
@@ -87,6 +106,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
+    baseline = likelihood_model(cfg) if cfg.samples else None
     scorer = PRMScorer.from_pretrained(cfg.prm_path, batch_size=cfg.batch_size)
     if scorer.reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
@@ -122,13 +142,23 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
                           value_cache=scorer.value_cache)
         result["value_head_only"] = evaluate(alone)
         result["reference_features"] = scorer.reference_spec
+    if baseline is not None:
+        from ttstrain.likelihood_baseline import LikelihoodScorer
+
+        lik = LikelihoodScorer.from_pretrained(baseline, batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
+        lik_scores = sample_scores(lik, samples, cfg.aggregation)
+        result["likelihood_baseline"] = {
+            "model": baseline, "score": "exp(mean token log-prob of the solution so far)",
+            "best_of_n": bon_vs_majority(lik, samples, cfg.budgets, how=cfg.aggregation, resamples=cfg.resamples,
+                                         seed=cfg.seed, scores=lik_scores)}
     result["scorer_stats"] = dict(scorer.stats)
     out = Path(cfg.output_dir)
     if samples is not None:  # every sample's score, for `ttstrain predict-bon` and other analyses
         alone_scores = result.get("value_head_only", {}).pop("_sample_scores", None)
         write_parquet(out / "sample_scores.parquet", [
             {"problem_id": r["problem_id"], "sample_index": r.get("sample_index", j), "level": r.get("level"),
-             "correct": bool(r["correct"]), "score": sc, "score_value_head": None if alone_scores is None else alone_scores[j]}
+             "correct": bool(r["correct"]), "score": sc, "score_value_head": None if alone_scores is None else alone_scores[j],
+             "score_likelihood": None if baseline is None else lik_scores[j]}
             for j, (r, sc) in enumerate(zip(samples, result.pop("_sample_scores")))])
     write_json(out / "eval_prm.json", result)
     write_resolved_config(out, cfg)
