@@ -39,6 +39,10 @@ def demo_findings(report: dict, policy: str) -> dict:
     attempts = rev["problems"] * rev["num_chains"]  # attempts at each revision step
     step_se = max((math.sqrt(p * (1 - p) / attempts) for p in by_step), default=None) if attempts else None
 
+    def weighted_minus_majority(curves: dict):
+        return (round(curves["weighted_at"][at16] - curves["majority_at"][at16], 4)
+                if at16 in curves.get("weighted_at", {}) else None)
+
     def at_largest(method):
         overall = vs.get(method, {}).get("overall", {})
         return overall[max(overall)]["diff"] if overall else None
@@ -46,13 +50,10 @@ def demo_findings(report: dict, policy: str) -> dict:
     return {
         "policy": policy,
         "value_head_within_question_auroc": alone.get("within_question_auroc"),
-        "weighted_minus_majority_at_16": (round(bon["weighted_at"][at16] - bon["majority_at"][at16], 4)
-                                          if at16 is not None else None),
+        "weighted_minus_majority_at_16": weighted_minus_majority(bon),
         "weighted_minus_majority_at_16_se": (bon.get("weighted_minus_majority_se_at") or {}).get(at16),
         "likelihood_within_question_auroc": lik.get("within_question_auroc"),
-        "likelihood_weighted_minus_majority_at_16": (
-            round(lik["weighted_at"][at16] - lik["majority_at"][at16], 4) if lik.get("weighted_at") and at16 in lik["weighted_at"]
-            else None),
+        "likelihood_weighted_minus_majority_at_16": weighted_minus_majority(lik),
         "revision_pass1_by_step": by_step,
         "revision_pass1_se": None if step_se is None else round(step_se, 4),
         "compute_optimal_efficiency_at_16": search["efficiency"].get("oracle", {}).get(report["sizes"]["search_max_budget"]),

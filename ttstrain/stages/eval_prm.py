@@ -29,6 +29,7 @@ from pathlib import Path
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.prompts import check_same_format
 from ttstrain.stage_rows import read_rows, recorded_prompt_format, rows_path
+from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG
 from ttstrain.validation import InputError
 
 
@@ -53,6 +54,12 @@ class EvalPRMConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the best-of-N subsets."})
 
 
+def recorded_training(prm_path: str) -> tuple[Path, dict]:
+    """The PRM's prm_train_config.json (written by train-prm) and what it records ({} when it is absent)."""
+    path = Path(prm_path) / PRM_TRAIN_CONFIG
+    return path, (json.loads(path.read_text()) if path.exists() else {})
+
+
 def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
     from ttstrain.prm_data import load_prm_rows, split_by_question
 
@@ -61,10 +68,7 @@ def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
         return list(rows), {"split": "all"}
     if cfg.labels_split != "validation":
         raise ValueError(f"labels_split must be 'validation' or 'all', got {cfg.labels_split!r}")
-    recorded = {}
-    train_cfg = Path(cfg.prm_path) / "prm_train_config.json"
-    if train_cfg.exists():
-        recorded = json.loads(train_cfg.read_text())
+    train_cfg, recorded = recorded_training(cfg.prm_path)
     fraction = cfg.validation_fraction if cfg.validation_fraction is not None else recorded.get("validation_fraction")
     seed = cfg.split_seed if cfg.split_seed is not None else recorded.get("seed")
     if fraction is None or seed is None:
@@ -82,8 +86,8 @@ def likelihood_model(cfg: EvalPRMConfig) -> str | None:
         return None
     if cfg.likelihood_baseline != "auto":
         return cfg.likelihood_baseline
-    train_cfg = Path(cfg.prm_path) / "prm_train_config.json"
-    name = json.loads(train_cfg.read_text()).get("model_name_or_path") if train_cfg.exists() else None
+    train_cfg, recorded = recorded_training(cfg.prm_path)
+    name = recorded.get("model_name_or_path")
     if not name:
         raise ValueError(f"likelihood_baseline=auto reads the PRM's base model from {train_cfg}, which "
                          f"{'has no model_name_or_path' if train_cfg.exists() else 'does not exist'}; name the model instead")
@@ -145,7 +149,12 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if baseline is not None:
         from ttstrain.likelihood_baseline import LikelihoodScorer
 
-        lik = LikelihoodScorer.from_pretrained(baseline, batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
+        if scorer.reference_model is not None and scorer.reference_spec.get("reference_model") == baseline:
+            # the policy the combiner already loaded (same tokenizer, checked then): no second copy in memory
+            lik = LikelihoodScorer(scorer.reference_model, scorer.tokenizer, name=baseline, batch_size=cfg.batch_size,
+                                   prompt_format=scorer.prompt_format)
+        else:
+            lik = LikelihoodScorer.from_pretrained(baseline, batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
         lik_scores = sample_scores(lik, samples, cfg.aggregation)
         result["likelihood_baseline"] = {
             "model": baseline, "score": "exp(mean token log-prob of the solution so far)",
