@@ -686,3 +686,44 @@ def test_slg_states_can_be_first_tokens_prefixes():
     assert all(c.text.startswith("r0") and c.steps[0].startswith("r0") for c in from_state)
     assert res.cost.generations == len(res.candidates) == 40
     check_totals(gen, scorer, [res])
+
+
+def test_stage_searches_with_the_policy_likelihood_as_verifier(tmp_path):
+    """--verifier likelihood: the shipped policy finds "2 + 3 = 5" likelier than "2 + 3 = 6", so
+    every right candidate outscores every wrong one and weighted best-of-4 and beam search pick 5
+    (majority sees a tie of two 5s and two 8s); the candidates' scores are LikelihoodScorer's, and
+    the config names the scorer."""
+    from ttstrain.likelihood_baseline import LikelihoodScorer
+    from ttstrain.prompts import format_prompt
+    from ttstrain.stages.run_search import make_parser, run_search_stage
+
+    path, script = one_problem_stage(tmp_path)
+    (cfg,) = make_parser().parse_args_and_config(
+        ["--output_dir", str(tmp_path / "out"), "--problems", str(path), "--split", "none", "--max_budget", "4",
+         "--resamples", "1", "--beam_width", "2", "--methods", "majority", "best_of_n_weighted", "beam_search",
+         "--verifier", "likelihood", "--likelihood_model", "default", "--prm_device", "cpu"])
+    summary = run_search_stage(cfg, generator=Policy(script), progress=False)
+    assert summary["methods"]["best_of_n_weighted"]["4"]["accuracy"] == 1.0
+    assert summary["methods"]["beam_search"]["4"]["accuracy"] == 1.0
+    assert summary["methods"]["best_of_n_weighted"]["4"]["verifier_tokens"] > 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["scorer"]["type"] == "LikelihoodScorer" and config["scorer"]["path"] == "default"
+    cands = [c for c in read_parquet(tmp_path / "out" / "candidates.parquet") if c["run"] == "best_of_n"]
+    lik = LikelihoodScorer.from_pretrained("default")
+    prompt = format_prompt("Start with 2.\n1. Add 3.\nWhat is the result?")
+    direct = lik.score([prompt] * len(cands), [list(c["steps"]) for c in cands])
+    for c, expected in zip(cands, direct):
+        assert list(c["step_scores"]) == pytest.approx(expected, abs=1e-6)
+    right = [c["score"] for c in cands if c["correct"]]
+    wrong = [c["score"] for c in cands if not c["correct"]]
+    assert right and wrong and min(right) > max(wrong)
+
+
+def test_stage_without_a_prm_names_the_likelihood_verifier(tmp_path):
+    from ttstrain.stages.run_search import load_scorer, make_parser
+
+    (cfg,) = make_parser().parse_args_and_config(["--methods", "best_of_n_weighted"])
+    with pytest.raises(ValueError, match="set prm_path.*--verifier likelihood"):
+        load_scorer(cfg)
+    with pytest.raises(SystemExit):
+        make_parser().parse_args_and_config(["--verifier", "oracle"])

@@ -6,7 +6,7 @@ its token probabilities over the solution (exp of the mean token log-prob, promp
 at every step end so it aggregates like a PRM's step scores (`last` is the whole solution's).
 `ttstrain eval-prm --likelihood_baseline auto` scores the same samples with it next to the PRM;
 on the default world v2 it ranks answers within a question better than the trained value head
-(docs/results.md).
+(docs/results.md). `ttstrain search --verifier likelihood` searches with it.
 
     from ttstrain.likelihood_baseline import LikelihoodScorer
     lik = LikelihoodScorer.from_pretrained("default")
@@ -41,6 +41,7 @@ class LikelihoodScorer:
             raise ValueError(f"the tokenizer of {name or 'the likelihood model'} has neither a pad nor an eos token")
         self.pad_token_id = pad
         self.stats = {"solutions": 0, "tokens": 0}
+        self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str = "cpu", dtype: str = "auto", **kw) -> "LikelihoodScorer":
@@ -68,6 +69,7 @@ class LikelihoodScorer:
             start = encoded[i].prompt_length
             cumulative = torch.cumsum(lp[start:].double(), 0)
             out[i] = [math.exp(float(cumulative[end - start]) / (end - start + 1)) for end in encoded[i].step_end_positions]
+        self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
         self.stats["solutions"] += len(keys)
         self.stats["tokens"] += sum(len(s) for s in seqs)
         return out

@@ -23,9 +23,12 @@ Output folder:
   config.json         the resolved config, the generator's and scorer's identity
   chunks/             the resumable unit of work (see ttstrain.shards)
 
-The PRM is `ttstrain.scoring.PRMScorer.from_pretrained(prm_path)` (imported only when a method
-needs a verifier); `run_search_stage(cfg, generator=..., scorer=...)` takes others (tests pass the
-scripted ones).
+The verifier is the PRM, `ttstrain.scoring.PRMScorer.from_pretrained(prm_path)` (imported only
+when a method needs one), or with `--verifier likelihood` the untrained baseline of
+`ttstrain.likelihood_baseline`: a causal LM's geometric-mean token probability of each solution so
+far (`--likelihood_model`, the policy when unset), the search counterpart of `eval-prm
+--likelihood_baseline`. `run_search_stage(cfg, generator=..., scorer=...)` takes others (tests
+pass the scripted ones).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptA
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
+VERIFIERS = ("prm", "likelihood")
 ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
 COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "prefill_tokens", "verifier_tokens",
                "policy_flops", "verifier_flops", "total_flops")
@@ -51,10 +55,12 @@ COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "pref
 @dataclass
 class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
-    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority."})
-    prm_device: str = field(default="auto", metadata={"help": "Device of the PRM: auto (cuda if available), cpu, cuda."})
-    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the PRM is loaded in."})
-    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward batch."})
+    verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
+    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm."})
+    likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
+    prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (PRM or likelihood model): auto (cuda if available), cpu, cuda."})
+    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in."})
+    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch."})
     prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within one method and budget (transformers backend): a beam prefix re-sent next round prefills only its new step (0: off)."})
     prm_prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the PRM's prefix KV cache: a step-search round runs the PRM (and its reference model) only on the tokens after the longest prefix scored before (0: off, every solution read whole)."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
@@ -99,14 +105,28 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def load_scorer(cfg: SearchStageConfig):
-    if not cfg.prm_path:
-        raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path")
+def verifier_name(cfg: SearchStageConfig) -> str | None:
+    """The model the verifier reads: the PRM folder, or the likelihood model (the policy when unset)."""
+    return cfg.prm_path if cfg.verifier == "prm" else (cfg.likelihood_model or cfg.model_name_or_path)
+
+
+def load_scorer(cfg: SearchStageConfig, prompt_format=None):
+    """The verifier `cfg.verifier` names; `prompt_format` is the policy's (the likelihood scorer reads those prompts)."""
     import torch
 
+    if cfg.verifier not in VERIFIERS:
+        raise ValueError(f"verifier {cfg.verifier!r} is not one of {list(VERIFIERS)}")
+    device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.verifier == "likelihood":
+        from ttstrain.likelihood_baseline import LikelihoodScorer
+
+        return LikelihoodScorer.from_pretrained(verifier_name(cfg), device=device, dtype=cfg.prm_dtype,
+                                                batch_size=cfg.prm_batch_size, prompt_format=prompt_format)
+    if not cfg.prm_path:
+        raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path "
+                         f"(or --verifier likelihood)")
     from ttstrain.scoring import PRMScorer
 
-    device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     return PRMScorer.from_pretrained(cfg.prm_path, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
                                      prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20)
 
@@ -235,20 +255,23 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
-    check_or_write_config(out, {**run_fingerprint(cfg),
-                                "prm_revision": model_revision(cfg.prm_path) if cfg.prm_path else None})
+    if cfg.verifier == "likelihood":  # prm_path (a recipe may still name one) is not read
+        fingerprint = {**run_fingerprint(cfg), "likelihood_revision": model_revision(verifier_name(cfg))}
+    else:
+        fingerprint = {**run_fingerprint(cfg), "prm_revision": model_revision(cfg.prm_path) if cfg.prm_path else None}
+    check_or_write_config(out, fingerprint)
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
             generator = stage_generator(cfg)
-        if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
-            scorer = load_scorer(cfg)
         shots = stage_prompt_format(cfg, generator)
+        if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
+            scorer = load_scorer(cfg, prompt_format=shots)
         if scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
-            check_same_format(scorer.prompt_format.record(), shots.record(), f"the PRM {cfg.prm_path}",
+            check_same_format(scorer.prompt_format.record(), shots.record(), f"the verifier {verifier_name(cfg)}",
                               "this search's policy prompts")
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
-        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": cfg.prm_path,
+        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier_name(cfg),
                                                   "parameters": getattr(scorer, "num_parameters", None)}
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
                               budgets=cfg.budgets(), problems_loaded=len(problems), prompt_format=shots.record())
