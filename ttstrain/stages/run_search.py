@@ -268,7 +268,7 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg, prompt_format=shots)
         if scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
-            check_same_format(scorer.prompt_format.record(), shots.record(), f"the verifier {verifier_name(cfg)}",
+            check_same_format(scorer.prompt_format.record(), shots.record(), f"the {'PRM' if cfg.verifier == 'prm' else 'likelihood model'} {verifier_name(cfg)}",
                               "this search's policy prompts")
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier_name(cfg),
