@@ -727,3 +727,8 @@ def test_stage_without_a_prm_names_the_likelihood_verifier(tmp_path):
         load_scorer(cfg)
     with pytest.raises(SystemExit):
         make_parser().parse_args_and_config(["--verifier", "oracle"])
+    from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
+
+    with pytest.raises(ValueError, match="verifier 'oracle' is not one of"):  # a config built in code, not parsed
+        run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "x"), verifier="oracle"), progress=False)
+    assert not (tmp_path / "x").exists()  # refused before anything is written

@@ -71,7 +71,7 @@ class LikelihoodScorer:
             out[i] = [math.exp(float(cumulative[end - start]) / (end - start + 1)) for end in encoded[i].step_end_positions]
         self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
         self.stats["solutions"] += len(keys)
-        self.stats["tokens"] += sum(len(s) for s in seqs)
+        self.stats["tokens"] += sum(self.last_scored_tokens)
         return out
 
     def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,

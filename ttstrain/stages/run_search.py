@@ -46,7 +46,7 @@ from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptA
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
-VERIFIERS = ("prm", "likelihood")
+VERIFIERS = {"prm": "PRM", "likelihood": "likelihood model"}  # --verifier choices, and how messages name them
 ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
 COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "prefill_tokens", "verifier_tokens",
                "policy_flops", "verifier_flops", "total_flops")
@@ -107,6 +107,8 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 def verifier_name(cfg: SearchStageConfig) -> str | None:
     """The model the verifier reads: the PRM folder, or the likelihood model (the policy when unset)."""
+    if cfg.verifier not in VERIFIERS:
+        raise ValueError(f"verifier {cfg.verifier!r} is not one of {list(VERIFIERS)}")
     return cfg.prm_path if cfg.verifier == "prm" else (cfg.likelihood_model or cfg.model_name_or_path)
 
 
@@ -114,20 +116,19 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     """The verifier `cfg.verifier` names; `prompt_format` is the policy's (the likelihood scorer reads those prompts)."""
     import torch
 
-    if cfg.verifier not in VERIFIERS:
-        raise ValueError(f"verifier {cfg.verifier!r} is not one of {list(VERIFIERS)}")
+    name = verifier_name(cfg)
     device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.verifier == "likelihood":
         from ttstrain.likelihood_baseline import LikelihoodScorer
 
-        return LikelihoodScorer.from_pretrained(verifier_name(cfg), device=device, dtype=cfg.prm_dtype,
+        return LikelihoodScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype,
                                                 batch_size=cfg.prm_batch_size, prompt_format=prompt_format)
-    if not cfg.prm_path:
+    if not name:
         raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path "
                          f"(or --verifier likelihood)")
     from ttstrain.scoring import PRMScorer
 
-    return PRMScorer.from_pretrained(cfg.prm_path, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
+    return PRMScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
                                      prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20)
 
 
@@ -252,14 +253,12 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     for m in cfg.methods:
         get_method(m)
     cfg.search_config(cfg.max_budget).width()  # a beam width that does not divide N fails now, not mid-run
+    verifier = verifier_name(cfg)  # with verifier likelihood, a prm_path a recipe still names is not read
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
-    if cfg.verifier == "likelihood":  # prm_path (a recipe may still name one) is not read
-        fingerprint = {**run_fingerprint(cfg), "likelihood_revision": model_revision(verifier_name(cfg))}
-    else:
-        fingerprint = {**run_fingerprint(cfg), "prm_revision": model_revision(cfg.prm_path) if cfg.prm_path else None}
-    check_or_write_config(out, fingerprint)
+    check_or_write_config(out, {**run_fingerprint(cfg),
+                                f"{cfg.verifier}_revision": model_revision(verifier) if verifier else None})
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
@@ -268,10 +267,10 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg, prompt_format=shots)
         if scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
-            check_same_format(scorer.prompt_format.record(), shots.record(), f"the {'PRM' if cfg.verifier == 'prm' else 'likelihood model'} {verifier_name(cfg)}",
+            check_same_format(scorer.prompt_format.record(), shots.record(), f"the {VERIFIERS[cfg.verifier]} {verifier}",
                               "this search's policy prompts")
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
-        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier_name(cfg),
+        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier,
                                                   "parameters": getattr(scorer, "num_parameters", None)}
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
                               budgets=cfg.budgets(), problems_loaded=len(problems), prompt_format=shots.record())
