@@ -175,3 +175,31 @@ def test_card_checking_measures_scripted_verdicts(monkeypatch):
     assert got["step_auroc"] == 0.875 and got["wrong_samples_with_a_located_step"] == 2
     assert got["solution_auroc_within_question"] == 0.5 and got["within_question_problems"] == 2
     assert got["first_wrong_step_found"] == 0.5
+
+
+def test_carry_slips_keep_the_units_digit_and_are_still_wrong_at_their_step():
+    from ttstrain.world.checking import _carry_slip
+
+    rng = random.Random(5)
+    values = [rng.randrange(10, 5000) for _ in range(400)]
+    slipped = [_carry_slip(rng, v) for v in values]
+    assert all(s != v and s >= 0 for v, s in zip(values, slipped))
+    units_kept = sum(s % 10 == v % 10 for v, s in zip(values, slipped))
+    tens_by_one_or_two = sum(abs(s - v) in (10, 20) for v, s in zip(values, slipped))
+    # 85% are carry slips (units kept, 80% of them in the tens); an any-digit slip keeps the units
+    # now and then too
+    assert 0.84 * 400 < units_kept < 0.97 * 400 and tens_by_one_or_two > 0.6 * 400
+    assert all(_carry_slip(rng, v) != v for v in range(10))
+    for p in generate_problems("train", 3, 40, seed=2):
+        i = rng.randrange(len(p.ops))
+        kind, text = wrong_step(rng, p, i, slips="carry")
+        err = first_error(p.question, join_steps(p.gold_steps()[:i] + [text] + p.gold_steps()[i + 1:]))
+        assert err is not None and err.step == i, (kind, text)
+
+
+def test_build_refuses_an_unknown_slip_kind_before_writing(tmp_path):
+    from ttstrain.world.build import build_world
+
+    with pytest.raises(SystemExit, match="check_slips 'typo' is not one of"):
+        build_world(tiny(tmp_path, check_slips="typo"))
+    assert not (tmp_path / "w").exists()

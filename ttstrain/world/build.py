@@ -76,6 +76,10 @@ class BuildWorldConfig:
     check_style: str = field(default="first_error", metadata={"help": "first_error: a checked solution stops at its "
                                                                   "one wrong step; every_step: each step may be wrong "
                                                                   "(check_error_rate each) and is judged on its own."})
+    check_slips: str = field(default="any_digit", metadata={"choices": ["any_digit", "carry"], "help": "How a checked solution's arithmetic slips "
+                                                                    "go wrong: any_digit (any digit changed, or off by "
+                                                                    "1, 2 or 10) or carry (a digit above the units off "
+                                                                    "by one or two, as the policy's own slips are)."})
     verdict_weight: float = field(default=1.0, metadata={"help": "Loss weight of a checked solution's verdict tokens "
                                                                  "(the newline or mark after each step) against 1 for "
                                                                  "every other trained token."})
@@ -108,7 +112,7 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
 
 def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
                    check_error_rate: float = 0.6, verdict_weight: float = 1.0,
-                   check_style: str = "first_error") -> dict[str, torch.Tensor]:
+                   check_style: str = "first_error", check_slips: str = "any_digit") -> dict[str, torch.Tensor]:
     """Right-padded input ids and labels for one batch of one level; prompt positions carry -100.
 
     A `check_fraction` of the rows are checked solutions (loss on the verdicts only). With a
@@ -122,7 +126,7 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
     for _ in range(batch_size):
         checked.append(bool(check_fraction) and rng.random() < check_fraction)
         if checked[-1]:
-            ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style)
+            ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style, check_slips)
             seqs.append(ids)
             labels.append(lab)
             continue
@@ -215,7 +219,7 @@ def train_policy(cfg: BuildWorldConfig):
     for step in bar:
         level = rng.choices(levels, weights=cfg.level_weights)[0]
         batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
-                               cfg.verdict_weight, cfg.check_style)
+                               cfg.verdict_weight, cfg.check_style, cfg.check_slips)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss
@@ -283,6 +287,10 @@ def load_resume_state(state_dir: Path, cfg, model, opt, rng) -> tuple[int, int, 
 
 
 def build_world(cfg: BuildWorldConfig) -> Path:
+    from ttstrain.world.checking import SLIPS
+
+    if cfg.check_slips not in SLIPS:  # the parser refuses it too; a config built in code is checked here
+        raise SystemExit(f"check_slips {cfg.check_slips!r} is not one of {sorted(SLIPS)}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_stats = {}

@@ -97,6 +97,7 @@ def pretraining_mixture(cfg) -> dict:
             ("wrong_steps" if every_step else "checked_solutions_with_a_wrong_step"): cfg.check_error_rate,
             "verdict_weight": cfg.verdict_weight,
             "mistake_kinds": list(MISTAKE_KINDS),
+            "arithmetic_slips": getattr(cfg, "check_slips", "any_digit"),
             "trained_on": "solving: the solution; checked solutions: the verdicts only (a newline after a right "
                           "step, ' <- wrong: <right step>' after a wrong one" +
                           (", each step judged on its own)" if every_step else

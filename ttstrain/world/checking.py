@@ -17,8 +17,10 @@ Each step is copied and then judged by what follows its last character: a newlin
 is right, ` <- wrong: <the right step>` (and the end of the text) at the first wrong step; a
 solution with no wrong step ends `All steps are right.`. The loss is on the verdicts only, never on
 the copied steps (they carry the injected mistakes). Mistakes are of the kinds a policy makes:
-arithmetic slips (a digit of the result changed, or the result off by a little), a miscopied
-operand or previous result, a skipped operation, a wrong boxed answer.
+arithmetic slips, a miscopied operand or previous result, a skipped operation, a wrong boxed
+answer. How a slip goes wrong is a build option (`SLIPS`): `any_digit` (a digit of the result
+changed, or the result off by a little; world v2 as first built) or `carry` (a digit above the
+units off by one or two, which is what the policy's own temperature-1 slips mostly are).
 
 What it is *not*: the PRM's format (a value head's soft, Monte Carlo estimate of reaching the right
 answer, at `Solution:` step ends) or a revision prompt (earlier attempts followed by a new solution).
@@ -70,9 +72,26 @@ def _slip(rng: random.Random, value: int) -> int:
     return new if new >= 0 and new != value else value + 1
 
 
-def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int) -> tuple[str, str]:
+def _carry_slip(rng: random.Random, value: int) -> int:
+    """A wrong result as the policy's own temperature-1 slips are: a digit above the units off by
+    one or two, as when a carry is dropped or added (docs/experiments/own_checking.py: 72% of world
+    v2's own arithmetic first errors differ only above the units digit, 56% are off by 10 or 20).
+    15% are any-digit slips (`_slip`), and a result under 10 always is one."""
+    if value < 10 or rng.random() < 0.15:
+        return _slip(rng, value)
+    places = len(str(value)) - 1  # digits above the units
+    k = 1 if places == 1 or rng.random() < 0.8 else rng.randrange(2, places + 1)
+    new = value + rng.choice([-2, -1, -1, 1, 1, 2]) * 10 ** k
+    return new if new >= 0 and new != value else _slip(rng, value)
+
+
+SLIPS = {"any_digit": _slip, "carry": _carry_slip}
+
+
+def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int,
+               slips: str = "any_digit") -> tuple[str, str]:
     """(kind, text) of a wrong version of step `index` (0-based; `len(ops)` is the answer line),
-    with every earlier step right."""
+    with every earlier step right. `slips` names how an arithmetic result goes wrong (`SLIPS`)."""
     values = problem.values()
     if index == len(problem.ops):
         return "answer", f"The answer is \\boxed{{{_slip(rng, values[-1])}}}."
@@ -82,7 +101,7 @@ def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int) -> tu
         kinds.append("skipped")
     kind = rng.choice(kinds)
     if kind == "arithmetic":
-        return kind, f"{left} {op} {x} = {_slip(rng, apply_op(left, op, x))}"
+        return kind, f"{left} {op} {x} = {SLIPS[slips](rng, apply_op(left, op, x))}"
     if kind == "copy_previous":
         left = _change_a_digit(rng, left)
     elif kind == "copy_operand":
@@ -92,7 +111,8 @@ def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int) -> tu
     return kind, f"{left} {op} {x} = {apply_op(left, op, x)}"
 
 
-def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate: float = 0.6) -> list[tuple[str, bool]]:
+def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate: float = 0.6,
+                     slips: str = "any_digit") -> list[tuple[str, bool]]:
     """The checked-solution text after the prompt as (piece, trained-on) pairs: copied steps are
     not trained on, verdicts are. With probability `error_rate` one step (uniform, answer line
     included) is wrong, and the text stops at it."""
@@ -101,7 +121,7 @@ def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate:
     pieces: list[tuple[str, bool]] = []
     for i, step in enumerate(gold):
         if i == wrong_at:
-            _, text = wrong_step(rng, problem, i)
+            _, text = wrong_step(rng, problem, i, slips)
             pieces += [(text, False), (WRONG_MARK + step, True)]
             return pieces
         pieces += [(step, False), ("\n", True)]
@@ -109,7 +129,8 @@ def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate:
     return pieces
 
 
-def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_error_rate: float = 0.3) -> list[tuple[str, bool]]:
+def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_error_rate: float = 0.3,
+                       slips: str = "any_digit") -> list[tuple[str, bool]]:
     """A checked solution in which each step may be wrong (probability `step_error_rate` each) and
     each is judged on its own: against the previous step as written and the question's operation.
     A wrong result is carried on, as a policy carries its slips on."""
@@ -120,7 +141,7 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
         local = ArithmeticProblem(id="", level=problem.level, start=written, ops=ops[i:])
         right = local.gold_steps()[0]
         if rng.random() < step_error_rate:
-            _, text = wrong_step(rng, local, 0)
+            _, text = wrong_step(rng, local, 0, slips)
             pieces += [(text, False), (WRONG_MARK + right, True), ("\n", False)]
         else:
             text = right
@@ -131,13 +152,13 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
 
 
 def check_example(rng: random.Random, level: int, tokenizer, error_rate: float = 0.6,
-                  style: str = "first_error") -> tuple[list[int], list[int]]:
+                  style: str = "first_error", slips: str = "any_digit") -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 off the verdicts) of one checked solution of a training problem."""
     problem = sample_training_problem(rng, level)
     ids = tokenizer(check_prompt(problem.question))["input_ids"]
     labels = [-100] * len(ids)
-    pieces = (checked_solution(rng, problem, error_rate) if style == "first_error"
-              else every_step_checked(rng, problem, error_rate))
+    pieces = (checked_solution(rng, problem, error_rate, slips) if style == "first_error"
+              else every_step_checked(rng, problem, error_rate, slips))
     for text, trained in pieces:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
