@@ -80,6 +80,10 @@ class BuildWorldConfig:
                                                                     "go wrong: any_digit (any digit changed, or off by "
                                                                     "1, 2 or 10) or carry (a digit above the units off "
                                                                     "by one or two, as the policy's own slips are)."})
+    solve_step_error_rate: float = field(default=0.0, metadata={"help": "In solving text, the probability that each "
+                                                                     "operation line goes wrong in a locatable way (left "
+                                                                     "out, or another line's operand; ttstrain.world.slipped) "
+                                                                     "and the wrong value is carried on."})
     verdict_weight: float = field(default=1.0, metadata={"help": "Loss weight of a checked solution's verdict tokens "
                                                                  "(the newline or mark after each step) against 1 for "
                                                                  "every other trained token."})
@@ -112,14 +116,17 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
 
 def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
                    check_error_rate: float = 0.6, verdict_weight: float = 1.0,
-                   check_style: str = "first_error", check_slips: str = "any_digit") -> dict[str, torch.Tensor]:
+                   check_style: str = "first_error", check_slips: str = "any_digit",
+                   solve_step_error_rate: float = 0.0) -> dict[str, torch.Tensor]:
     """Right-padded input ids and labels for one batch of one level; prompt positions carry -100.
 
     A `check_fraction` of the rows are checked solutions (loss on the verdicts only). With a
     `verdict_weight` other than 1 the batch carries per-token loss `weights`: that weight on the
-    first token after each copied step (where the verdict is decided), 1 elsewhere."""
+    first token after each copied step (where the verdict is decided), 1 elsewhere. With a
+    `solve_step_error_rate` the solving rows carry locatable mistakes (ttstrain.world.slipped)."""
     from ttstrain.prompts import format_prompt
     from ttstrain.world.checking import check_example
+    from ttstrain.world.slipped import slipped_solution
     from ttstrain.world.task import sample_training_problem
 
     seqs, labels, checked = [], [], []
@@ -132,7 +139,8 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
             continue
         p = sample_training_problem(rng, level)
         prompt_ids = tokenizer(format_prompt(p.question))["input_ids"]
-        sol_ids = tokenizer(p.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        solution = slipped_solution(rng, p, solve_step_error_rate) if solve_step_error_rate else p.solution
+        sol_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + sol_ids)
         labels.append([-100] * len(prompt_ids) + sol_ids)
     width = max(len(s) for s in seqs)
@@ -219,7 +227,7 @@ def train_policy(cfg: BuildWorldConfig):
     for step in bar:
         level = rng.choices(levels, weights=cfg.level_weights)[0]
         batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
-                               cfg.verdict_weight, cfg.check_style, cfg.check_slips)
+                               cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss
