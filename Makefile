@@ -34,23 +34,29 @@ slow_test: install
 
 # The shipped policies. World v1 (ttstrain/world/v1_policy, `world-v1`): 1200 steps from scratch
 # (operand copying appears between steps 400 and 800), then 700 more from that checkpoint with a
-# fresh warmup and cosine. World v2 (ttstrain/world/default_policy, the default): v1 read on for
-# 1200 steps, 90% checked solutions (ttstrain/world/checking.py; recipes/default/world/config_v2.yaml).
+# fresh warmup and cosine. World v2 in two phases: its checking phase (ttstrain/world/v2_check_policy,
+# `world-v2-check`) reads v1 on for 1200 steps, 90% checked solutions (ttstrain/world/checking.py;
+# recipes/default/world/config_v2_check.yaml); its last phase (ttstrain/world/default_policy, the
+# default) reads that on for 400 steps with solving text that carries locatable mistakes
+# (ttstrain/world/slipped.py; recipes/default/world/config_v2.yaml).
 # Each phase saves a resumable state every 3 minutes; after an interruption, `make build-world`
-# again continues the phase it stopped in and skips finished ones. The last steps copy both
-# policies into the package. `make build-world-v2` builds v2 from the shipped v1 (35 minutes
-# instead of 105), which is what the v1 phases rebuild.
+# again continues the phase it stopped in and skips finished ones. The last steps copy the
+# policies into the package. `make build-world-v2` builds both v2 phases from the shipped v1
+# (about 45 minutes instead of 115).
 WORLD := runs/world
 RESUME_IF_STOPPED = $(if $(wildcard $(1)/resume_state/state.pt),--resume)
 POLICY_FILES = model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json \
                build_config.json world_card.json
+V2_CHECK_FROM ?= $(WORLD)/v1
 
 build-world: install $(WORLD)/v1/model.safetensors $(WORLD)/v2/model.safetensors
 	cd $(WORLD)/v1 && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/v1_policy/
+	cd $(WORLD)/v2_check && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/v2_check_policy/
 	cd $(WORLD)/v2 && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/default_policy/
 
 build-world-v2: install
-	$(BIN)/ttstrain build-world --config recipes/default/world/config_v2.yaml --output_dir $(WORLD)/v2 --init_from world-v1 $(call RESUME_IF_STOPPED,$(WORLD)/v2)
+	$(MAKE) V2_CHECK_FROM=world-v1 $(WORLD)/v2/model.safetensors
+	cd $(WORLD)/v2_check && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/v2_check_policy/
 	cd $(WORLD)/v2 && cp $(POLICY_FILES) $(CURDIR)/ttstrain/world/default_policy/
 
 $(WORLD)/phase1/model.safetensors:
@@ -59,5 +65,8 @@ $(WORLD)/phase1/model.safetensors:
 $(WORLD)/v1/model.safetensors: $(WORLD)/phase1/model.safetensors
 	$(BIN)/ttstrain build-world --output_dir $(WORLD)/v1 --init_from $(WORLD)/phase1 --max_steps 700 --learning_rate 1e-3 --warmup_steps 20 --seed 1 $(call RESUME_IF_STOPPED,$(WORLD)/v1)
 
-$(WORLD)/v2/model.safetensors: $(WORLD)/v1/model.safetensors
-	$(BIN)/ttstrain build-world --config recipes/default/world/config_v2.yaml --output_dir $(WORLD)/v2 --init_from $(WORLD)/v1 $(call RESUME_IF_STOPPED,$(WORLD)/v2)
+$(WORLD)/v2_check/model.safetensors: $(if $(filter $(WORLD)/v1,$(V2_CHECK_FROM)),$(WORLD)/v1/model.safetensors)
+	$(BIN)/ttstrain build-world --config recipes/default/world/config_v2_check.yaml --output_dir $(WORLD)/v2_check --init_from $(V2_CHECK_FROM) $(call RESUME_IF_STOPPED,$(WORLD)/v2_check)
+
+$(WORLD)/v2/model.safetensors: $(WORLD)/v2_check/model.safetensors
+	$(BIN)/ttstrain build-world --config recipes/default/world/config_v2.yaml --output_dir $(WORLD)/v2 --init_from $(WORLD)/v2_check $(call RESUME_IF_STOPPED,$(WORLD)/v2)

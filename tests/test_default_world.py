@@ -48,6 +48,22 @@ def test_world_card_meets_the_accuracy_target():
 
 
 @needs_policy
+def test_world_v2_samples_locatable_mistakes_its_checking_phase_did_not():
+    """World v2's last phase (ttstrain.world.slipped) makes a wrong operation line a common first
+    error of temperature-1 samples (a left-out last line reads as a format error: the answer comes
+    a step early); its checking phase made them rarely."""
+    from ttstrain.models import world_v2_check_policy_dir
+
+    def locatable_share(path):
+        card = json.loads((path / "world_card.json").read_text())
+        kinds = card["first_error_kinds"]
+        return (kinds.get("copy", 0) + kinds.get("format", 0)) / card["wrong_samples"]
+
+    assert locatable_share(default_policy_dir()) > 0.35
+    assert locatable_share(world_v2_check_policy_dir()) < 0.1
+
+
+@needs_policy
 def test_policy_accuracy_falls_with_level(policy):
     from ttstrain.sampling import sample_solutions
 

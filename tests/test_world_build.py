@@ -91,17 +91,26 @@ def test_both_worlds_are_loadable_by_name():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ttstrain.models import default_policy_dir, resolve_model, world_v1_policy_dir
+    from ttstrain.models import default_policy_dir, resolve_model, world_v1_policy_dir, world_v2_check_policy_dir
 
     assert resolve_model("world-v1") == str(world_v1_policy_dir()) != str(default_policy_dir())
+    assert resolve_model("world-v2-check") == str(world_v2_check_policy_dir()) != str(default_policy_dir())
     assert resolve_model("default") == resolve_model("world-v2") == str(default_policy_dir())
     v1 = AutoModelForCausalLM.from_pretrained(resolve_model("world-v1"))
+    v2_check = AutoModelForCausalLM.from_pretrained(resolve_model("world-v2-check"))
     v2 = AutoModelForCausalLM.from_pretrained(resolve_model("world-v2"))
-    assert v1.config.model_type == v2.config.model_type == "llama"
+    assert v1.config.model_type == v2_check.config.model_type == v2.config.model_type == "llama"
     assert not torch.equal(v1.model.embed_tokens.weight, v2.model.embed_tokens.weight)
-    # v2 is v1 read on with checked solutions; v1 never read any
-    assert json.loads((default_policy_dir() / "build_config.json").read_text())["check_fraction"] > 0
-    assert json.loads((world_v1_policy_dir() / "build_config.json").read_text()).get("check_fraction", 0) == 0
+    assert not torch.equal(v2_check.model.embed_tokens.weight, v2.model.embed_tokens.weight)
+    # v2's checking phase is v1 read on with checked solutions; v2 reads that on with slipped
+    # solving text as well; v1 read neither
+    config = {d: json.loads((d / "build_config.json").read_text())
+              for d in (world_v1_policy_dir(), world_v2_check_policy_dir(), default_policy_dir())}
+    assert config[default_policy_dir()]["check_fraction"] > 0 and config[default_policy_dir()]["solve_step_error_rate"] > 0
+    assert config[default_policy_dir()]["init_from"] == "world-v2-check"
+    assert config[world_v2_check_policy_dir()]["check_fraction"] > 0
+    assert config[world_v2_check_policy_dir()].get("solve_step_error_rate", 0) == 0
+    assert config[world_v1_policy_dir()].get("check_fraction", 0) == 0
 
 
 def test_reports_name_the_world_version():
@@ -110,6 +119,7 @@ def test_reports_name_the_world_version():
     assert policy_name("default") == policy_name(str(default_policy_dir())) == DEFAULT_WORLD_VERSION == "world-v2"
     assert policy_name("world-v2") == "world-v2"
     assert policy_name("world-v1") == policy_name(str(world_v1_policy_dir())) == "world-v1"
+    assert policy_name("world-v2-check") == "world-v2-check"
     assert policy_name("Qwen/Qwen2.5-Math-1.5B-Instruct") == "Qwen/Qwen2.5-Math-1.5B-Instruct"
 
 

@@ -70,3 +70,31 @@ def test_training_batch_trains_on_slipped_solutions():
     assert not all(a == b for a, b in zip(clean["labels"].tolist(), slipped["labels"].tolist()))
     # the labels hold whole solutions, ending in an answer line
     assert all(t.strip().splitlines()[-1].startswith("The answer is") for t in texts)
+
+
+def test_checked_solutions_can_judge_slipped_mistakes():
+    from ttstrain.world.checking import WRONG_MARK, every_step_checked
+    from ttstrain.world.task import parse_question
+
+    problems = generate_problems("train", 4, 40, seed=8)
+    # share 0 draws nothing more from the stream: the checking phase's mixture is unchanged
+    assert ([every_step_checked(random.Random(9), p, 0.3) for p in problems]
+            == [every_step_checked(random.Random(9), p, 0.3, slipped_share=0.0) for p in problems])
+    judged, slipped = 0, 0
+    for p in problems:
+        pieces = every_step_checked(random.Random(p.id), p, 0.5, slipped_share=1.0)
+        steps = [t for t, trained in pieces if not trained and t != "\n"]
+        ops = parse_question(p.question)[1]
+        for i, (text, verdict) in enumerate(zip(steps, [t for t, trained in pieces if trained])):
+            if not verdict.startswith(WRONG_MARK) or i >= len(ops):
+                continue
+            judged += 1
+            _, op, x = text.split(" ")[:3]
+            next_line = i + 1 < len(ops) and (op, int(x)) == tuple(ops[i + 1])
+            other_operand = op == ops[i][0] and int(x) in {y for j, (o, y) in enumerate(ops) if j != i}
+            # a slipped mistake: another line's operation or operand, the arithmetic right
+            if (next_line or other_operand) and (op, int(x)) != tuple(ops[i]):
+                assert eval(text.replace("=", "==")) is True
+                slipped += 1
+    # where no slipped mistake can be made (no other line fits) the usual kinds stand in
+    assert judged > 30 and slipped >= 0.8 * judged

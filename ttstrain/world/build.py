@@ -84,6 +84,10 @@ class BuildWorldConfig:
                                                                      "operation line goes wrong in a locatable way (left "
                                                                      "out, or another line's operand; ttstrain.world.slipped) "
                                                                      "and the wrong value is carried on."})
+    check_slipped_share: float = field(default=0.0, metadata={"help": "With check_style every_step, the share of a "
+                                                                    "checked solution's wrong steps that are slipped "
+                                                                    "solving text's locatable mistakes (the next line's "
+                                                                    "operation, another line's operand)."})
     verdict_weight: float = field(default=1.0, metadata={"help": "Loss weight of a checked solution's verdict tokens "
                                                                  "(the newline or mark after each step) against 1 for "
                                                                  "every other trained token."})
@@ -117,7 +121,7 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
 def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
                    check_error_rate: float = 0.6, verdict_weight: float = 1.0,
                    check_style: str = "first_error", check_slips: str = "any_digit",
-                   solve_step_error_rate: float = 0.0) -> dict[str, torch.Tensor]:
+                   solve_step_error_rate: float = 0.0, check_slipped_share: float = 0.0) -> dict[str, torch.Tensor]:
     """Right-padded input ids and labels for one batch of one level; prompt positions carry -100.
 
     A `check_fraction` of the rows are checked solutions (loss on the verdicts only). With a
@@ -133,7 +137,8 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
     for _ in range(batch_size):
         checked.append(bool(check_fraction) and rng.random() < check_fraction)
         if checked[-1]:
-            ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style, check_slips)
+            ids, lab = check_example(rng, level, tokenizer, check_error_rate, check_style, check_slips,
+                                     check_slipped_share)
             seqs.append(ids)
             labels.append(lab)
             continue
@@ -227,7 +232,7 @@ def train_policy(cfg: BuildWorldConfig):
     for step in bar:
         level = rng.choices(levels, weights=cfg.level_weights)[0]
         batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
-                               cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate)
+                               cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate, cfg.check_slipped_share)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss

@@ -87,8 +87,16 @@ def pretraining_mixture(cfg) -> dict:
     """The last build phase's data mixture, as the card states it (earlier phases: their own cards)."""
     from ttstrain.world.checking import MISTAKE_KINDS
 
+    from ttstrain.world.slipped import SLIPPED_KINDS
+
     mixture = {"init_from": cfg.init_from, "steps": cfg.max_steps, "batch_size": cfg.batch_size,
                "solving": round(1 - cfg.check_fraction, 4)}
+    if getattr(cfg, "solve_step_error_rate", 0.0):
+        mixture.update({"solving_step_error_rate": cfg.solve_step_error_rate,
+                        "solving_mistake_kinds": list(SLIPPED_KINDS),
+                        "solving_text": "each operation line goes wrong with this probability, left out or with "
+                                        "another line's operand, and the wrong value is carried on to the answer "
+                                        "(ttstrain.world.slipped); trained on whole"})
     if cfg.check_fraction:
         every_step = cfg.check_style == "every_step"
         mixture.update({
@@ -98,6 +106,8 @@ def pretraining_mixture(cfg) -> dict:
             "verdict_weight": cfg.verdict_weight,
             "mistake_kinds": list(MISTAKE_KINDS),
             "arithmetic_slips": getattr(cfg, "check_slips", "any_digit"),
+            **({"slipped_share_of_wrong_steps": cfg.check_slipped_share}
+               if getattr(cfg, "check_slipped_share", 0.0) else {}),
             "trained_on": "solving: the solution; checked solutions: the verdicts only (a newline after a right "
                           "step, ' <- wrong: <right step>' after a wrong one" +
                           (", each step judged on its own)" if every_step else

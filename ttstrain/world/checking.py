@@ -41,6 +41,7 @@ import random
 import torch
 
 from ttstrain.prompts import QUESTION_HEAD
+from ttstrain.world.slipped import slipped_wrong_step
 from ttstrain.world.task import ArithmeticProblem, apply_op, sample_training_problem
 
 CHECK_HEAD = "\nCheck:\n"
@@ -130,10 +131,12 @@ def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate:
 
 
 def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_error_rate: float = 0.3,
-                       slips: str = "any_digit") -> list[tuple[str, bool]]:
+                       slips: str = "any_digit", slipped_share: float = 0.0) -> list[tuple[str, bool]]:
     """A checked solution in which each step may be wrong (probability `step_error_rate` each) and
     each is judged on its own: against the previous step as written and the question's operation.
-    A wrong result is carried on, as a policy carries its slips on."""
+    A wrong result is carried on, as a policy carries its slips on. A `slipped_share` of the wrong
+    steps are the locatable mistakes of slipped solving text (ttstrain.world.slipped: the next
+    line's operation, or another line's operand) where one can be made."""
     pieces: list[tuple[str, bool]] = []
     written, ops = problem.start, problem.ops
     for i in range(len(ops) + 1):
@@ -141,7 +144,8 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
         local = ArithmeticProblem(id="", level=problem.level, start=written, ops=ops[i:])
         right = local.gold_steps()[0]
         if rng.random() < step_error_rate:
-            _, text = wrong_step(rng, local, 0, slips)
+            slipped = slipped_wrong_step(rng, problem, i, written) if slipped_share and rng.random() < slipped_share else None
+            text = slipped or wrong_step(rng, local, 0, slips)[1]
             pieces += [(text, False), (WRONG_MARK + right, True), ("\n", False)]
         else:
             text = right
@@ -152,13 +156,14 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
 
 
 def check_example(rng: random.Random, level: int, tokenizer, error_rate: float = 0.6,
-                  style: str = "first_error", slips: str = "any_digit") -> tuple[list[int], list[int]]:
+                  style: str = "first_error", slips: str = "any_digit",
+                  slipped_share: float = 0.0) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 off the verdicts) of one checked solution of a training problem."""
     problem = sample_training_problem(rng, level)
     ids = tokenizer(check_prompt(problem.question))["input_ids"]
     labels = [-100] * len(ids)
     pieces = (checked_solution(rng, problem, error_rate, slips) if style == "first_error"
-              else every_step_checked(rng, problem, error_rate, slips))
+              else every_step_checked(rng, problem, error_rate, slips, slipped_share))
     for text, trained in pieces:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece

@@ -61,6 +61,24 @@ def slipped_steps(rng: random.Random, problem: ArithmeticProblem, step_error_rat
     return steps, kinds
 
 
+def slipped_wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int, written: int) -> str | None:
+    """A step `index` (0-based operation line) that starts from the `written` value and goes wrong as
+    `slipped_steps` mistakes do (the next line's operation in its place, or another line's
+    operand), for checked solutions (ttstrain.world.checking); None where neither can be made."""
+    if index >= len(problem.ops):
+        return None
+    op, x = problem.ops[index]
+    choices = []
+    if index + 1 < len(problem.ops):
+        choices.append(problem.ops[index + 1])
+    choices += [(op, y) for y in _same_kind_operands(problem, index)]
+    rng.shuffle(choices)
+    for o, y in choices:
+        if (o, y) != (op, x) and 0 <= apply_op(written, o, y) <= MAX_VALUE:
+            return f"{written} {o} {y} = {apply_op(written, o, y)}"
+    return None
+
+
 def slipped_solution(rng: random.Random, problem: ArithmeticProblem, step_error_rate: float) -> str:
     return join_steps(slipped_steps(rng, problem, step_error_rate)[0])
 
