@@ -9,13 +9,15 @@ pass@16 well above pass@1, wrong samples failing at an identifiable step (its me
 `world_card.json`, and docs/results.md).
 
 The checkpoints ship in the package (world v2, the default, in `ttstrain/world/default_policy/`;
-world v1 in `ttstrain/world/v1_policy/`; a few MB of safetensors + tokenizer each) so the demo and
-the tests start from them without retraining; they load with `AutoModelForCausalLM` /
-`AutoTokenizer` like any hub checkpoint. World v1 is 1200 steps from scratch + 700 from that
-checkpoint; world v2 reads v1 on with checked solutions (`--check_fraction`, ttstrain.world.checking;
-recipes/default/world/config_v2.yaml). Rebuild both with
+its checking phase in `ttstrain/world/v2_check_policy/`; world v1 in `ttstrain/world/v1_policy/`; a
+few MB of safetensors + tokenizer each) so the demo and the tests start from them without
+retraining; they load with `AutoModelForCausalLM` / `AutoTokenizer` like any hub checkpoint. World
+v1 is 1200 steps from scratch + 700 from that checkpoint; world v2's checking phase reads v1 on with
+checked solutions (`--check_fraction`, ttstrain.world.checking; recipes/default/world/config_v2_check.yaml),
+and its last phase reads that on with solving text that carries locatable mistakes
+(`--solve_step_error_rate`, ttstrain.world.slipped; recipes/default/world/config_v2.yaml). Rebuild all with
 
-    make build-world    # v1's two phases, then v2 (time: docs/results.md)
+    make build-world    # v1's two phases, then v2's two (time: docs/results.md)
     ttstrain build-world --max_steps 50 --output_dir /tmp/w   # a quick smoke build
 
 Training has a phase change (copying the operands from the question is learned before the
