@@ -63,6 +63,24 @@ def test_k_is_truncated_by_available_incorrect_answers():
     assert rows[0]["k"] == 0 and stats["questions_without_incorrect"] == 1
 
 
+def test_max_rows_keeps_at_most_that_many_correct_targets_of_a_question():
+    right = [_sample(10 + i, f"5 + 7 = 12\nThe answer is \\boxed{{12}}.{' ' * i}", "12", True) for i in range(6)]
+    pool = POOL + right  # 8 correct answers, 5 wrong ones
+    uncapped, _ = build_revision_rows(PROBLEM, pool, random.Random(3))
+    assert uncapped == build_revision_rows(PROBLEM, pool, random.Random(3), max_rows=None)[0]
+    assert len(uncapped) == 8
+    targets = Counter()
+    for seed in range(200):
+        rows, stats = build_revision_rows(PROBLEM, pool, random.Random(seed), max_rows=3)
+        assert len(rows) == 3 and stats["targets_left_out"] == 5 and stats["rows"] == 3
+        assert len({r["target_sample_index"] for r in rows}) == 3
+        assert all(r["target"].startswith("5 + 7 = 12") for r in rows)
+        targets.update(r["target_sample_index"] for r in rows)
+    assert set(targets) == {0, 5} | {10 + i for i in range(6)}  # any correct answer can be kept
+    # a question with fewer correct answers than the cap keeps them all
+    assert len(build_revision_rows(PROBLEM, POOL, random.Random(0), max_rows=3)[0]) == 2
+
+
 def test_closest_by_character_edit_distance():
     assert closest_by_edit_distance("abcd", ["abxd", "abcf", "zzzz"]) == (0, 1)  # ties: the first
     assert closest_by_edit_distance("hello", ["yellowish", "help"]) == (1, 2)
@@ -140,3 +158,26 @@ def test_merge_only_checks_the_config_and_sharded_runs_record_it(tmp_path):
     assert sorted(p.read_bytes() for p in (tmp_path / "r" / "data").glob("*.parquet")) == before
     assert json.loads((tmp_path / "r" / "config.json").read_text())["shard_configs"] == [
         "config.shard-0-of-2.json", "config.shard-1-of-2.json"]
+
+
+def test_a_capped_run_is_its_own_config_and_an_older_uncapped_run_still_resumes(tmp_path):
+    def script(prompt, j, params):
+        return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}."][j % 2]
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("\n".join('{"id": "p%d", "question": "Start with 2.\\n1. Add 3.\\nWhat is the result?", '
+                                  '"answer": "5"}' % i for i in range(4)))
+    kw = dict(output_dir=str(tmp_path / "r"), problems=str(problems), split=None, per_level=None, num_samples=8,
+              problems_per_chunk=2, seed=1)
+    full = run_build_revisions(BuildRevisionsConfig(**kw), ScriptedGenerator(script), False)
+    assert full["rows"] == 4 * 4
+    # a folder written before the option existed records no max_rows_per_question: unset, it resumes
+    fingerprint = tmp_path / "r" / "run_fingerprint.json"
+    recorded = json.loads(fingerprint.read_text())
+    fingerprint.write_text(json.dumps({k: v for k, v in recorded.items() if k != "max_rows_per_question"}))
+    assert run_build_revisions(BuildRevisionsConfig(**kw), ScriptedGenerator(script), False)["rows"] == 16
+    with pytest.raises(ValueError, match=r"differs in \['max_rows_per_question'\]"):
+        run_build_revisions(BuildRevisionsConfig(max_rows_per_question=2, **kw), ScriptedGenerator(script), False)
+    capped = run_build_revisions(BuildRevisionsConfig(max_rows_per_question=2, **{**kw, "output_dir": str(tmp_path / "c")}),
+                                 ScriptedGenerator(script), False)
+    assert capped["rows"] == 4 * 2

@@ -64,7 +64,8 @@ def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPR
                           must_exist: bool = False) -> None:
     """Refuse to resume into (or merge) a folder whose chunks came from a different config.
 
-    must_exist: the folder must already hold chunks with a recorded config (a merge).
+    must_exist: the folder must already hold chunks with a recorded config (a merge). A field that
+    one side lacks counts as None: an option added later, left unset, is the behaviour it had then.
     """
     path = out_dir / name
     if not path.exists() and must_exist:
@@ -72,8 +73,8 @@ def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPR
                          f"nothing to merge (run without merge_only first)")
     if path.exists():
         old = json.loads(path.read_text())
-        if old != fingerprint:
-            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        if diff:
             raise ValueError(f"{out_dir} holds chunks made with a different config (differs in {diff}); "
                              f"use a new output_dir or delete that folder")
     else:

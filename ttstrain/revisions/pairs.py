@@ -35,10 +35,13 @@ def closest_by_edit_distance(target: str, candidates: Sequence[str]) -> tuple[in
 
 
 def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Random,
-                        max_attempts: int = MAX_CONTEXT_ATTEMPTS) -> tuple[list[dict], dict]:
+                        max_attempts: int = MAX_CONTEXT_ATTEMPTS,
+                        max_rows: int | None = None) -> tuple[list[dict], dict]:
     """Revision rows for one question from its graded samples (dicts with completion, answer, correct, sample_index).
 
     Samples without a parsable answer must have been dropped already (answer is None -> ignored here).
+    With `max_rows`, at most that many correct answers (drawn at random, in sample order) become
+    targets, so that easy questions, right in most samples, do not fill the SFT data.
     """
     valid = [s for s in samples if s.get("answer") is not None]
     correct = [s for s in valid if s["correct"]]
@@ -48,6 +51,10 @@ def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Rand
         stats["questions_without_correct"] += 1
     if not wrong:
         stats["questions_without_incorrect"] += 1
+    if max_rows is not None and len(correct) > max_rows:
+        keep = set(rng.sample(range(len(correct)), max_rows))
+        correct = [c for i, c in enumerate(correct) if i in keep]
+        stats["targets_left_out"] += len(valid) - len(wrong) - max_rows
     rows = []
     for target in correct:
         k = rng.randint(0, min(max_attempts, len(wrong)))

@@ -34,6 +34,9 @@ class BuildRevisionsConfig(PolicyArguments, ProblemArguments, PromptArguments):
     top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold."})
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per answer."})
     max_attempts: int = field(default=4, metadata={"help": "k is drawn from U{0..max_attempts}, capped by #incorrect."})
+    max_rows_per_question: int | None = field(default=None, metadata={"help": "Use at most this many correct "
+        "answers of a question as SFT targets (drawn at random), so easy questions do not fill the data "
+        "(None: every correct answer, as the paper)."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
     shard: str | None = field(default=None, metadata={"help": "i/n: this job builds chunks c with c mod n == i."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge finished chunks into data/."})
@@ -55,7 +58,8 @@ def revision_chunk(generator, problems, cfg: BuildRevisionsConfig, prompt_format
     rows, totals = [], {}
     for p in problems:
         rng = random.Random(f"revisions-{cfg.seed}-{p['id']}")  # per question: chunking never changes a row
-        got, stats = build_revision_rows(p, by_problem.get(p["id"], []), rng, cfg.max_attempts)
+        got, stats = build_revision_rows(p, by_problem.get(p["id"], []), rng, cfg.max_attempts,
+                                          cfg.max_rows_per_question)
         rows += got
         for k, v in stats.items():
             totals[k] = totals.get(k, 0) + v
