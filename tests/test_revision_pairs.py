@@ -139,15 +139,21 @@ def test_stage_is_reproducible_and_resumable(tmp_path):
     assert a["samples_dropped_no_answer"] == 5 * 2
 
 
-def test_merge_only_checks_the_config_and_sharded_runs_record_it(tmp_path):
-    def script(prompt, j, params):
-        return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}."][j % 2]
+def _right_or_off_by_one(prompt, j, params):
+    return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}."][j % 2]
 
+
+def _four_problems(tmp_path, **kw) -> dict:
+    """BuildRevisionsConfig fields for four copies of one problem (answer 5), output in tmp_path/r."""
     problems = tmp_path / "p.jsonl"
     problems.write_text("\n".join('{"id": "p%d", "question": "Start with 2.\\n1. Add 3.\\nWhat is the result?", '
                                   '"answer": "5"}' % i for i in range(4)))
-    kw = dict(output_dir=str(tmp_path / "r"), problems=str(problems), split=None, per_level=None, num_samples=4,
-              problems_per_chunk=1, seed=1)
+    return dict(output_dir=str(tmp_path / "r"), problems=str(problems), split=None, per_level=None, seed=1, **kw)
+
+
+def test_merge_only_checks_the_config_and_sharded_runs_record_it(tmp_path):
+    script = _right_or_off_by_one
+    kw = _four_problems(tmp_path, num_samples=4, problems_per_chunk=1)
     for i in range(2):
         run_build_revisions(BuildRevisionsConfig(shard=f"{i}/2", **kw), ScriptedGenerator(script), False)
     before = sorted(p.read_bytes() for p in (tmp_path / "r" / "data").glob("*.parquet"))
@@ -161,14 +167,8 @@ def test_merge_only_checks_the_config_and_sharded_runs_record_it(tmp_path):
 
 
 def test_a_capped_run_is_its_own_config_and_an_older_uncapped_run_still_resumes(tmp_path):
-    def script(prompt, j, params):
-        return ["2 + 3 = 5\nThe answer is \\boxed{5}.", "2 + 3 = 6\nThe answer is \\boxed{6}."][j % 2]
-
-    problems = tmp_path / "p.jsonl"
-    problems.write_text("\n".join('{"id": "p%d", "question": "Start with 2.\\n1. Add 3.\\nWhat is the result?", '
-                                  '"answer": "5"}' % i for i in range(4)))
-    kw = dict(output_dir=str(tmp_path / "r"), problems=str(problems), split=None, per_level=None, num_samples=8,
-              problems_per_chunk=2, seed=1)
+    script = _right_or_off_by_one
+    kw = _four_problems(tmp_path, num_samples=8, problems_per_chunk=2)
     full = run_build_revisions(BuildRevisionsConfig(**kw), ScriptedGenerator(script), False)
     assert full["rows"] == 4 * 4
     # a folder written before the option existed records no max_rows_per_question: unset, it resumes

@@ -52,9 +52,9 @@ def build_revision_rows(problem: dict, samples: Sequence[dict], rng: random.Rand
     if not wrong:
         stats["questions_without_incorrect"] += 1
     if max_rows is not None and len(correct) > max_rows:
+        stats["targets_left_out"] += len(correct) - max_rows
         keep = set(rng.sample(range(len(correct)), max_rows))
         correct = [c for i, c in enumerate(correct) if i in keep]
-        stats["targets_left_out"] += len(valid) - len(wrong) - max_rows
     rows = []
     for target in correct:
         k = rng.randint(0, min(max_attempts, len(wrong)))

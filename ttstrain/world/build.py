@@ -234,7 +234,8 @@ def train_policy(cfg: BuildWorldConfig):
     for step in bar:
         level = rng.choices(levels, weights=cfg.level_weights)[0]
         batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
-                               cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate, cfg.check_slipped_share)
+                               cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate,
+                               cfg.check_slipped_share)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss

@@ -86,7 +86,6 @@ def measure_checking(model, tokenizer, sampled: list[dict]) -> dict:
 def pretraining_mixture(cfg) -> dict:
     """The last build phase's data mixture, as the card states it (earlier phases: their own cards)."""
     from ttstrain.world.checking import MISTAKE_KINDS
-
     from ttstrain.world.slipped import SLIPPED_KINDS
 
     mixture = {"init_from": cfg.init_from, "steps": cfg.max_steps, "batch_size": cfg.batch_size,

@@ -42,7 +42,7 @@ import torch
 
 from ttstrain.prompts import QUESTION_HEAD
 from ttstrain.world.slipped import slipped_wrong_step
-from ttstrain.world.task import ArithmeticProblem, apply_op, sample_training_problem
+from ttstrain.world.task import ArithmeticProblem, answer_line, apply_op, sample_training_problem, step_line
 
 CHECK_HEAD = "\nCheck:\n"
 WRONG_MARK = " <- wrong: "
@@ -95,21 +95,21 @@ def wrong_step(rng: random.Random, problem: ArithmeticProblem, index: int,
     with every earlier step right. `slips` names how an arithmetic result goes wrong (`SLIPS`)."""
     values = problem.values()
     if index == len(problem.ops):
-        return "answer", f"The answer is \\boxed{{{_slip(rng, values[-1])}}}."
+        return "answer", answer_line(_slip(rng, values[-1]))
     left, (op, x) = values[index], problem.ops[index]
     kinds = ["arithmetic"] * 6 + ["copy_previous"] * 2 + ["copy_operand"] * 2
     if index + 1 < len(problem.ops):
         kinds.append("skipped")
     kind = rng.choice(kinds)
     if kind == "arithmetic":
-        return kind, f"{left} {op} {x} = {SLIPS[slips](rng, apply_op(left, op, x))}"
+        return kind, step_line(left, op, x, SLIPS[slips](rng, apply_op(left, op, x)))
     if kind == "copy_previous":
         left = _change_a_digit(rng, left)
     elif kind == "copy_operand":
         x = _change_a_digit(rng, x) if op != "*" else rng.choice([d for d in range(2, 10) if d != x])
     else:  # the next operation is applied in place of this one
         op, x = problem.ops[index + 1]
-    return kind, f"{left} {op} {x} = {apply_op(left, op, x)}"
+    return kind, step_line(left, op, x, apply_op(left, op, x))
 
 
 def checked_solution(rng: random.Random, problem: ArithmeticProblem, error_rate: float = 0.6,
@@ -144,7 +144,8 @@ def every_step_checked(rng: random.Random, problem: ArithmeticProblem, step_erro
         local = ArithmeticProblem(id="", level=problem.level, start=written, ops=ops[i:])
         right = local.gold_steps()[0]
         if rng.random() < step_error_rate:
-            slipped = slipped_wrong_step(rng, problem, i, written) if slipped_share and rng.random() < slipped_share else None
+            slipped = (slipped_wrong_step(rng, problem, i, written)
+                       if slipped_share and rng.random() < slipped_share else None)
             text = slipped or wrong_step(rng, local, 0, slips)[1]
             pieces += [(text, False), (WRONG_MARK + right, True), ("\n", False)]
         else:

@@ -25,7 +25,7 @@ import argparse
 import random
 
 from ttstrain.steps import join_steps
-from ttstrain.world.task import MAX_VALUE, ArithmeticProblem, apply_op
+from ttstrain.world.task import MAX_VALUE, ArithmeticProblem, answer_line, apply_op, step_line
 
 SLIPPED_KINDS = ("skipped", "other_operand")
 
@@ -55,9 +55,9 @@ def slipped_steps(rng: random.Random, problem: ArithmeticProblem, step_error_rat
                 i += 1
                 continue
         new = apply_op(value, op, x)
-        steps.append(f"{value} {op} {x} = {new}")
+        steps.append(step_line(value, op, x, new))
         value, i = new, i + 1
-    steps.append(f"The answer is \\boxed{{{value}}}.")
+    steps.append(answer_line(value))
     return steps, kinds
 
 
@@ -75,7 +75,7 @@ def slipped_wrong_step(rng: random.Random, problem: ArithmeticProblem, index: in
     rng.shuffle(choices)
     for o, y in choices:
         if (o, y) != (op, x) and 0 <= apply_op(written, o, y) <= MAX_VALUE:
-            return f"{written} {o} {y} = {apply_op(written, o, y)}"
+            return step_line(written, o, y, apply_op(written, o, y))
     return None
 
 

@@ -41,6 +41,16 @@ _STEP_RE = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
 _ANSWER_RE = re.compile(r"^The answer is \\boxed\{(\d+)\}\.$")
 
 
+def step_line(left: int, op: str, x: int, result: int) -> str:
+    """One operation step as the world writes it (what `_STEP_RE` reads)."""
+    return f"{left} {op} {x} = {result}"
+
+
+def answer_line(value: int | str) -> str:
+    """The closing step as the world writes it (what `_ANSWER_RE` reads)."""
+    return f"The answer is \\boxed{{{value}}}."
+
+
 @dataclass(frozen=True)
 class LevelSpec:
     num_ops: int
@@ -84,8 +94,8 @@ class ArithmeticProblem:
 
     def gold_steps(self) -> list[str]:
         vals = self.values()
-        steps = [f"{vals[i]} {op} {x} = {vals[i + 1]}" for i, (op, x) in enumerate(self.ops)]
-        steps.append(f"The answer is \\boxed{{{vals[-1]}}}.")
+        steps = [step_line(vals[i], op, x, vals[i + 1]) for i, (op, x) in enumerate(self.ops)]
+        steps.append(answer_line(vals[-1]))
         return steps
 
     @property
