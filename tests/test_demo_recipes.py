@@ -31,7 +31,7 @@ def _edit(path: Path, **values) -> None:
 
 def test_a_recipe_value_changes_the_demo_config(recipes, tmp_path):
     before = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
-    assert before["label_mc"].num_rollouts == 8 and before["prm"].learning_rate == 1e-3
+    assert before["label_mc"].num_rollouts == 8 and before["prm"].learning_rate == 1e-4
     _edit(recipes / "label_mc" / "config_demo.yaml", num_rollouts=3)
     _edit(recipes / "prm" / "config_demo.yaml", learning_rate=2e-4, early_stopping_patience=5)
     after = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
