@@ -90,6 +90,11 @@ class BuildWorldConfig:
                                                                     "checked solution's wrong steps that are slipped "
                                                                     "solving text's locatable mistakes (the next line's "
                                                                     "operation, another line's operand)."})
+    solve_context_share: float = field(default=0.0, metadata={"help": "Share of the solving rows read as a document: "
+                                                                   "after 1 to solve_context_max other worked problems "
+                                                                   "(format_example, any level), as real text puts several "
+                                                                   "together; loss on the last solution only."})
+    solve_context_max: int = field(default=4, metadata={"help": "Most worked problems before a solving row's problem."})
     verdict_weight: float = field(default=1.0, metadata={"help": "Loss weight of a checked solution's verdict tokens "
                                                                  "(the newline or mark after each step) against 1 for "
                                                                  "every other trained token."})
@@ -120,17 +125,24 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
     return LlamaForCausalLM(config)
 
 
+CONTEXT_CHARS = 640  # most characters of worked problems before a solving row's problem
+
+
 def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
                    check_error_rate: float = 0.6, verdict_weight: float = 1.0,
                    check_style: str = "first_error", check_slips: str = "any_digit",
-                   solve_step_error_rate: float = 0.0, check_slipped_share: float = 0.0) -> dict[str, torch.Tensor]:
+                   solve_step_error_rate: float = 0.0, check_slipped_share: float = 0.0,
+                   solve_context_share: float = 0.0, solve_context_max: int = 4) -> dict[str, torch.Tensor]:
     """Right-padded input ids and labels for one batch of one level; prompt positions carry -100.
 
     A `check_fraction` of the rows are checked solutions (loss on the verdicts only). With a
     `verdict_weight` other than 1 the batch carries per-token loss `weights`: that weight on the
     first token after each copied step (where the verdict is decided), 1 elsewhere. With a
-    `solve_step_error_rate` the solving rows carry locatable mistakes (ttstrain.world.slipped)."""
-    from ttstrain.prompts import format_prompt
+    `solve_step_error_rate` the solving rows carry locatable mistakes (ttstrain.world.slipped). A
+    `solve_context_share` of the solving rows come after 1 to `solve_context_max` worked problems of
+    any level (written as solving text is), untrained, so the policy solves wherever its problem
+    starts; never the same problem, never a previous-attempt head (the revision format)."""
+    from ttstrain.prompts import format_example, format_prompt
     from ttstrain.world.checking import check_example
     from ttstrain.world.slipped import slipped_solution
     from ttstrain.world.task import sample_training_problem
@@ -145,7 +157,17 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
             labels.append(lab)
             continue
         p = sample_training_problem(rng, level)
-        prompt_ids = tokenizer(format_prompt(p.question))["input_ids"]
+        shots = []
+        if solve_context_share and rng.random() < solve_context_share:
+            for _ in range(rng.randint(1, solve_context_max)):
+                o = sample_training_problem(rng, rng.randint(1, 5))
+                shot = (o.question, slipped_solution(rng, o, solve_step_error_rate) if solve_step_error_rate
+                        else o.solution)
+                # the whole row stays well inside the model's 1,024 positions
+                if sum(len(format_example(*x)) for x in shots + [shot]) > CONTEXT_CHARS:
+                    break
+                shots.append(shot)
+        prompt_ids = tokenizer(format_prompt(p.question, shots))["input_ids"]
         solution = slipped_solution(rng, p, solve_step_error_rate) if solve_step_error_rate else p.solution
         sol_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + sol_ids)
@@ -235,7 +257,7 @@ def train_policy(cfg: BuildWorldConfig):
         level = rng.choices(levels, weights=cfg.level_weights)[0]
         batch = training_batch(rng, level, cfg.batch_size, tokenizer, cfg.check_fraction, cfg.check_error_rate,
                                cfg.verdict_weight, cfg.check_style, cfg.check_slips, cfg.solve_step_error_rate,
-                               cfg.check_slipped_share)
+                               cfg.check_slipped_share, cfg.solve_context_share, cfg.solve_context_max)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = weighted_loss(model, batch) if "weights" in batch else model(**batch).loss

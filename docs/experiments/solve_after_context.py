@@ -1,0 +1,66 @@
+"""Experiment: can a policy solve a problem when other text comes before it? Greedy pass@1 on 90
+test problems of levels 1-3 (from a demo's samples) with nothing before the problem, after one
+earlier attempt at the same problem (right or wrong, in the revision prompt's layout), after another
+problem's solution, and after three of them.
+
+    python docs/experiments/solve_after_context.py POLICY runs/demo/samples.parquet
+"""
+import collections
+import random
+import re
+import sys
+
+import pyarrow.parquet as pq
+import torch
+
+from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
+from ttstrain.prompts import format_prompt
+from ttstrain.revisions.pairs import format_revision_prompt
+
+torch.set_num_threads(2)
+path = resolve_model(sys.argv[1])
+tok, model = load_tokenizer(path), load_causal_lm(path).eval()
+tok.padding_side = "left"
+by_question = collections.defaultdict(list)
+for s in pq.read_table(sys.argv[2]).to_pylist():
+    by_question[s["problem_id"]].append(s)
+rng = random.Random(0)
+questions = [q for q, v in by_question.items() if v[0]["level"] <= 3
+             and any(x["correct"] for x in v) and any(not x["correct"] for x in v)]
+rng.shuffle(questions)
+questions = questions[:90]
+everyone = sorted(by_question)
+
+
+def before(kind: str, q: str) -> list[str]:
+    rows = by_question[q]
+    if kind == "nothing":
+        return []
+    if kind == "own right attempt":
+        return [next(x for x in rows if x["correct"])["completion"]]
+    if kind == "own wrong attempt":
+        return [next(x for x in rows if not x["correct"])["completion"]]
+    others = [by_question[rng.choice(everyone)][0]["completion"] for _ in range(3 if kind.startswith("3") else 1)]
+    return others
+
+
+for kind in ("nothing", "own right attempt", "own wrong attempt", "another problem's solution",
+             "3 other problems' solutions", "as worked problems: one", "as worked problems: three"):
+    prompts = [format_revision_prompt(by_question[q][0]["question"], before(kind, q)) for q in questions]
+    if kind.startswith("as worked"):  # the layout of few-shot prompts: each earlier text as a worked problem
+        prompts = [format_prompt(by_question[q][0]["question"],
+                                 [(by_question[o][0]["question"], by_question[o][0]["completion"])
+                                  for o in rng.sample(everyone, 1 if "one" in kind else 3)]) for q in questions]
+    right, seen = collections.Counter(), collections.Counter()
+    for i in range(0, len(prompts), 30):
+        enc = tok(prompts[i:i + 30], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=200, do_sample=False, pad_token_id=tok.pad_token_id)
+        for q, o in zip(questions[i:i + 30], out):
+            text = tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            boxed = re.findall(r"\\boxed\{([^}]*)\}", text)
+            level = by_question[q][0]["level"]
+            seen[level] += 1
+            right[level] += bool(boxed) and boxed[0] == by_question[q][0]["gold"]
+    print(f"{kind:30s} greedy pass@1 {sum(right.values()) / len(questions):.3f}  by level",
+          {lv: f"{right[lv]}/{seen[lv]}" for lv in sorted(seen)})
