@@ -1,7 +1,8 @@
 """Experiment: can a policy solve a problem when other text comes before it? Greedy pass@1 on 90
 test problems of levels 1-3 (from a demo's samples) with nothing before the problem, after one
 earlier attempt at the same problem (right or wrong, in the revision prompt's layout), after another
-problem's solution, and after three of them.
+problem's solution and after three of them (same layout), and after one or three other worked
+problems in the few-shot layout (`format_prompt` with examples).
 
     python docs/experiments/solve_after_context.py POLICY runs/demo/samples.parquet
 """
