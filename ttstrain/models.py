@@ -93,7 +93,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 
     `"default"` and `"world-v2"` give `default_policy_dir()`, `"world-v1"` gives
     `world_v1_policy_dir()`, `"world-v2-check"` `world_v2_check_policy_dir()`, without checking
-    that they exist. `"smollm2-135m"` gives the converted SmolLM2 folder, converting it first if the cache does not hold it yet.
+    that they exist. `"smollm2-135m"` gives the converted SmolLM2 folder, converting it first if
+    the cache does not hold it yet.
     Aliases win over a local folder of the same name: write `./default` to mean the folder.
     """
     name = os.fspath(name_or_path)

@@ -147,6 +147,9 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
     from ttstrain.world.slipped import slipped_solution
     from ttstrain.world.task import sample_training_problem
 
+    def solving_text(problem) -> str:
+        return slipped_solution(rng, problem, solve_step_error_rate) if solve_step_error_rate else problem.solution
+
     seqs, labels, checked = [], [], []
     for _ in range(batch_size):
         checked.append(bool(check_fraction) and rng.random() < check_fraction)
@@ -157,18 +160,18 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
             labels.append(lab)
             continue
         p = sample_training_problem(rng, level)
-        shots = []
+        shots, shot_chars = [], 0
         if solve_context_share and rng.random() < solve_context_share:
             for _ in range(rng.randint(1, solve_context_max)):
                 o = sample_training_problem(rng, rng.randint(1, 5))
-                shot = (o.question, slipped_solution(rng, o, solve_step_error_rate) if solve_step_error_rate
-                        else o.solution)
+                shot = (o.question, solving_text(o))
+                shot_chars += len(format_example(*shot))
                 # the whole row stays well inside the model's 1,024 positions
-                if sum(len(format_example(*x)) for x in shots + [shot]) > CONTEXT_CHARS:
+                if shot_chars > CONTEXT_CHARS:
                     break
                 shots.append(shot)
         prompt_ids = tokenizer(format_prompt(p.question, shots))["input_ids"]
-        solution = slipped_solution(rng, p, solve_step_error_rate) if solve_step_error_rate else p.solution
+        solution = solving_text(p)
         sol_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + sol_ids)
         labels.append([-100] * len(prompt_ids) + sol_ids)

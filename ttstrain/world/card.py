@@ -97,10 +97,12 @@ def pretraining_mixture(cfg) -> dict:
                                         "another line's operand, and the wrong value is carried on to the answer "
                                         "(ttstrain.world.slipped); trained on whole"})
     if getattr(cfg, "solve_context_share", 0.0):
+        from ttstrain.world.build import CONTEXT_CHARS
+
         mixture.update({"solving_after_other_problems": cfg.solve_context_share,
                         "solving_context": f"1 to {cfg.solve_context_max} other worked problems of any level before "
-                                           "the problem (format_example, at most 640 characters), untrained; never "
-                                           "the same problem, never a 'Previous attempt:' head"})
+                                           f"the problem (format_example, at most {CONTEXT_CHARS} characters), "
+                                           "untrained; never the same problem, never a 'Previous attempt:' head"})
     if cfg.check_fraction:
         every_step = cfg.check_style == "every_step"
         mixture.update({
