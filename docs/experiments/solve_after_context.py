@@ -8,12 +8,12 @@ problems in the few-shot layout (`format_prompt` with examples).
 """
 import collections
 import random
-import re
 import sys
 
 import pyarrow.parquet as pq
 import torch
 
+from ttstrain.grading import grade
 from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
 from ttstrain.prompts import format_prompt
 from ttstrain.revisions.pairs import format_revision_prompt
@@ -33,25 +33,32 @@ questions = questions[:90]
 everyone = sorted(by_question)
 
 
-def before(kind: str, q: str) -> list[str]:
-    rows = by_question[q]
+def attempts(rows: list[dict], right: bool) -> list[str]:
+    return [next(x for x in rows if x["correct"] == right)["completion"]]
+
+
+def others(n: int) -> list[dict]:
+    return [by_question[rng.choice(everyone)][0] for _ in range(n)]
+
+
+def prompt(kind: str, q: str) -> str:
+    """The problem `q` with the text `kind` names before it."""
+    question = by_question[q][0]["question"]
+    if kind.startswith("as worked"):  # the layout of few-shot prompts: each earlier text as a worked problem
+        shots = [(o["question"], o["completion"]) for o in others(1 if kind.endswith("one") else 3)]
+        return format_prompt(question, shots)
     if kind == "nothing":
-        return []
-    if kind == "own right attempt":
-        return [next(x for x in rows if x["correct"])["completion"]]
-    if kind == "own wrong attempt":
-        return [next(x for x in rows if not x["correct"])["completion"]]
-    others = [by_question[rng.choice(everyone)][0]["completion"] for _ in range(3 if kind.startswith("3") else 1)]
-    return others
+        earlier = []
+    elif kind.startswith("own"):
+        earlier = attempts(by_question[q], right=kind == "own right attempt")
+    else:
+        earlier = [o["completion"] for o in others(3 if kind.startswith("3") else 1)]
+    return format_revision_prompt(question, earlier)
 
 
 for kind in ("nothing", "own right attempt", "own wrong attempt", "another problem's solution",
              "3 other problems' solutions", "as worked problems: one", "as worked problems: three"):
-    prompts = [format_revision_prompt(by_question[q][0]["question"], before(kind, q)) for q in questions]
-    if kind.startswith("as worked"):  # the layout of few-shot prompts: each earlier text as a worked problem
-        prompts = [format_prompt(by_question[q][0]["question"],
-                                 [(by_question[o][0]["question"], by_question[o][0]["completion"])
-                                  for o in rng.sample(everyone, 1 if "one" in kind else 3)]) for q in questions]
+    prompts = [prompt(kind, q) for q in questions]
     right, seen = collections.Counter(), collections.Counter()
     for i in range(0, len(prompts), 30):
         enc = tok(prompts[i:i + 30], return_tensors="pt", padding=True)
@@ -59,9 +66,8 @@ for kind in ("nothing", "own right attempt", "own wrong attempt", "another probl
             out = model.generate(**enc, max_new_tokens=200, do_sample=False, pad_token_id=tok.pad_token_id)
         for q, o in zip(questions[i:i + 30], out):
             text = tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            boxed = re.findall(r"\\boxed\{([^}]*)\}", text)
             level = by_question[q][0]["level"]
             seen[level] += 1
-            right[level] += bool(boxed) and boxed[0] == by_question[q][0]["gold"]
+            right[level] += grade(text, by_question[q][0]["gold"])
     print(f"{kind:30s} greedy pass@1 {sum(right.values()) / len(questions):.3f}  by level",
           {lv: f"{right[lv]}/{seen[lv]}" for lv in sorted(seen)})
