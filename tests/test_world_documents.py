@@ -6,7 +6,8 @@ import torch
 
 from ttstrain.prompts import QUESTION_HEAD, SOLUTION_HEAD
 from ttstrain.revisions.pairs import ATTEMPT_HEAD
-from ttstrain.world.build import CONTEXT_CHARS, training_batch
+from ttstrain.world.build import training_batch
+from ttstrain.world.task import CONTEXT_CHARS
 from ttstrain.world.tokenizer import build_char_tokenizer
 
 

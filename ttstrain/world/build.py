@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from ttstrain.world.task import CONTEXT_CHARS
+
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent / "default_policy"
 
 
@@ -125,9 +127,6 @@ def make_model(cfg: BuildWorldConfig, tokenizer):
     return LlamaForCausalLM(config)
 
 
-CONTEXT_CHARS = 640  # most characters of worked problems before a solving row's problem
-
-
 def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, check_fraction: float = 0.0,
                    check_error_rate: float = 0.6, verdict_weight: float = 1.0,
                    check_style: str = "first_error", check_slips: str = "any_digit",
@@ -166,7 +165,6 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
                 o = sample_training_problem(rng, rng.randint(1, 5))
                 shot = (o.question, solving_text(o))
                 shot_chars += len(format_example(*shot))
-                # the whole row stays well inside the model's 1,024 positions
                 if shot_chars > CONTEXT_CHARS:
                     break
                 shots.append(shot)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ttstrain.metrics import pass_at_k
 from ttstrain.sampling import group_by_problem, sample_solutions
-from ttstrain.world.task import LEVELS, first_error, problems_split
+from ttstrain.world.task import CONTEXT_CHARS, LEVELS, first_error, problems_split
 
 
 def measure_policy(generator, eval_per_level: int = 200, sampled_per_level: int = 50, samples: int = 16,
@@ -97,8 +97,6 @@ def pretraining_mixture(cfg) -> dict:
                                         "another line's operand, and the wrong value is carried on to the answer "
                                         "(ttstrain.world.slipped); trained on whole"})
     if getattr(cfg, "solve_context_share", 0.0):
-        from ttstrain.world.build import CONTEXT_CHARS
-
         mixture.update({"solving_after_other_problems": cfg.solve_context_share,
                         "solving_context": f"1 to {cfg.solve_context_max} other worked problems of any level before "
                                            f"the problem (format_example, at most {CONTEXT_CHARS} characters), "

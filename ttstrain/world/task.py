@@ -35,6 +35,9 @@ from ttstrain.steps import join_steps, split_steps
 LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 9999
 TEST_BUCKETS = 10  # 1 bucket in 10 is the test pool
+# most characters of other worked problems before a pretraining row's problem (build-world
+# --solve_context_share): the whole row stays well inside the policy's 1,024 positions
+CONTEXT_CHARS = 640
 
 _OP_WORDS = {"+": "Add", "-": "Subtract", "*": "Multiply by"}
 _STEP_RE = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
