@@ -142,11 +142,29 @@ def test_quick_demo_end_to_end(tmp_path):
     pred = report["bon_prediction"]
     assert pred["fit_samples"] == 1 and pred["largest_checked_n"] == 8 and (out / "predict_bon/predict_bon.png").exists()
     findings = report["findings"]
-    assert {"policy", "value_head_within_question_auroc", "weighted_minus_majority_at_16",
-            "weighted_minus_majority_at_16_se", "likelihood_within_question_auroc",
+    assert {"policy", "deployed_prm", "value_head_within_question_auroc", "weighted_minus_majority_at_16",
+            "weighted_minus_majority_at_16_se", "deployed_prm_within_question_auroc",
+            "deployed_prm_weighted_minus_majority_at_16", "deployed_prm_weighted_minus_majority_at_16_se",
+            "likelihood_within_question_auroc",
             "likelihood_weighted_minus_majority_at_16", "revision_pass1_by_step", "revision_pass1_se",
-            "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon", "dvts_minus_bon_at_16",
-            "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"} == set(findings)
+            "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon",
+            "deployed_prm_compute_optimal_efficiency_at_16", "deployed_prm_compute_optimal_min_gain_over_bon",
+            "dvts_minus_bon_at_16", "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"} == set(findings)
+    # the targets read the value head alone: its best-of-N and its own search; deployed_prm_* the PRM as used
+    alone, deployed = report["prm"]["value_head_only"]["best_of_n"], report["prm"]["best_of_n"]
+    assert findings["deployed_prm"] == "value head + reference features"
+    assert findings["weighted_minus_majority_at_16"] == round(alone["weighted_at"][8] - alone["majority_at"][8], 4)
+    assert findings["deployed_prm_weighted_minus_majority_at_16"] == round(
+        deployed["weighted_at"][8] - deployed["majority_at"][8], 4)
+    assert findings["deployed_prm_within_question_auroc"] == deployed["within_question_auroc"]
+    vh = report["search_value_head"]
+    assert set(vh["methods"]) == set(sr["methods"]) and vh["budgets"] == [1, 2, 4]
+    assert findings["compute_optimal_efficiency_at_16"] == vh["efficiency"]["oracle"][4]
+    assert findings["deployed_prm_compute_optimal_efficiency_at_16"] == sr["efficiency"]["oracle"][4]
+    vh_config = json.loads((out / "search-2x4-seed0-value_head" / "config.json").read_text())
+    assert vh_config["verifier"] == "value_head" and vh_config["scorer"]["path"] == str(out / "prm")
+    assert (out / "compute_optimal_value_head" / "compute_optimal.json").exists()
+    assert "scored by the value head alone" in text and "value head + reference features" in text
     assert findings["dvts_minus_bon_at_16"] == vs["dvts"]["overall"][4]["diff"] and len(findings["revision_pass1_by_step"]) == 4
     assert findings["bon_prediction_error"] == pred["accuracy_mae_at_largest_n"] and "## Findings" in text
     assert findings["likelihood_within_question_auroc"] == lik["within_question_auroc"]

@@ -95,6 +95,16 @@ def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, bas
     assert alone.num_parameters == prm_params and verifier_parameters(alone) == prm_params
     assert prm.num_parameters == prm_params + ref_params and verifier_parameters(prm) == prm_params + ref_params
 
+    # search's --verifier: prm scores as trained (both models), value_head with the value head alone
+    from ttstrain.stages.run_search import SearchStageConfig, load_scorer
+
+    as_trained = load_scorer(SearchStageConfig(prm_path=str(out), prm_device="cpu"))
+    value_head = load_scorer(SearchStageConfig(prm_path=str(out), prm_device="cpu", verifier="value_head"))
+    assert as_trained.reference_model is not None and value_head.reference_model is None
+    assert as_trained.score([PROMPT], [STEPS])[0] == pytest.approx(got, abs=1e-6)
+    assert value_head.score([PROMPT], [STEPS])[0] == pytest.approx(alone.score([PROMPT], [STEPS])[0], abs=1e-6)
+    assert value_head.score([PROMPT], [STEPS])[0] != pytest.approx(got, abs=1e-4)
+
 
 def test_reference_features_refuse_random_init():
     from ttstrain.trainers.prm_config import PRMConfig

@@ -16,9 +16,12 @@ Stages, in order (each writes its data and resolved config under --output_dir):
   label, prm      Monte Carlo step labels on training problems; a PRM trained on them
   prm_eval        held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the samples
   search          majority, weighted best-of-N, beam search, DVTS and SLG at N = 1, 2, 4, ...
+  search_value_head   the same search scored by the PRM's value head alone (a PRM with reference
+                  features only): the findings' targets are read on it
   revision_data, revision, revision_eval   revision pairs, revision SFT, sequential chains
   predict_bon     best-of-N accuracy predicted from the first samples per problem, then checked
   compute_optimal difficulty bins, best strategy per bin and budget by 2-fold CV, efficiency
+                  (and compute_optimal_value_head: the search family of the value-head search)
 Then `report.md`, `report.json` (with its `findings` block) and the plots are written.
 """
 
@@ -28,7 +31,7 @@ import json
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ttstrain.baselines import greedy_by_level, sampling_baselines
@@ -118,17 +121,25 @@ def demo_stage_configs(cfg: DemoConfig) -> dict:
                           model_name_or_path=str(out / "revision_model"), backend=cfg.backend, prm_path=str(out / "prm"),
                           base_samples=str(out / "samples.parquet"), problems=search.problems, split=search.split,
                           per_level=search.per_level, seed=seed)
+    # the ablation the findings' targets are read on: the same search scored by the value head alone
+    search_value_head = (replace(search, verifier="value_head", output_dir=f"{search_dir}-value_head")
+                         if prm.reference_features else None)
     predict_bon = build("predict_bon", PredictBoNConfig, output_dir=str(out / "predict_bon"),
                         samples=str(out / "eval_prm" / "sample_scores.parquet"))
     compute_optimal = build("compute_optimal", ComputeOptimalConfig, output_dir=str(out / "compute_optimal"),
                             search_dirs=[str(search_dir)], samples=str(out / "samples.parquet"),
                             revisions=str(out / "eval_revision" / "chains.parquet"), seed=seed)
+    compute_optimal_value_head = (
+        replace(compute_optimal, output_dir=str(out / "compute_optimal_value_head"),
+                search_dirs=[search_value_head.output_dir], revisions=None) if search_value_head else None)
     if compute_optimal.revision_selection not in CHAIN_SELECTIONS:
         raise ValueError(f"revision_selection must be majority, hierarchical or weighted, got "
                          f"{compute_optimal.revision_selection!r}")
     return {"sample": sample, "label_mc": label_mc, "prm": prm, "eval_prm": eval_prm, "search": search,
             "build_revisions": revision_data, "revision": revision, "eval_revision": eval_revision,
-            "predict_bon": predict_bon, "compute_optimal": compute_optimal}
+            "predict_bon": predict_bon, "compute_optimal": compute_optimal,
+            **({"search_value_head": search_value_head, "compute_optimal_value_head": compute_optimal_value_head}
+               if search_value_head else {})}
 
 
 def stage_config_dicts(configs: dict) -> dict:
@@ -184,6 +195,12 @@ def run_demo(cfg: DemoConfig) -> dict:
         shutil.rmtree(search_dir, ignore_errors=True)  # a rerun retrains the PRM: drop results scored by an earlier one
         search_summary = run_search_stage(configs["search"], generator=generator)
 
+    value_head_search = None
+    if "search_value_head" in configs:
+        with clock.stage("search_value_head"):
+            shutil.rmtree(configs["search_value_head"].output_dir, ignore_errors=True)
+            value_head_search = run_search_stage(configs["search_value_head"], generator=generator)
+
     with clock.stage("revision_data"):
         revision_data = run_build_revisions(configs["build_revisions"], generator=generator)
 
@@ -199,10 +216,14 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     with clock.stage("compute_optimal"):
         co_report = run_compute_optimal(configs["compute_optimal"])
+        co_value_head = (run_compute_optimal(configs["compute_optimal_value_head"])
+                         if "compute_optimal_value_head" in configs else None)
 
     report = assemble_report(configs, problems, generator, greedy_acc, baselines, sample_tokens_per_s, labelling,
                              prm_training, prm_eval, search_summary, co_report, bon_prediction, revision_data,
                              revision_training, revision_eval, clock, quick=cfg.quick)
+    if value_head_search is not None:
+        report["search_value_head"] = search_summary_for_report(value_head_search, co_value_head)
     report["findings"] = demo_findings(report, policy_name(cfg.model_name_or_path))
     write_demo_report(out, report)
     return report

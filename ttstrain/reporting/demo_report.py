@@ -77,6 +77,7 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         search_section(report["search"]),
         "",
+        *value_head_search_lines(report.get("search_value_head")),
         "### DVTS and SLG against weighted best-of-N",
         "",
         search_methods_section(report["search_vs_best_of_n"]),
@@ -113,10 +114,21 @@ def machine_line(machine: dict | None) -> str:
             f"({machine['blas']}, {machine['torch_cpu_capability']} kernels, {machine['torch_threads']} threads); {env}.")
 
 
+def value_head_search_lines(sr: dict | None) -> list[str]:
+    """The search again with the value head alone as verifier (only a PRM with reference features has it)."""
+    if not sr:
+        return []
+    return ["### The same search, scored by the value head alone", "",
+            "The findings' targets read this one: the trained value head without the policy's token log-probs.", "",
+            search_section(sr, "the PRM's value head alone as verifier (reference features off)"), ""]
+
+
 def findings_section(findings: dict, quick: bool = False) -> str:
     rows = finding_rows(findings, quick)
-    return md_table(["finding", "value", "target", "verdict"],
-                    [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
+    table = md_table(["finding", "value", "target", "verdict"],
+                     [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
+    return (table + "\n\nThe targets read the PRM's value head alone (issue #16). `deployed_prm_*` rows, DVTS and "
+            f"SLG score with the PRM as the demo deploys it: {findings.get('deployed_prm', 'value head')}.")
 
 
 def search_methods_section(cmp: dict) -> str:
@@ -359,7 +371,7 @@ def choices_table(choices: dict) -> str:
                      for k, per in sorted(choices.items(), key=lambda kv: int(kv[0]))])
 
 
-def search_section(sr: dict) -> str:
+def search_section(sr: dict, verifier: str = "the PRM above as verifier") -> str:
     budgets = sr["budgets"]
     kinds = list(sr["compute_optimal"])
     rows = []
@@ -375,7 +387,7 @@ def search_section(sr: dict) -> str:
     eff = sr["efficiency"].get("oracle", {})
     best_eff = max((r for r in eff.values() if r is not None), default=None)
     return "\n".join([
-        f"{sr['problems']} test problems, the PRM above as verifier, beam width M=4, budgets N = {budgets} "
+        f"{sr['problems']} test problems, {verifier}, beam width M=4, budgets N = {budgets} "
         f"(generations; best-of-N curves from nested subsets averaged over resamplings).",
         "",
         md_table(["N", "majority", "PRM-weighted best-of-N", f"beam search ({sr['beam_strategy']})"]

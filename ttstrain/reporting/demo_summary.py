@@ -23,17 +23,35 @@ def search_methods_vs_bon(search_dir: Path, co_report: dict) -> dict:
     return compare_methods(rows, ["beam_search", "dvts", "slg"], "best_of_n_weighted", bins=bins)
 
 
-def demo_findings(report: dict, policy: str) -> dict:
-    """The figures every run is compared by (null where a stage did not give them)."""
-    bon = report["prm"]["best_of_n"]
-    lik = (report["prm"].get("likelihood_baseline") or {}).get("best_of_n") or {}
-    alone = (report["prm"].get("value_head_only") or {}).get("best_of_n") or bon
-    top = max(bon["weighted_at"]) if bon["weighted_at"] else None
-    at16 = 16 if 16 in bon["weighted_at"] else top
-    search, vs = report["search"], report["search_vs_best_of_n"]["methods"]
+def _compute_optimal_figures(search: dict | None) -> tuple[float | None, float | None]:
+    """Efficiency at the largest budget and the smallest compute-optimal minus best-of-N accuracy
+    (oracle bins) of one search summary for the report."""
+    if not search:
+        return None, None
     co = search["compute_optimal"].get("oracle", {})
     base = search["methods"].get("best_of_n_weighted", {})
     gains = [co[b] - base[b] for b in co if co[b] is not None and base.get(b) is not None]
+    efficiency = search["efficiency"].get("oracle", {})
+    return (efficiency.get(max(search["budgets"])) if search.get("budgets") else None,
+            round(min(gains), 4) if gains else None)
+
+
+def demo_findings(report: dict, policy: str) -> dict:
+    """The figures every run is compared by (null where a stage did not give them).
+
+    Issue #16's targets read the PRM's value head alone: the PRM as trained where it has no
+    reference features, else its value head (`prm.value_head_only`, `search_value_head`). The PRM
+    as the demo deploys it (value head plus reference features) has the `deployed_prm_*` keys; the
+    search-method rows (dvts, slg) use it too.
+    """
+    deployed = report["prm"]["best_of_n"]
+    lik = (report["prm"].get("likelihood_baseline") or {}).get("best_of_n") or {}
+    alone = (report["prm"].get("value_head_only") or {}).get("best_of_n") or deployed
+    top = max(deployed["weighted_at"]) if deployed["weighted_at"] else None
+    at16 = 16 if 16 in deployed["weighted_at"] else top
+    vs = report["search_vs_best_of_n"]["methods"]
+    efficiency, min_gain = _compute_optimal_figures(report.get("search_value_head") or report["search"])
+    deployed_efficiency, deployed_min_gain = _compute_optimal_figures(report["search"])
     rev = report["revisions"]
     by_step = [rev["pass@1_by_revision_step"][k] for k in sorted(rev["pass@1_by_revision_step"])]
     attempts = rev["problems"] * rev["num_chains"]  # attempts at each revision step
@@ -43,21 +61,30 @@ def demo_findings(report: dict, policy: str) -> dict:
         return (round(curves["weighted_at"][at16] - curves["majority_at"][at16], 4)
                 if at16 in curves.get("weighted_at", {}) else None)
 
+    def se_at16(curves: dict):
+        return (curves.get("weighted_minus_majority_se_at") or {}).get(at16)
+
     def at_largest(method):
         overall = vs.get(method, {}).get("overall", {})
         return overall[max(overall)]["diff"] if overall else None
 
     return {
         "policy": policy,
+        "deployed_prm": "value head + reference features" if report["prm"].get("reference_features") else "value head",
         "value_head_within_question_auroc": alone.get("within_question_auroc"),
-        "weighted_minus_majority_at_16": weighted_minus_majority(bon),
-        "weighted_minus_majority_at_16_se": (bon.get("weighted_minus_majority_se_at") or {}).get(at16),
+        "weighted_minus_majority_at_16": weighted_minus_majority(alone),
+        "weighted_minus_majority_at_16_se": se_at16(alone),
+        "deployed_prm_within_question_auroc": deployed.get("within_question_auroc"),
+        "deployed_prm_weighted_minus_majority_at_16": weighted_minus_majority(deployed),
+        "deployed_prm_weighted_minus_majority_at_16_se": se_at16(deployed),
         "likelihood_within_question_auroc": lik.get("within_question_auroc"),
         "likelihood_weighted_minus_majority_at_16": weighted_minus_majority(lik),
         "revision_pass1_by_step": by_step,
         "revision_pass1_se": None if step_se is None else round(step_se, 4),
-        "compute_optimal_efficiency_at_16": search["efficiency"].get("oracle", {}).get(report["sizes"]["search_max_budget"]),
-        "compute_optimal_min_gain_over_bon": round(min(gains), 4) if gains else None,
+        "compute_optimal_efficiency_at_16": efficiency,
+        "compute_optimal_min_gain_over_bon": min_gain,
+        "deployed_prm_compute_optimal_efficiency_at_16": deployed_efficiency,
+        "deployed_prm_compute_optimal_min_gain_over_bon": deployed_min_gain,
         "dvts_minus_bon_at_16": at_largest("dvts"),
         "slg_minus_bon_at_16": at_largest("slg"),
         "bon_prediction_error": report["bon_prediction"]["accuracy_mae_at_largest_n"],

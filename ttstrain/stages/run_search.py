@@ -24,7 +24,8 @@ Output folder:
   chunks/             the resumable unit of work (see ttstrain.shards)
 
 The verifier is the PRM, `ttstrain.scoring.PRMScorer.from_pretrained(prm_path)` (imported only
-when a method needs one), or with `--verifier likelihood` the untrained baseline of
+when a method needs one; `--verifier value_head` scores with its value head alone, the ablation of a
+PRM trained with reference features), or with `--verifier likelihood` the untrained baseline of
 `ttstrain.likelihood_baseline`: a causal LM's geometric-mean token probability of each solution so
 far (`--likelihood_model`, the policy when unset), the search counterpart of `eval-prm
 --likelihood_baseline`. `run_search_stage(cfg, generator=..., scorer=...)` takes others (tests
@@ -46,7 +47,9 @@ from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptA
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
-VERIFIERS = {"prm": "PRM", "likelihood": "likelihood model"}  # --verifier choices, and how messages name them
+# --verifier choices, and how messages name them
+VERIFIERS = {"prm": "PRM", "value_head": "PRM's value head", "likelihood": "likelihood model"}
+PRM_VERIFIERS = ("prm", "value_head")  # the two that read prm_path
 ALL_METHODS = ["majority", "best_of_n_weighted", "best_of_n_naive", "beam_search", "lookahead"]
 COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "prefill_tokens", "verifier_tokens",
                "policy_flops", "verifier_flops", "total_flops")
@@ -55,8 +58,8 @@ COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "pref
 @dataclass
 class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
-    verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
-    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm."})
+    verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path, as trained: with its reference features if it has them), value_head (that PRM's value head alone, reference features off: the ablation) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
+    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm or value_head."})
     likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
     prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (PRM or likelihood model): auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in."})
@@ -109,7 +112,7 @@ def verifier_name(cfg: SearchStageConfig) -> str | None:
     """The model the verifier reads: the PRM folder, or the likelihood model (the policy when unset)."""
     if cfg.verifier not in VERIFIERS:
         raise ValueError(f"verifier {cfg.verifier!r} is not one of {list(VERIFIERS)}")
-    return cfg.prm_path if cfg.verifier == "prm" else (cfg.likelihood_model or cfg.model_name_or_path)
+    return cfg.prm_path if cfg.verifier in PRM_VERIFIERS else (cfg.likelihood_model or cfg.model_name_or_path)
 
 
 def load_scorer(cfg: SearchStageConfig, prompt_format=None):
@@ -129,7 +132,8 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     from ttstrain.scoring import PRMScorer
 
     return PRMScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
-                                     prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20)
+                                     prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20,
+                                     use_reference_features=cfg.verifier == "prm")
 
 
 # ---------------------------------------------------------------------------------------------
