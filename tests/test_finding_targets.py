@@ -29,3 +29,12 @@ def test_missing_values_and_quick_limits():
     assert rows["demo_seconds"][2] == "< 300 (--quick)" and rows["demo_seconds"][3] == "missed"
     rows = {r[0]: r for r in finding_rows(_findings(revision_pass1_by_step=[0.30, 0.33], revision_pass1_se=0.02), quick=False)}
     assert rows["revision_pass1_by_step"][3] == "missed"                 # rise 0.03 < 0.04
+
+
+def test_an_efficiency_that_never_matches_is_a_miss_not_a_missing_stage():
+    rows = {r[0]: r for r in finding_rows(_findings(compute_optimal_efficiency_at_16=None), quick=False)}
+    assert rows["compute_optimal_efficiency_at_16"][3] == "missed"
+    assert rows["compute_optimal_efficiency_at_16"][1].startswith("none (compute-optimal never reaches")
+    rows = {r[0]: r for r in finding_rows(_findings(compute_optimal_efficiency_at_16=None,
+                                                    compute_optimal_min_gain_over_bon=None), quick=False)}
+    assert rows["compute_optimal_efficiency_at_16"][1:] == [None, ">= 2x", "-"]   # search did not run
