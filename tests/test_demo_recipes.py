@@ -81,6 +81,21 @@ def test_print_config_shows_the_resolved_stages(capsys, tmp_path):
     main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--print_config", "true",
           "--set", "label_mc.num_samples=3"])
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == set(DEMO_RECIPES)
+    # the demo PRM has reference features, so the search runs again scored by its value head alone
+    assert set(printed) == set(DEMO_RECIPES) | {"search_value_head", "compute_optimal_value_head"}
+    search, again = printed["search"], printed["search_value_head"]
+    assert again["verifier"] == "value_head" and search["verifier"] == "prm"
+    assert again["output_dir"] == search["output_dir"] + "-value_head"
+    assert {k: v for k, v in again.items() if k not in ("verifier", "output_dir")} == \
+        {k: v for k, v in search.items() if k not in ("verifier", "output_dir")}
+    co = printed["compute_optimal_value_head"]
+    assert co["search_dirs"] == [again["output_dir"]] and co["revisions"] is None
+    printed_without = json.loads(_print_config(capsys, tmp_path, "prm.reference_features=false"))
+    assert set(printed_without) == set(DEMO_RECIPES)
     assert printed["label_mc"]["num_samples"] == 3 and printed["prm"]["num_train_epochs"] == 3
     assert not (tmp_path / "d").exists()  # printing runs nothing
+
+
+def _print_config(capsys, tmp_path, *overrides) -> str:
+    main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--print_config", "true", "--set", *overrides])
+    return capsys.readouterr().out
