@@ -29,11 +29,11 @@ from ttstrain.sampling import sample_solutions
 from ttstrain.world.task import first_error
 
 
-def exact_labels(question: str, steps: list[str], completion: str) -> tuple[list[float], bool]:
-    """1.0 for each step before the first wrong one, 0.0 from it on; and whether the solution is right."""
+def exact_labels(question: str, steps: list[str], completion: str):
+    """1.0 for each step before the first wrong one, 0.0 from it on; and that first error (None: right)."""
     err = first_error(question, completion)
     cut = len(steps) if err is None else err.step
-    return [1.0 if i < cut else 0.0 for i in range(len(steps))], err is None
+    return [1.0 if i < cut else 0.0 for i in range(len(steps))], err
 
 
 def main() -> None:
@@ -55,12 +55,12 @@ def main() -> None:
         steps = list(s["steps"])
         if not steps:
             continue
-        labels, right = exact_labels(s["question"], steps, s["completion"])
+        labels, err = exact_labels(s["question"], steps, s["completion"])
+        right = err is None
         if right != bool(s["correct"]):  # e.g. a right answer reached through a wrong step: left out
             kinds["grader_disagrees"] += 1
             continue
-        err = first_error(s["question"], s["completion"])
-        kinds["right" if err is None else err.kind] += 1
+        kinds["right" if right else err.kind] += 1
         rows.append({"prompt": s["prompt"], "completions": steps, "labels": labels, "problem_id": s["problem_id"],
                      "sample_index": s["sample_index"], "final_correct": right, "rollouts_per_step": [0] * len(steps),
                      "hard_labels": labels, "question": s["question"], "gold": s["gold"], "level": s["level"]})
