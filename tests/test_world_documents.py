@@ -51,3 +51,14 @@ def test_a_share_of_the_rows_only():
     texts, _ = _rows(training_batch(random.Random(12), 1, 200, tok, solve_context_share=0.3), tok)
     with_context = sum(t.count(QUESTION_HEAD) > 1 for t in texts)
     assert 0.2 * 200 < with_context < 0.4 * 200
+
+
+def test_the_problem_solved_is_never_one_of_its_worked_problems(monkeypatch):
+    """Every draw is the same problem: no worked problem can precede it, so each row is that problem alone."""
+    import ttstrain.world.task as task
+
+    only = task.sample_training_problem(random.Random(0), 2)
+    monkeypatch.setattr(task, "sample_training_problem", lambda rng, level: only)
+    tok = build_char_tokenizer()
+    texts, _ = _rows(training_batch(random.Random(5), 2, 8, tok, solve_context_share=1.0), tok)
+    assert all(t.count(QUESTION_HEAD) == 1 and only.question in t for t in texts)

@@ -163,6 +163,8 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
         if solve_context_share and rng.random() < solve_context_share:
             for _ in range(rng.randint(1, solve_context_max)):
                 o = sample_training_problem(rng, rng.randint(1, 5))
+                if o.question == p.question:  # never the problem it is about to solve
+                    continue
                 shot = (o.question, solving_text(o))
                 shot_chars += len(format_example(*shot))
                 if shot_chars > CONTEXT_CHARS:
