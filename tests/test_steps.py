@@ -8,8 +8,9 @@ import re
 import pytest
 
 from ttstrain.prompts import format_prompt
-from ttstrain.steps import (SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end, join_steps,
-                            prefix_text, split_steps, step_end_positions)
+from ttstrain.prompts import PromptFormat, check_same_format, resolve_prompt_format
+from ttstrain.steps import (LINE, PARAGRAPH, SOLUTION_END, STEP_SEPARATOR, StepFormat, join_steps, prefix_text,
+                            resolve_step_format, split_steps, step_end_positions)
 from ttstrain.world.task import problems_split
 
 SOLUTION = "37 + 45 = 82\n82 * 3 = 246\n246 - 12 = 234\nThe answer is \\boxed{234}."
@@ -26,9 +27,10 @@ def test_split_join_roundtrip():
 
 
 def test_cuts_and_prefix():
-    assert cut_at_step_end("12 + 3 = 15\n15 * 2") == ("12 + 3 = 15", True)
-    assert cut_at_step_end("no separator") == ("no separator", False)
-    assert cut_at_solution_end("a\nb\n\nProblem:") == ("a\nb", True)
+    assert LINE.find_stop("P\n", "12 + 3 = 15\n15 * 2", "step") == (len("12 + 3 = 15"), "step_end")
+    assert LINE.find_stop("P\n", "no separator", "step") is None
+    assert LINE.find_stop("P\n", "a\nb\n\nProblem:", "solution") == (3, "solution_end")
+    assert LINE.find_stop("P\n", "a\nb", "solution") is None
     assert prefix_text(["a", "b", "c"], 2) == "a" + STEP_SEPARATOR + "b" + STEP_SEPARATOR
     assert prefix_text(["a"], 0) == ""
     assert SOLUTION_END == STEP_SEPARATOR * 2
@@ -93,3 +95,60 @@ def test_no_module_hard_codes_the_separator():
     allowed = ("world/task.py", "prompts.py", "grading.py", "problems.py")  # question/solution text, not steps
     offenders = [o for o in offenders if not o.startswith(allowed)]
     assert not offenders, "separator hard-coded outside ttstrain/steps.py:\n" + "\n".join(offenders)
+
+
+def test_line_stops_where_it_always_did():
+    """LINE keeps today's rule: a blank line ends the solution even when its first newline is the prompt's,
+    and a token holding both a step end and a blank line finishes the solution."""
+    assert LINE.find_stop("Solution:\n", "\nProblem: x", "solution") == (0, "solution_end")
+    assert LINE.find_stop("Solution:\n", "\n", "step") == (0, "solution_end")
+    assert LINE.find_stop("Solution:", "\nx", "solution") is None
+    assert LINE.find_stop("P\n", "9 = 9\n\n", "step") == (5, "solution_end")
+
+
+def test_paragraph_format():
+    text = "First, 2 + 3 = 5.\nSo five.\n\n\nThen 5 * 4 = 20.\n\nThe answer is 20."
+    assert PARAGRAPH.split(text) == ["First, 2 + 3 = 5.\nSo five.", "Then 5 * 4 = 20.", "The answer is 20."]
+    assert PARAGRAPH.join(PARAGRAPH.split(text)).count("\n\n") == 2
+    assert PARAGRAPH.prefix(["a", "b"], 1) == "a\n\n"
+    # a single newline is inside a step; only the end-of-sequence token ends a solution
+    assert PARAGRAPH.find_stop("Q\n\n", "x = 1\ny = 2", "step") is None
+    assert PARAGRAPH.find_stop("Q\n\n", "x = 1\ny = 2\n\nz", "step") == (len("x = 1\ny = 2"), "step_end")
+    assert PARAGRAPH.find_stop("Q\n\n", "a\n\nb\n\n", "solution") is None
+    # the separator is searched in the generated text only (as vLLM searches stop strings)
+    assert PARAGRAPH.find_stop("Q\n", "\nx", "step") is None
+    assert PARAGRAPH.flatten("a\n\nb\nc") == "a\nb\nc" and LINE.flatten("a\nb") == "a b"
+    with pytest.raises(ValueError, match="contains the step separator"):
+        PARAGRAPH.join(["a\n\nb"])
+
+
+def test_step_format_resolution_and_records():
+    assert resolve_step_format("auto", "auto", "plain") == LINE
+    assert resolve_step_format("auto", "auto", "few_shot") == LINE
+    assert resolve_step_format("auto", "auto", "chat") == PARAGRAPH
+    assert resolve_step_format("line", "auto", "chat") == LINE
+    assert resolve_step_format("\\n\\n", "auto", "plain") == PARAGRAPH  # typed on a command line
+    assert resolve_step_format("<step>", "eos", "plain") == StepFormat("<step>", "eos")
+    with pytest.raises(ValueError, match="few-shot prompt closes each worked example"):
+        resolve_step_format("paragraph", "auto", "few_shot")
+    with pytest.raises(ValueError, match="cannot end the solution"):
+        StepFormat("\n\n", "blank_line")
+    assert StepFormat.from_record(None) == LINE  # outputs written before step formats
+    assert StepFormat.from_record(PARAGRAPH.record()) == PARAGRAPH
+    # the prompt format carries it; a consumer reading rows of another step format refuses, naming both
+    fmt = resolve_prompt_format("plain", [], None, step_separator="paragraph")
+    assert fmt.steps == PARAGRAPH and PromptFormat.from_record(fmt.record()).steps == PARAGRAPH
+    check_same_format({"kind": "plain"}, PromptFormat().record(), "old rows", "this PRM")  # missing = LINE
+    with pytest.raises(ValueError, match=r"step formats differ: the samples has steps separated by '\\n\\n'.*"
+                                         r"the PRM has steps separated by '\\n'"):
+        check_same_format(fmt.record(), PromptFormat().record(), "the samples", "the PRM")
+
+
+def test_paragraph_step_end_positions_on_smollm2(smollm2_tokenizer):
+    """Paragraph steps on a real tokenizer that merges the blank line with the text around it."""
+    prompt = "Question\n"
+    steps = ["First we add.\nSo 5.", "Then multiply: 20.", "The answer is 20."]
+    st = step_end_positions(smollm2_tokenizer, prompt, steps, add_special_tokens=False, fmt=PARAGRAPH)
+    for step, pos in zip(steps, st.step_end_positions):
+        assert smollm2_tokenizer.decode(st.input_ids[: pos + 1]).endswith(step)
+        assert "\n\n" not in smollm2_tokenizer.decode([st.input_ids[pos]])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ttstrain.steps import SOLUTION_END, join_steps, split_steps
+from ttstrain.steps import LINE, SOLUTION_END, StepFormat, check_same_steps, join_steps, resolve_step_format, split_steps
 
 
 QUESTION_HEAD, SOLUTION_HEAD = "Problem:\n", "\nSolution:\n"
@@ -52,6 +52,8 @@ class PromptFormat:
     examples: list = field(default_factory=list)  # (question, solution) pairs
     system_prompt: str | None = None
     tokenizer: object = field(default=None, repr=False, compare=False)
+    # how the solution is cut into steps and how it ends (ttstrain.steps); LINE for plain and few_shot
+    steps: StepFormat = LINE
 
     def __post_init__(self):
         if self.kind not in PROMPT_FORMATS:
@@ -59,6 +61,9 @@ class PromptFormat:
         self.examples = [tuple(e) for e in self.examples]
         if self.kind == "plain" and self.examples:
             raise ValueError("a plain prompt has no examples; use kind='few_shot'")
+        if self.kind == "few_shot" and self.steps.end_marker is None:
+            raise ValueError("a few-shot prompt closes each worked example with a blank line, so its solutions must "
+                             f"end at one; got {self.steps.describe()}")
         if self.kind == "chat" and self.tokenizer is not None and not getattr(self.tokenizer, "chat_template", None):
             raise ValueError("prompt format 'chat' needs a tokenizer with a chat template; this one has none "
                              "(use 'plain' or 'few_shot')")
@@ -69,15 +74,16 @@ class PromptFormat:
         if self.tokenizer is None:
             raise ValueError("prompt format 'chat' needs the tokenizer whose chat template it applies")
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        for q, sol in self.examples:
+        for q, sol in self.examples:  # worked examples are stored one step a line; shown in the run's format
             messages += [{"role": "user", "content": q.strip()},
-                         {"role": "assistant", "content": join_steps(split_steps(sol))}]
+                         {"role": "assistant", "content": self.steps.join(split_steps(sol))}]
         messages.append({"role": "user", "content": question.strip()})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def record(self) -> dict:
         """What a stage writes down about its prompts; equal records build equal prompts."""
-        out = {"kind": self.kind, "examples": [list(e) for e in self.examples], "system_prompt": self.system_prompt}
+        out = {"kind": self.kind, "examples": [list(e) for e in self.examples], "system_prompt": self.system_prompt,
+               "step_format": self.steps.record()}
         if self.kind == "chat" and self.tokenizer is not None:
             out["chat_template_sha256"] = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:16]
         return out
@@ -85,12 +91,15 @@ class PromptFormat:
     @classmethod
     def from_record(cls, record: dict | None, tokenizer=None) -> "PromptFormat":
         record = record or {"kind": "plain"}
-        return cls(record["kind"], list(record.get("examples") or []), record.get("system_prompt"), tokenizer)
+        return cls(record["kind"], list(record.get("examples") or []), record.get("system_prompt"), tokenizer,
+                   StepFormat.from_record(record.get("step_format")))
 
 
 def check_same_format(producer: dict | None, consumer: dict | None, producer_name: str, consumer_name: str) -> None:
-    """Fail when two recorded prompt formats differ (a missing record is the plain format)."""
+    """Fail when two recorded prompt formats, or the step formats recorded with them, differ (a missing
+    record is the plain format, a missing step format LINE)."""
     a, b = producer or {"kind": "plain"}, consumer or {"kind": "plain"}
+    check_same_steps(a.get("step_format"), b.get("step_format"), producer_name, consumer_name)
     keys = ("kind", "examples", "system_prompt", "chat_template_sha256")
     if any((a.get(k) or None) != (b.get(k) or None) for k in keys):
         def short(r):
@@ -101,11 +110,19 @@ def check_same_format(producer: dict | None, consumer: dict | None, producer_nam
                          "Use the same --prompt_format, --few_shot and --system_prompt")
 
 
-def resolve_prompt_format(kind: str, examples: list, system_prompt: str | None, tokenizer=None) -> PromptFormat:
-    """`auto`: few_shot with examples, else plain; otherwise the named kind."""
+def step_format_of(few_shot: "list[tuple[str, str]] | PromptFormat | None") -> StepFormat:
+    """The step format of what `format_prompt` accepts: a PromptFormat's own, LINE for bare examples."""
+    return few_shot.steps if isinstance(few_shot, PromptFormat) else LINE
+
+
+def resolve_prompt_format(kind: str, examples: list, system_prompt: str | None, tokenizer=None,
+                          step_separator: str = "auto", solution_end: str = "auto") -> PromptFormat:
+    """`auto`: few_shot with examples, else plain; otherwise the named kind. The step format follows
+    the kind unless set (`ttstrain.steps.resolve_step_format`)."""
     if kind == "auto":
         kind = "few_shot" if examples else "plain"
-    return PromptFormat(kind, list(examples), system_prompt, tokenizer)
+    steps = resolve_step_format(step_separator, solution_end, kind)
+    return PromptFormat(kind, list(examples), system_prompt, tokenizer, steps)
 
 
 def question_from_prompt(prompt: str) -> str:

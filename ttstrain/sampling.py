@@ -17,8 +17,7 @@ from tqdm.auto import tqdm
 
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent
-from ttstrain.prompts import PromptFormat, format_prompt
-from ttstrain.steps import split_steps
+from ttstrain.prompts import PromptFormat, format_prompt, step_format_of
 
 
 def grade_rows(rows: list[dict]) -> list[dict]:
@@ -33,8 +32,9 @@ def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, 
                      top_p: float = 1.0, max_new_tokens: int = 512, seed: int = 0,
                      few_shot: "list[tuple[str, str]] | PromptFormat | None" = None, prompts_per_call: int = 16,
                      desc: str = "sampling", progress: bool = True) -> list[dict]:
+    fmt = step_format_of(few_shot)
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                            stop="solution", seed=seed)
+                            stop="solution", seed=seed, step_format=fmt)
     rows: list[dict] = []
     bar = tqdm(total=len(problems), desc=desc, disable=not progress, unit="problem")
     for start in range(0, len(problems), prompts_per_call):
@@ -46,7 +46,7 @@ def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, 
                 rows.append({
                     "problem_id": p["id"], "question": p["question"], "prompt": prompt, "gold": p["answer"],
                     "level": p.get("level"), "sample_index": j, "completion": c.text,
-                    "steps": split_steps(c.text), "prompt_tokens": res.prompt_tokens,
+                    "steps": fmt.split(c.text), "prompt_tokens": res.prompt_tokens,
                     "num_tokens": c.num_tokens, "finish_reason": c.finish_reason,
                 })
         bar.update(len(chunk))

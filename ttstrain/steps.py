@@ -1,72 +1,176 @@
 """The one step contract: how a solution is cut into steps, everywhere in ttstrain.
 
-A solution is a sequence of steps separated by a single newline (Snell et al. prompt the
-policy with newline-separated steps). A solution ends at the tokenizer's end-of-sequence
-token or at an empty step (a blank line), which is how few-shot prompted base models end.
+A `StepFormat` says how steps are separated and how a solution ends. It is a setting of the run,
+set once (`--step_separator`, `--solution_end`; by default from the prompt format) and recorded
+with the prompt format in every output and PRM checkpoint, so a consumer reads steps exactly as
+the producer wrote them:
 
-Sampling, Monte Carlo labelling, PRM training, PRM scoring and step-level search all import
-`STEP_SEPARATOR`, `split_steps`, `join_steps`, `cut_at_step_end` and `step_end_positions`
-from here; nothing else in the project hard-codes a separator (tests/test_steps.py checks it).
+  LINE       one step a line (`"\\n"`); a blank line ends the solution, as a few-shot prompted
+             base model ends it (Snell et al.; the default world). Plain and few-shot prompts.
+  PARAGRAPH  steps are blank-line paragraphs (`"\\n\\n"`); the end-of-sequence token ends the
+             solution (instruct models; search-and-learn, Qwen2.5-Math-PRM, RLHFlow). Chat prompts.
 
-    >>> split_steps("2 + 3 = 5\\n5 * 4 = 20\\nThe answer is \\\\boxed{20}.")
+Any other separator string works too. Sampling, Monte Carlo labelling, PRM data and scoring,
+step-level search and revisions call the format's methods (`split`, `join`, `prefix`,
+`find_stop`, `step_end_positions`); the module-level functions are the LINE format's, kept for
+the world's own text. Nothing else in the project hard-codes a separator
+(tests/test_steps.py checks it).
+
+    >>> LINE.split("2 + 3 = 5\\n5 * 4 = 20\\nThe answer is \\\\boxed{20}.")
     ['2 + 3 = 5', '5 * 4 = 20', 'The answer is \\\\boxed{20}.']
+    >>> PARAGRAPH.split("First, 2 + 3 = 5.\\nSo 5.\\n\\n\\nThen 5 * 4 = 20.")
+    ['First, 2 + 3 = 5.\\nSo 5.', 'Then 5 * 4 = 20.']
 """
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
-STEP_SEPARATOR = "\n"
-# A blank line closes a solution (few-shot prompts separate examples with one).
-SOLUTION_END = STEP_SEPARATOR + STEP_SEPARATOR
+SOLUTION_ENDS = ("blank_line", "eos")
+BLANK_LINE = "\n\n"
 
 
-def split_steps(solution: str) -> list[str]:
-    """Steps of a solution: separator-split, stripped of surrounding spaces, empty ones dropped."""
-    body = solution.split(SOLUTION_END, 1)[0]
-    return [s.strip() for s in body.split(STEP_SEPARATOR) if s.strip()]
+@dataclass(frozen=True)
+class StepFormat:
+    """How steps are separated (`separator`) and how a solution ends (`solution_end`:
+    "blank_line", an empty line, or "eos", the end-of-sequence token only)."""
+
+    separator: str = "\n"
+    solution_end: str = "blank_line"
+
+    def __post_init__(self):
+        if not isinstance(self.separator, str) or not self.separator:
+            raise ValueError(f"the step separator must be a non-empty string, got {self.separator!r}")
+        if self.solution_end not in SOLUTION_ENDS:
+            raise ValueError(f"solution_end must be one of {SOLUTION_ENDS}, got {self.solution_end!r}")
+        if self.solution_end == "blank_line" and BLANK_LINE in self.separator:
+            raise ValueError(f"a blank line cannot end the solution when it separates steps "
+                             f"(separator {self.separator!r}); use solution_end='eos'")
+
+    # ---- what a solution's text is -----------------------------------------------------------
+    @property
+    def end_marker(self) -> str | None:
+        """The text that ends a solution (None: only the end-of-sequence token does)."""
+        return BLANK_LINE if self.solution_end == "blank_line" else None
+
+    def split(self, solution: str) -> list[str]:
+        """Steps of a solution: text up to its end, separator-split, stripped, empty ones dropped."""
+        if self.end_marker is not None:
+            solution = solution.split(self.end_marker, 1)[0]
+        return [s.strip() for s in solution.split(self.separator) if s.strip()]
+
+    def join(self, steps: list[str]) -> str:
+        """Inverse of `split` for clean steps (no separator inside a step)."""
+        for i, step in enumerate(steps):
+            if self.separator in step:
+                raise ValueError(f"step {i} contains the step separator {self.separator!r}: {step!r}")
+        return self.separator.join(steps)
+
+    def flatten(self, step: str) -> str:
+        """One step as one step: the pieces of a step that holds the separator (external data such
+        as ProcessBench) joined by a space (a newline when steps are paragraphs), so the step count
+        and indices survive the step contract."""
+        joiner = "\n" if self.separator.strip() == "" and self.separator.count("\n") >= 2 else " "
+        return joiner.join(p.strip() for p in step.strip().split(self.separator) if p.strip())
+
+    def prefix(self, steps: list[str], upto: int) -> str:
+        """The text of steps[:upto] followed by the separator, so generation starts a new step."""
+        if upto <= 0:
+            return ""
+        return self.join(steps[:upto]) + self.separator
+
+    # ---- where generation stops ----------------------------------------------------------------
+    def find_stop(self, prompt: str, generated: str, stop: str) -> tuple[int, str] | None:
+        """The first place generation stops in `generated` (the text written after `prompt`), as
+        (length of the text kept, reason), or None when it goes on.
+
+        "solution_end": the end marker (a blank line), which may begin in the prompt (a prefix that
+        ends with a newline, then a newline); with stop="step" also "step_end": the first separator
+        in the generated text (searched there only, as vLLM searches stop strings). Both at one
+        place: the solution ended. Both backends apply this same rule.
+        """
+        found = []
+        marker = self.end_marker
+        if marker is not None:
+            tail = prompt[len(prompt) - (len(marker) - 1):] if len(marker) > 1 and prompt else ""
+            i = (tail + generated).find(marker)
+            if i >= 0:
+                found.append((max(0, i - len(tail)), 0, "solution_end"))
+        if stop == "step":
+            i = generated.find(self.separator)
+            if i >= 0:
+                found.append((i, 1, "step_end"))
+        if not found:
+            return None
+        cut, _, reason = min(found)
+        return cut, reason
+
+    # ---- records ----------------------------------------------------------------------------------
+    def record(self) -> dict:
+        return {"separator": self.separator, "solution_end": self.solution_end}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "StepFormat":
+        """A recorded format; a missing record (outputs and checkpoints older than step formats) is LINE."""
+        if not record:
+            return LINE
+        return cls(record["separator"], record.get("solution_end", "blank_line"))
+
+    def describe(self) -> str:
+        return f"steps separated by {self.separator!r}, a solution ending at " + \
+            ("a blank line or end-of-sequence" if self.solution_end == "blank_line" else "end-of-sequence")
 
 
-def flatten_step(step: str) -> str:
-    """One step as one line: the lines of a multi-line step (external data such as ProcessBench)
-    joined by spaces, so the step count and indices survive the step contract."""
-    return " ".join(part.strip() for part in step.strip().split(STEP_SEPARATOR) if part.strip())
+LINE = StepFormat("\n", "blank_line")
+PARAGRAPH = StepFormat("\n\n", "eos")
+STEP_FORMATS = {"line": LINE, "paragraph": PARAGRAPH}
 
 
-def join_steps(steps: list[str]) -> str:
-    """Inverse of `split_steps` for clean steps (no separator inside a step)."""
-    for i, step in enumerate(steps):
-        if STEP_SEPARATOR in step:
-            raise ValueError(f"step {i} contains the step separator {STEP_SEPARATOR!r}: {step!r}")
-    return STEP_SEPARATOR.join(steps)
+def resolve_step_format(separator: str = "auto", solution_end: str = "auto", prompt_kind: str = "plain") -> StepFormat:
+    """The run's step format from its options: `auto` takes the prompt format's convention (chat:
+    PARAGRAPH, plain and few-shot: LINE); a separator is given as typed on a command line, with
+    escapes (`\\n\\n`), or as a name (`line`, `paragraph`)."""
+    base = PARAGRAPH if prompt_kind == "chat" else LINE
+    if separator in STEP_FORMATS:
+        base, separator = STEP_FORMATS[separator], "auto"
+    sep = base.separator if separator == "auto" else codecs.decode(separator, "unicode_escape")
+    if solution_end == "auto":
+        solution_end = base.solution_end if separator == "auto" or BLANK_LINE not in sep else "eos"
+    if prompt_kind == "few_shot" and solution_end != "blank_line":
+        raise ValueError("a few-shot prompt closes each worked example with a blank line, so its solutions end "
+                         f"at one: --solution_end must be blank_line with --prompt_format few_shot (got {solution_end!r})")
+    return StepFormat(sep, solution_end)
 
 
-def cut_at_step_end(text: str) -> tuple[str, bool]:
-    """Cut a continuation after its first step.
-
-    Returns (step_text_without_separator, saw_separator). Used by step-level generation:
-    a backend that generated past the separator (several tokens per call, or a tokenizer that
-    merges the newline with the next characters) is cut back to exactly one step.
-    """
-    idx = text.find(STEP_SEPARATOR)
-    if idx < 0:
-        return text, False
-    return text[:idx], True
+def check_same_steps(producer: dict | None, consumer: dict | None, producer_name: str, consumer_name: str) -> None:
+    """Fail when two recorded step formats differ (a missing record is LINE)."""
+    a, b = StepFormat.from_record(producer), StepFormat.from_record(consumer)
+    if a != b:
+        raise ValueError(f"step formats differ: {producer_name} has {a.describe()}; {consumer_name} has "
+                         f"{b.describe()}. Steps read another way are other steps: use the same "
+                         "--step_separator and --solution_end")
 
 
-def cut_at_solution_end(text: str) -> tuple[str, bool]:
-    """Cut a continuation at the end-of-solution marker (blank line)."""
-    idx = text.find(SOLUTION_END)
-    if idx < 0:
-        return text, False
-    return text[:idx], True
+# ---- the LINE format's functions (the world's own text, and callers that have no format) ------------
+STEP_SEPARATOR = LINE.separator
+SOLUTION_END = BLANK_LINE
 
 
-def prefix_text(steps: list[str], upto: int) -> str:
-    """The solution text of steps[:upto], followed by the separator so generation starts a new step."""
-    if upto <= 0:
-        return ""
-    return join_steps(steps[:upto]) + STEP_SEPARATOR
+def split_steps(solution: str, fmt: StepFormat = LINE) -> list[str]:
+    return fmt.split(solution)
+
+
+def flatten_step(step: str, fmt: StepFormat = LINE) -> str:
+    return fmt.flatten(step)
+
+
+def join_steps(steps: list[str], fmt: StepFormat = LINE) -> str:
+    return fmt.join(steps)
+
+
+def prefix_text(steps: list[str], upto: int, fmt: StepFormat = LINE) -> str:
+    return fmt.prefix(steps, upto)
 
 
 @dataclass
@@ -84,7 +188,7 @@ class StepTokens:
 
 
 def step_end_positions(tokenizer, prompt: str, steps: list[str], add_eos: bool = False,
-                       add_special_tokens: bool = True) -> StepTokens:
+                       add_special_tokens: bool = True, fmt: StepFormat = LINE) -> StepTokens:
     """Tokenize prompt + joined steps once and locate each step's end token.
 
     The whole text is tokenized in one piece, exactly as the policy generated it, so a
@@ -95,7 +199,7 @@ def step_end_positions(tokenizer, prompt: str, steps: list[str], add_eos: bool =
     """
     if not steps:
         raise ValueError("a solution needs at least one step")
-    solution = join_steps(steps)
+    solution = fmt.join(steps)
     text = prompt + solution
     # special tokens (a leading <s>) as the policy saw them when it generated; their offsets are (0, 0)
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
@@ -107,7 +211,7 @@ def step_end_positions(tokenizer, prompt: str, steps: list[str], add_eos: bool =
     for step in steps:
         cursor += len(step)
         last_chars.append(cursor - 1)
-        cursor += len(STEP_SEPARATOR)
+        cursor += len(fmt.separator)
     positions = []
     t = 0
     for ch in last_chars:

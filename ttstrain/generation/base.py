@@ -4,9 +4,11 @@ A call takes a list of prompts and one `SamplingParams`; each prompt gets `param
 continuations. Many continuations of one prompt are how a shared prefix is expressed (Monte
 Carlo rollouts from a step prefix, beam expansions): backends must compute that prefix once.
 
-Stopping: `stop="solution"` ends at the end-of-sequence token or a blank line
-(`steps.SOLUTION_END`); `stop="step"` also ends at the first step separator, and the returned
-text is cut to exactly one step (without the separator). Token counts are what the model
+Stopping follows `params.step_format` (`ttstrain.steps.StepFormat.find_stop`, one rule for every
+backend): `stop="solution"` ends at the end-of-sequence token or, where the format ends solutions
+on one, a blank line (which may begin in the prompt); `stop="step"` also ends at the first step
+separator in the generated text, and the returned text is cut to exactly one step (without the
+separator; text the stopping token carried past it is dropped, its token still counted). Token counts are what the model
 actually processed: `prompt_tokens` once per prompt, `num_tokens` per continuation including
 the token that stopped it.
 
@@ -24,6 +26,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from ttstrain.steps import LINE, StepFormat
+
 STOP_MODES = ("solution", "step")
 
 
@@ -35,6 +39,7 @@ class SamplingParams:
     max_new_tokens: int = 512
     stop: str = "solution"
     seed: int = 0
+    step_format: StepFormat = LINE
 
     def __post_init__(self):
         if self.n < 1:

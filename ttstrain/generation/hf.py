@@ -5,7 +5,9 @@ every distinct prompt is prefilled once (left-padded), and its KV cache is then 
 rows that continue it, so n rollouts from one prefix cost one prefill, not n. Decoding is a
 plain loop over a DynamicCache that drops finished rows as it goes, samples with counter-based
 per-row randomness (the same continuation comes out whatever else shares the batch) and stops
-at the end-of-sequence token, at a blank line, or, with stop="step", at the step separator.
+where `params.step_format.find_stop` says (a blank line, where the format ends solutions on one,
+and with stop="step" the step separator, wherever the tokenizer put it: a separator token of its
+own, merged with text, or spread over two tokens) or at an end-of-sequence token.
 
     from ttstrain.generation import load_generator
     gen = load_generator("transformers", model="default")
@@ -23,7 +25,7 @@ import torch
 
 from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
 from ttstrain.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
-from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
+from ttstrain.steps import STEP_SEPARATOR
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -56,23 +58,21 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, unifor
 
 
 class _StopTable:
-    """Per-vocabulary-id facts about the separator, so stop checks are array lookups."""
+    """Per-vocabulary-id facts the stop checks read: each token's text, whether it holds a newline (the
+    prefix cache cuts there) and whether it ends the sequence (the tokenizer's end-of-sequence token and
+    the model's generation config's, e.g. an instruct model's end-of-turn)."""
 
-    def __init__(self, tokenizer, vocab_size: int):
+    def __init__(self, tokenizer, vocab_size: int, eos_ids=()):
         n = max(vocab_size, len(tokenizer))
+        self.text = [""] * n
         self.contains_sep = np.zeros(n, bool)
-        self.starts_sep = np.zeros(n, bool)
-        self.ends_sep = np.zeros(n, bool)
-        self.contains_end = np.zeros(n, bool)
         self.is_eos = np.zeros(n, bool)
         for i in range(len(tokenizer)):
-            s = tokenizer.decode([i])
+            s = tokenizer.decode([i], skip_special_tokens=True)
+            self.text[i] = s
             self.contains_sep[i] = STEP_SEPARATOR in s
-            self.starts_sep[i] = s.startswith(STEP_SEPARATOR)
-            self.ends_sep[i] = s.endswith(STEP_SEPARATOR)
-            self.contains_end[i] = SOLUTION_END in s
         eos = tokenizer.eos_token_id
-        for e in ([eos] if isinstance(eos, int) else list(eos or [])):
+        for e in ([eos] if isinstance(eos, int) else list(eos or [])) + list(eos_ids):
             self.is_eos[e] = True
 
 
@@ -103,7 +103,9 @@ class HFGenerator(Generator):
         self.max_batch_rows = max_batch_rows
         pad = self._tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self._tokenizer.eos_token_id
-        self._stops = _StopTable(self._tokenizer, self.model.config.vocab_size)
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        self._stops = _StopTable(self._tokenizer, self.model.config.vocab_size, gen_eos)
         # prompts that extend an earlier prompt (at a step boundary) prefill only their new tokens
         self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
@@ -183,7 +185,8 @@ class HFGenerator(Generator):
         mask = mask[row_slots]
         next_pos = mask.sum(-1)
         seeds = np.array([row_seed(params.seed, prompts[i], j, self._streams[i]) for i, j in batch], dtype=np.uint64)
-        prev_ends_sep = np.array([prompts[i].endswith(STEP_SEPARATOR) for i, _ in batch])
+        fmt = params.step_format
+        texts = [""] * len(batch)  # each row's generated text so far, token by token
 
         alive = np.arange(len(batch))  # batch row index of each row still in the cache
         tokens: list[list[int]] = [[] for _ in batch]
@@ -197,11 +200,11 @@ class HFGenerator(Generator):
                 tokens[r].append(int(tok))
                 if st.is_eos[tok]:
                     reasons[r] = "eos"
-                elif st.contains_end[tok] or (prev_ends_sep[r] and st.starts_sep[tok]):
-                    reasons[r] = "solution_end"
-                elif params.stop == "step" and st.contains_sep[tok]:
-                    reasons[r] = "step_end"
-                prev_ends_sep[r] = st.ends_sep[tok]
+                else:
+                    texts[r] += st.text[tok]
+                    hit = fmt.find_stop(prompts[batch[r][0]], texts[r], params.stop)
+                    if hit is not None:
+                        reasons[r] = hit[1]
                 done[k] = reasons[r] is not None
             self._decode_progress(len(alive), int(done.sum()))
             if done.all() or t == params.max_new_tokens - 1:
@@ -219,7 +222,7 @@ class HFGenerator(Generator):
             logits = out.logits[:, -1, :].float()
 
         for r, (i, j) in enumerate(batch):
-            results[i].completions[j] = self._completion(tokens[r], reasons[r] or "length", params)
+            results[i].completions[j] = self._completion(prompts[i], tokens[r], reasons[r] or "length", params)
         return prefill_tokens
 
     def _decode_progress(self, tokens: int, finished_rows: int) -> None:
@@ -247,7 +250,9 @@ class HFGenerator(Generator):
             batch.store(self.prefix_cache, r, seq, cuts[r], torch.zeros(0))
         return batch.cache, batch.output, batch.mask, sum(batch.lengths)
 
-    def _completion(self, tokens: list[int], reason: str, params: SamplingParams) -> Completion:
+    def _completion(self, prompt: str, tokens: list[int], reason: str, params: SamplingParams) -> Completion:
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-        text, _ = cut_at_step_end(text) if params.stop == "step" else cut_at_solution_end(text)
+        hit = params.step_format.find_stop(prompt, text, params.stop)
+        if hit is not None:  # the text past the stop (in the stopping token) is not this step's
+            text = text[:hit[0]]
         return Completion(text=text, num_tokens=len(tokens), finish_reason=reason)

@@ -3,9 +3,10 @@
 A script is a function `(prompt, index, params) -> str` (index = stream * n + continuation index) or a dict mapping a prompt to a list of
 continuations (continuation j of that prompt is entry j modulo its length). A continuation is the
 text the "model" would write if left to run: its end means end-of-sequence. The backend then
-applies the same stop rules as the real ones (step separator with stop="step", blank line,
-`max_new_tokens`) and counts tokens with `count_tokens` (characters by default, or a tokenizer):
-a continuation that stops on a separator or on end-of-sequence is charged one token for it.
+applies the same stop rule as the real ones (`params.step_format.find_stop`: the step separator
+with stop="step", a blank line where the format ends solutions on one; `max_new_tokens`) and
+counts tokens with `count_tokens` (characters by default, or a tokenizer): a continuation that
+stops on a separator or on end-of-sequence is charged one token for it.
 
     gen = ScriptedGenerator({"Q": ["1 + 1 = 2\\nThe answer is \\\\boxed{2}."]})
     gen.generate(["Q"], SamplingParams(stop="step"))[0].completions[0].text   # '1 + 1 = 2'
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams
-from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR
 
 
 @dataclass
@@ -75,14 +75,8 @@ class ScriptedGenerator(Generator):
         return results
 
     def _stop(self, prompt: str, text: str, params: SamplingParams) -> Completion:
-        if prompt.endswith(STEP_SEPARATOR) and text.startswith(STEP_SEPARATOR):
-            cut, reason = "", "solution_end"
-        else:
-            candidates = [(text.find(SOLUTION_END), "solution_end")]
-            if params.stop == "step":
-                candidates.append((text.find(STEP_SEPARATOR), "step_end"))
-            found = [(i, r) for i, r in candidates if i >= 0]
-            cut, reason = (text[:min(found)[0]], min(found)[1]) if found else (text, "eos")
+        hit = params.step_format.find_stop(prompt, text, params.stop)
+        cut, reason = (text[:hit[0]], hit[1]) if hit is not None else (text, "eos")
         tokens = self.count_tokens(cut) + 1  # the separator or end-of-sequence token
         if tokens > params.max_new_tokens:
             return Completion(text=self._first_tokens(cut, params.max_new_tokens), num_tokens=params.max_new_tokens,

@@ -8,10 +8,13 @@ It implements the contract in `ttstrain.generation.base` on top of vLLM:
   makes the `n` copies of a prompt share one prefill;
 * all requests of one `generate` call go to vLLM in a single `LLM.generate` call, so the
   engine schedules them together;
-* stopping follows `ttstrain.steps`: `stop="step"` stops at `STEP_SEPARATOR`,
-  `stop="solution"` at `SOLUTION_END` (and both at the end-of-sequence token); the stop
-  string is not included in the returned text, which is cut again with `cut_at_step_end` /
-  `cut_at_solution_end` in case the engine returned text past it.
+* stopping follows `params.step_format` (`ttstrain.steps.StepFormat.find_stop`, the rule the
+  transformers backend applies token by token): the format's separator (stop="step") and end
+  marker are vLLM stop strings, so the engine stops early; vLLM 0.32 searches them in the
+  generated text only and keeps the stopping token in `token_ids`, so each continuation is then
+  read again with the same rule over its token ids (`apply_stop_rule`): a blank line that
+  begins in the prompt ends the solution here too, the text is cut where the rule cuts it, and
+  `num_tokens` counts the tokens up to the one that stopped it, as the other backend does.
 
 vLLM needs a CUDA machine; it is an optional extra (`pip install 'ttstrain[vllm]'`) and is
 imported only when a `VLLMGenerator` is built.
@@ -40,7 +43,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
-from ttstrain.steps import SOLUTION_END, STEP_SEPARATOR, cut_at_solution_end, cut_at_step_end
+from ttstrain.steps import STEP_SEPARATOR, StepFormat
 
 _INSTALL_HINT = (
     "VLLMGenerator needs vLLM, which is not installed. "
@@ -48,11 +51,37 @@ _INSTALL_HINT = (
     "(vLLM has no CPU build; use another backend on CPU)."
 )
 
-# our stop mode -> the stop strings handed to vLLM
-_STOP_STRINGS = {
-    "step": [STEP_SEPARATOR],
-    "solution": [SOLUTION_END],
-}
+
+def stop_strings(fmt: StepFormat, stop: str) -> list[str]:
+    """The stop strings handed to vLLM for a stop mode: the end marker, and the separator for steps."""
+    out = [fmt.end_marker] if fmt.end_marker is not None else []
+    if stop == "step" and fmt.separator not in out:
+        out.append(fmt.separator)
+    return out
+
+
+def apply_stop_rule(prompt: str, token_ids: Sequence[int], decode, fmt: StepFormat, stop: str,
+                    eos_ids=()) -> tuple[str, int, str | None]:
+    """(text, tokens used, reason or None) of one continuation read with `fmt.find_stop`: the fewest
+    leading tokens whose text stops (found by bisection: once a stop is in the text, more tokens keep it),
+    the text cut there; None when the rule never stops it (then all tokens and their text). A trailing
+    end-of-sequence id is not text."""
+    ids = list(token_ids)
+    if ids and ids[-1] in set(eos_ids):
+        ids = ids[:-1]
+    text = decode(ids)
+    if fmt.find_stop(prompt, text, stop) is None:
+        return text, len(token_ids), None
+    lo, hi = 1, len(ids)  # the smallest k whose decoded prefix stops is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fmt.find_stop(prompt, decode(ids[:mid]), stop) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    head = decode(ids[:lo])
+    cut, reason = fmt.find_stop(prompt, head, stop)
+    return head[:cut], lo, reason
 
 
 def _import_vllm():
@@ -78,20 +107,18 @@ def _vllm_version(vllm_module) -> str | None:
 def map_finish_reason(finish_reason: str | None, stop_reason: Any) -> str:
     """Map vLLM's (finish_reason, stop_reason) of one CompletionOutput to ours.
 
-    'length' -> "length"; 'stop' because of the step separator -> "step_end", because of the
-    solution end -> "solution_end"; 'stop' with stop_reason None (the EOS token) or an int
-    (a stop token id) -> "eos".
+    'length' -> "length"; 'stop' with stop_reason None (the EOS token) or an int (a stop token
+    id) -> "eos"; 'stop' on a stop string -> "stop_string" (the stop rule then says which:
+    `apply_stop_rule`).
     """
     if finish_reason == "length":
         return "length"
     if finish_reason == "stop":
         if stop_reason is None or (isinstance(stop_reason, int) and not isinstance(stop_reason, bool)):
             return "eos"
-        if stop_reason == STEP_SEPARATOR:
-            return "step_end"
-        if stop_reason == SOLUTION_END:
-            return "solution_end"
-        raise RuntimeError(f"vLLM stopped on an unexpected stop string {stop_reason!r}")
+        if isinstance(stop_reason, str):
+            return "stop_string"
+        raise RuntimeError(f"vLLM stopped on an unexpected stop reason {stop_reason!r}")
     raise RuntimeError(
         f"vLLM returned finish_reason={finish_reason!r} (stop_reason={stop_reason!r}); "
         "expected 'stop' or 'length' (was the request aborted?)"
@@ -150,7 +177,7 @@ class VLLMGenerator(Generator):
             temperature=0.0 if greedy else float(params.temperature),
             top_p=1.0 if greedy else float(params.top_p),
             max_tokens=params.max_new_tokens,
-            stop=list(_STOP_STRINGS[params.stop]),
+            stop=stop_strings(params.step_format, params.stop),
             include_stop_str_in_output=False,
             seed=None if greedy else row_seed(params.seed, prompt, index, stream),
         )
@@ -188,11 +215,7 @@ class VLLMGenerator(Generator):
                     if out.prompt_token_ids is None:
                         raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
                     prompt_tokens = len(out.prompt_token_ids)
-                completion = self._completion(out.outputs[0], params.stop)
-                if completion.finish_reason == "step_end" and not completion.text and prompt.endswith(STEP_SEPARATOR):
-                    # an empty step right after a step boundary is a blank line: the solution ended
-                    completion.finish_reason = "solution_end"
-                completions.append(completion)
+                completions.append(self._completion(prompt, out.outputs[0], params))
             prompt_lengths.setdefault(prompt, prompt_tokens)
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=completions))
 
@@ -209,22 +232,20 @@ class VLLMGenerator(Generator):
         self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
         return results
 
-    @staticmethod
-    def _completion(out, stop: str) -> Completion:
-        text = out.text
+    def _completion(self, prompt: str, out, params: SamplingParams) -> Completion:
         finish_reason = map_finish_reason(out.finish_reason, out.stop_reason)
-        # Defensive: vLLM strips the stop string and stops there, but cut again so the text
-        # follows the step contract even if the engine returned text past the marker.
-        # num_tokens stays what the model generated (len(token_ids)).
-        if stop == "step":
-            text, saw = cut_at_step_end(text)
-            if saw:
-                finish_reason = "step_end"
-        else:
-            text, saw = cut_at_solution_end(text)
-            if saw:
-                finish_reason = "solution_end"
-        return Completion(text=text, num_tokens=len(out.token_ids), finish_reason=finish_reason)
+        tok = self.tokenizer
+        eos = tok.eos_token_id
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        text, used, reason = apply_stop_rule(prompt, out.token_ids,
+                                             lambda ids: tok.decode(ids, skip_special_tokens=True),
+                                             params.step_format, params.stop, eos_ids)
+        if reason is not None:
+            return Completion(text=text, num_tokens=used, finish_reason=reason)
+        if finish_reason == "stop_string":
+            raise RuntimeError(f"vLLM stopped on {out.stop_reason!r}, but its text {out.text!r} has no stop there "
+                               f"under {params.step_format.describe()}")
+        return Completion(text=text, num_tokens=used, finish_reason=finish_reason)
 
     def identity(self) -> dict:
         return {

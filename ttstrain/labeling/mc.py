@@ -27,8 +27,8 @@ from typing import Sequence
 
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent, normalize_answer
-from ttstrain.prompts import format_prompt
-from ttstrain.steps import join_steps, prefix_text, split_steps
+from ttstrain.prompts import PromptFormat, format_prompt, step_format_of
+from ttstrain.steps import StepFormat
 
 LABEL_MODES = ("full", "binary_search")
 
@@ -66,9 +66,11 @@ class _Counters(dict):
 
 
 def label_chunk(generator: Generator, problems: Sequence[dict], settings: MCSettings,
-                few_shot: list[tuple[str, str]] | None = None) -> tuple[list[dict], dict]:
-    """Rows in TRL's stepwise-supervision schema (plus provenance) and the chunk's counters."""
+                few_shot: "list[tuple[str, str]] | PromptFormat | None" = None) -> tuple[list[dict], dict]:
+    """Rows in TRL's stepwise-supervision schema (plus provenance) and the chunk's counters; steps are
+    cut, and rollouts start after each step prefix, in the prompt format's step format."""
     counters = _Counters()
+    fmt = step_format_of(few_shot)
     stats0 = (generator.stats.generated_tokens, generator.stats.prefill_tokens, generator.stats.prompt_tokens)
     usable = []
     for p in problems:
@@ -80,20 +82,21 @@ def label_chunk(generator: Generator, problems: Sequence[dict], settings: MCSett
     prompts = [format_prompt(p["question"], few_shot) for p in usable]
 
     sample_params = SamplingParams(n=settings.num_samples, temperature=settings.temperature, top_p=settings.top_p,
-                                   max_new_tokens=settings.max_new_tokens, stop="solution", seed=settings.seed)
+                                   max_new_tokens=settings.max_new_tokens, stop="solution", seed=settings.seed,
+                                   step_format=fmt)
     sampled = generator.generate(prompts, sample_params) if prompts else []
     kept = []  # (problem, prompt, sample_index, steps, correct)
     for p, prompt, res in zip(usable, prompts, sampled):
         for j, c in enumerate(res.completions):
             counters.add("samples")
-            steps = split_steps(c.text)
-            if not steps or extract_answer(join_steps(steps)) is None:
+            steps = fmt.split(c.text)
+            if not steps or extract_answer(fmt.join(steps)) is None:
                 counters.add("samples_dropped_no_answer")
                 continue
             if settings.max_steps_per_sample and len(steps) > settings.max_steps_per_sample:
                 counters.add("samples_dropped_too_many_steps")
                 continue
-            kept.append((p, prompt, j, steps, is_equivalent(extract_answer(join_steps(steps)), p["answer"])))
+            kept.append((p, prompt, j, steps, is_equivalent(extract_answer(fmt.join(steps)), p["answer"])))
     counters.add("samples_kept", len(kept))
     counters.add("samples_correct", sum(k[4] for k in kept))
     full_sweep = sum(len(steps) - 1 for *_, steps, _ in kept) * settings.num_rollouts
@@ -101,7 +104,7 @@ def label_chunk(generator: Generator, problems: Sequence[dict], settings: MCSett
 
     rollout_params = SamplingParams(n=settings.num_rollouts, temperature=settings.rollout_temperature,
                                     top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, stop="solution",
-                                    seed=settings.seed + 1)
+                                    seed=settings.seed + 1, step_format=fmt)
     value_cache: dict[str, int] = {}
 
     def values(prefix_prompts: list[str], golds: list[str]) -> list[int]:
@@ -116,9 +119,9 @@ def label_chunk(generator: Generator, problems: Sequence[dict], settings: MCSett
         return [value_cache[pp] for pp in prefix_prompts]
 
     if settings.mode == "full":
-        rows = _label_full(kept, settings, values)
+        rows = _label_full(kept, settings, values, fmt)
     else:
-        rows = _label_binary_search(kept, settings, values)
+        rows = _label_binary_search(kept, settings, values, fmt)
     counters.add("steps_labelled", sum(len(r["labels"]) for r in rows))
     counters.add("generated_tokens", generator.stats.generated_tokens - stats0[0])
     counters.add("prefill_tokens", generator.stats.prefill_tokens - stats0[1])
@@ -133,11 +136,11 @@ def _row(p: dict, prompt: str, j: int, steps: list[str], correct: bool, labels: 
             "question": p["question"], "gold": p["answer"], "level": p.get("level")}
 
 
-def _label_full(kept, settings: MCSettings, values) -> list[dict]:
+def _label_full(kept, settings: MCSettings, values, fmt: StepFormat) -> list[dict]:
     prefix_prompts, golds = [], []
     for p, prompt, _, steps, _ in kept:
         for i in range(1, len(steps)):
-            prefix_prompts.append(prompt + prefix_text(steps, i))
+            prefix_prompts.append(prompt + fmt.prefix(steps, i))
             golds.append(p["answer"])
     counts = iter(values(prefix_prompts, golds))
     k = settings.num_rollouts
@@ -150,7 +153,7 @@ def _label_full(kept, settings: MCSettings, values) -> list[dict]:
     return rows
 
 
-def _label_binary_search(kept, settings: MCSettings, values) -> list[dict]:
+def _label_binary_search(kept, settings: MCSettings, values, fmt: StepFormat) -> list[dict]:
     k = settings.num_rollouts
     # per sample: [lo, hi] over 1-based step indices; the first zero lies in [lo, hi]; hi = S is known zero
     search = {idx: [1, len(steps)] for idx, (_, _, _, steps, correct) in enumerate(kept) if not correct}
@@ -160,7 +163,7 @@ def _label_binary_search(kept, settings: MCSettings, values) -> list[dict]:
         if not active:
             break
         mids = {idx: (search[idx][0] + search[idx][1]) // 2 for idx in active}
-        counts = values([kept[idx][1] + prefix_text(kept[idx][3], mids[idx]) for idx in active],
+        counts = values([kept[idx][1] + fmt.prefix(kept[idx][3], mids[idx]) for idx in active],
                         [kept[idx][0]["answer"] for idx in active])
         for idx, c in zip(active, counts):
             measured[idx].add(mids[idx])

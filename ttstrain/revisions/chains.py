@@ -20,21 +20,24 @@ from tqdm.auto import tqdm
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer, is_equivalent
 from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
+from ttstrain.steps import LINE, StepFormat
 
 
 def run_revision_chains(generator: Generator, problems: Sequence[dict], *, num_chains: int, chain_length: int,
                         temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 320, seed: int = 0,
                         max_attempts: int = MAX_CONTEXT_ATTEMPTS, tokenizer=None, max_prompt_tokens: int | None = None,
-                        progress: bool = True) -> list[dict]:
+                        progress: bool = True, step_format: StepFormat = LINE) -> list[dict]:
     """One row per attempt: problem_id, question, gold, chain, step, prompt (the revision prompt the
     attempt was generated from), completion, answer, correct, num_tokens, prompt_tokens.
 
     `tokenizer` formats with its chat template if it has one. Prompts longer than
     `max_prompt_tokens` lose their oldest attempts; by default the limit is the generator's context
-    (its tokenizer's `model_max_length`) minus `max_new_tokens`."""
+    (its tokenizer's `model_max_length`) minus `max_new_tokens`. `step_format` says where an attempt ends
+    (LINE: at a blank line, as the plain revision layout closes attempts; PARAGRAPH: at end-of-sequence)."""
     history: dict[tuple[int, int], list[str]] = defaultdict(list)
     rows: list[dict] = []
-    params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                            step_format=step_format)
     keys = [(p, c) for p in range(len(problems)) for c in range(num_chains)]
     counter = tokenizer or generator.tokenizer
     if max_prompt_tokens is None:

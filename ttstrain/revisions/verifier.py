@@ -17,17 +17,17 @@ from typing import Sequence
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION
 from ttstrain.prompts import format_prompt
-from ttstrain.steps import split_steps
+from ttstrain.steps import LINE, StepFormat
 
 ATTEMPTS_PER_CHAIN = 1000  # sample_index = chain * ATTEMPTS_PER_CHAIN + step, unique per problem
 
 
-def revision_orm_rows(chain_rows: Sequence[dict]) -> list[dict]:
+def revision_orm_rows(chain_rows: Sequence[dict], step_format: StepFormat = LINE) -> list[dict]:
     """Rows in the PRM trainer's schema, one per attempt with steps: the revision prompt as context,
     the attempt's steps, and final correctness (every step carries it; `orm` mode reads the last)."""
     out = []
     for r in chain_rows:
-        steps = split_steps(r["completion"])
+        steps = step_format.split(r["completion"])
         if not steps:
             continue
         correct = bool(r["correct"])
@@ -44,7 +44,8 @@ def score_attempts(scorer, chain_rows: Sequence[dict], context: bool, how: str =
     context=True scores after the attempt's own revision prompt (what a revision-aware ORM was
     trained on); context=False after the plain question prompt (a PRM trained on first attempts).
     """
-    steps = [split_steps(r["completion"]) for r in chain_rows]
+    fmt = scorer.prompt_format.steps if hasattr(scorer, "prompt_format") else LINE  # the PRM's own step format
+    steps = [fmt.split(r["completion"]) for r in chain_rows]
     plain = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's own prompt format
     prompts = [r["prompt"] if context else plain(r["question"]) for r in chain_rows]
     keep = [i for i, s in enumerate(steps) if s]

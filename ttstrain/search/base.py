@@ -41,7 +41,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.grading import answer_key
 from ttstrain.generation.base import Generator, PromptResult, SamplingParams
-from ttstrain.steps import join_steps
+from ttstrain.steps import LINE, StepFormat
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +122,8 @@ class SearchConfig:
     tail_alpha: the top fraction of a state's rewards SLG search fits its best-of-N prediction to.
     slg_prefix_tokens: SLG states are root solutions cut to their first step (0) or to their first
         this many tokens.
+    step_format: how solutions are cut into steps and end (`ttstrain.steps`); the search stage sets
+        the policy's prompt format's, so steps are searched where the policy ends them.
     """
 
     n: int = 16
@@ -138,6 +140,7 @@ class SearchConfig:
     tail_alpha: float = 0.2
     slg_prefix_tokens: int = 0
     seed: int = 0
+    step_format: StepFormat = LINE
 
     def __post_init__(self):
         if self.n < 1:
@@ -305,7 +308,7 @@ def score_charged(scorer, items: Sequence[tuple[int, str, list[str]]],
         after = _running_tokens(scorer)
         if before is None or after is None:
             raise TypeError(f"{type(scorer).__name__} reports no token count (see Verifier)")
-        tokens = _split(after - before, [len(p) + len(join_steps(s)) for p, s in zip(prompts, steps)])
+        tokens = _split(after - before, [len(p) + sum(map(len, s)) + len(s) - 1 for p, s in zip(prompts, steps)])
     for (pi, _, _), t in zip(items, tokens):
         costs[pi].verifier_tokens += t
     return [list(map(float, sc)) for sc in scores], tokens

@@ -31,7 +31,7 @@ steps are kept stripped, as `split_steps` keeps them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from ttstrain.aggregation import aggregate
@@ -40,7 +40,7 @@ from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_charged, verifier_parameters)
 from ttstrain.search.selection import select
-from ttstrain.steps import join_steps, prefix_text
+from ttstrain.steps import LINE, StepFormat
 
 
 @dataclass
@@ -66,9 +66,10 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
     costs = [SearchCost(generations=n * (k + 1), policy_parameters=generator.num_parameters,
                         verifier_parameters=verifier_parameters(scorer)) for _ in prompts]
     step_params = SamplingParams(n=m, temperature=config.temperature, top_p=config.top_p,
-                                 max_new_tokens=config.max_step_tokens, stop="step", seed=config.seed)
-    rollout_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=config.max_step_tokens,
-                                    stop="step", seed=config.seed)
+                                 max_new_tokens=config.max_step_tokens, stop="step", seed=config.seed,
+                                 step_format=config.step_format)
+    rollout_params = replace(step_params, n=1, temperature=0.0, top_p=1.0)
+    fmt = config.step_format
     live = list(range(len(prompts)))
     active: dict[int, list[Beam]] = {i: [Beam(steps=[])] for i in live}  # prefixes to expand this round
     finished: dict[int, list[Beam]] = {i: [] for i in live}
@@ -78,12 +79,12 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
         if not live:
             break
         # 1. expand: one call, every kept prefix of every live problem (round 1: the prompt, n=N)
-        params = SamplingParams(**{**step_params.to_dict(), "n": n}) if rnd == 1 else step_params
+        params = replace(step_params, n=n) if rnd == 1 else step_params
         requests, parents = [], []
         for i in live:
             copies: dict[str, int] = {}
             for beam in active[i]:
-                text = prompts[i] + prefix_text(beam.steps, len(beam.steps))
+                text = prompts[i] + fmt.prefix(beam.steps, len(beam.steps))
                 requests.append((i, text, copies.get(text, 0)))  # equal prefixes get distinct streams
                 copies[text] = copies.get(text, 0) + 1
                 parents.append(beam)
@@ -99,7 +100,7 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
             open_ = [(i, b) for i, b in open_ if b.rollout_open]
             if not open_:
                 break
-            reqs = [(i, prompts[i] + prefix_text(b.steps + b.rollout, len(b.steps) + len(b.rollout)), 0)
+            reqs = [(i, prompts[i] + fmt.prefix(b.steps + b.rollout, len(b.steps) + len(b.rollout)), 0)
                     for i, b in open_]
             for (_, b), res in zip(open_, generate_charged(generator, reqs, rollout_params, costs)):
                 c = res.completions[0]
@@ -139,7 +140,7 @@ def step_search(generator: Generator, scorer, prompts: Sequence[str], config: Se
         if len(done) > n:
             done = top_beams(done, n, lambda b: aggregate(b.step_scores, agg), keep_order=True)
         final = done + top_beams(leftover[i], n - len(done), lambda b: b.search_score)
-        cands = [beam_candidate(b, agg) for b in final]
+        cands = [beam_candidate(b, agg, fmt) for b in final]
         out.append(SearchResult(method=method, prompt=prompt, n=n, selection="weighted", candidates=cands,
                                 selected=select(cands, "weighted"), cost=costs[i]))
     return out
@@ -164,8 +165,8 @@ def top_beams(beams: list[Beam], count: int, key, keep_order: bool = False) -> l
     return [beams[j] for j in (sorted(ranked) if keep_order else ranked)]
 
 
-def beam_candidate(b: Beam, agg: str) -> Candidate:
-    text = join_steps(b.steps)
+def beam_candidate(b: Beam, agg: str, fmt: StepFormat = LINE) -> Candidate:
+    text = fmt.join(b.steps)
     return Candidate(text=text, steps=list(b.steps), answer=extract_answer(text), finish_reason=b.finish_reason,
                      finished=b.finished, step_scores=list(b.step_scores), score=aggregate(b.step_scores, agg),
                      num_tokens=b.num_tokens, verifier_tokens=b.verifier_tokens)

@@ -28,7 +28,6 @@ from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_candidates, verifier_parameters)
 from ttstrain.search.selection import select
-from ttstrain.steps import split_steps
 
 
 def best_of_n(generator: Generator, scorer, prompts: Sequence[str], config: SearchConfig,
@@ -41,13 +40,14 @@ def best_of_n(generator: Generator, scorer, prompts: Sequence[str], config: Sear
     costs = [SearchCost(generations=n, rounds=1, policy_parameters=generator.num_parameters,
                         verifier_parameters=verifier_parameters(scorer) if scored else None) for _ in prompts]
     params = SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed)
+                            max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed,
+                            step_format=config.step_format)
     results = generate_charged(generator, [(i, p, 0) for i, p in enumerate(prompts)], params, costs)
     cands: list[list[Candidate]] = []
     for res in results:
         row = []
         for c in res.completions:
-            steps = split_steps(c.text)
+            steps = config.step_format.split(c.text)
             row.append(Candidate(text=c.text, steps=steps, answer=extract_answer(c.text), finish_reason=c.finish_reason,
                                  finished=True, num_tokens=c.num_tokens))
         cands.append(row)

@@ -33,7 +33,6 @@ from ttstrain.search.base import (SearchConfig, SearchCost, SearchResult, check_
                                   score_charged, verifier_parameters)
 from ttstrain.search.selection import select
 from ttstrain.search.beam import Beam, beam_candidate, child_beam, top_beams
-from ttstrain.steps import prefix_text
 
 
 def dvts_shape(config: SearchConfig) -> tuple[int, int]:
@@ -51,13 +50,15 @@ def dvts(generator: Generator, scorer, prompts: Sequence[str], config: SearchCon
     costs = [SearchCost(generations=subtrees * m, policy_parameters=generator.num_parameters,
                         verifier_parameters=verifier_parameters(scorer)) for _ in prompts]
     params = SamplingParams(n=m, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_step_tokens, stop="step", seed=config.seed)
+                            max_new_tokens=config.max_step_tokens, stop="step", seed=config.seed,
+                            step_format=config.step_format)
+    fmt = config.step_format
     nodes = {(i, s): Beam(steps=[]) for i in range(len(prompts)) for s in range(subtrees)}
     open_ = list(nodes)
     for rnd in range(1, config.max_rounds + 1):
         if not open_:
             break
-        requests = [(i, prompts[i] + prefix_text(nodes[i, s].steps, len(nodes[i, s].steps)), s) for i, s in open_]
+        requests = [(i, prompts[i] + fmt.prefix(nodes[i, s].steps, len(nodes[i, s].steps)), s) for i, s in open_]
         proposals = {key: [child_beam(nodes[key], c, config.max_new_tokens) for c in res.completions]
                      for key, res in zip(open_, generate_charged(generator, requests, params, costs))}
         items, owners = [], []
@@ -82,7 +83,7 @@ def dvts(generator: Generator, scorer, prompts: Sequence[str], config: SearchCon
         nodes[key].finish_reason = "max_rounds"
     out = []
     for i, prompt in enumerate(prompts):
-        cands = [beam_candidate(nodes[i, s], agg) for s in range(subtrees)]
+        cands = [beam_candidate(nodes[i, s], agg, fmt) for s in range(subtrees)]
         out.append(SearchResult(method="dvts", prompt=prompt, n=config.n, selection="weighted", candidates=cands,
                                 selected=select(cands, "weighted"), cost=costs[i]))
     return out

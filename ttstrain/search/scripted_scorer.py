@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ttstrain.steps import join_steps
 
 
 @dataclass
@@ -41,7 +40,7 @@ class ScriptedScorer:
         return float(self.fn.get(prefix[-1], self.default))
 
     def count_tokens(self, prompt: str, steps: list[str]) -> int:
-        return len(prompt) + len(join_steps(steps))
+        return len(prompt) + sum(map(len, steps)) + len(steps) - 1  # the text joined one step a line
 
     def score(self, prompts: list[str], steps: list[list[str]]) -> list[list[float]]:
         if len(prompts) != len(steps):

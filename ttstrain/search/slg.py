@@ -37,7 +37,7 @@ from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchRes
                                   score_candidates, verifier_parameters)
 from ttstrain.search.selection import select
 from ttstrain.search.tail import expected_best_of_n, fit_tail, slg_schedule
-from ttstrain.steps import join_steps, prefix_text, split_steps
+from ttstrain.steps import LINE, StepFormat
 
 
 def slg_budget_schedule(budget: int) -> tuple[int, int]:
@@ -50,15 +50,15 @@ def slg_budget_schedule(budget: int) -> tuple[int, int]:
     return (m, k) if m >= 2 else (budget, 0)
 
 
-def _solutions(res, prefix: list[str] | str) -> list[Candidate]:
+def _solutions(res, prefix: list[str] | str, fmt: StepFormat = LINE) -> list[Candidate]:
     """Complete solutions from a state: its steps (a step state) or its text (a first-tokens state) + each continuation."""
     out = []
     for c in res.completions:
         if isinstance(prefix, str):
-            steps = split_steps(prefix + c.text)
+            steps = fmt.split(prefix + c.text)
         else:
-            steps = prefix + split_steps(c.text)
-        text = join_steps(steps)
+            steps = prefix + fmt.split(c.text)
+        text = fmt.join(steps)
         out.append(Candidate(text=text, steps=steps, answer=extract_answer(text), finish_reason=c.finish_reason,
                              finished=True, num_tokens=c.num_tokens))
     return out
@@ -74,8 +74,9 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
 
     def sample(requests, count, prefixes):
         params = SamplingParams(n=count, temperature=config.temperature, top_p=config.top_p,
-                                max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed)
-        rows = [_solutions(res, pre) for res, pre in zip(generate_charged(generator, requests, params, costs),
+                                max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed,
+                                step_format=config.step_format)
+        rows = [_solutions(res, pre, config.step_format) for res, pre in zip(generate_charged(generator, requests, params, costs),
                                                           prefixes)]
         if rows:
             score_candidates(scorer, rows, [prompts[i] for i, _, _ in requests], [costs[i] for i, _, _ in requests],
@@ -99,7 +100,7 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
         requests, owners = [], []
         for i, sts in enumerate(states):
             for s, state in enumerate(sts):
-                requests.append((i, prompts[i] + _state_text(state), s + 1))
+                requests.append((i, prompts[i] + _state_text(state, config.step_format), s + 1))
                 owners.append((i, s))
         rows = sample(requests, m, [states[i][s] for i, s in owners]) if requests else []
         by_state: dict[tuple[int, int], list[Candidate]] = dict(zip(owners, rows))
@@ -118,7 +119,7 @@ def slg_search(generator: Generator, scorer, prompts: Sequence[str], config: Sea
             predicted = [expected_best_of_n(fit_tail([c.score or 0.0 for c in by_state[i, s]], config.tail_alpha),
                                             m + remaining) for s in range(len(sts))]
             best = max(range(len(sts)), key=lambda s: (predicted[s], -s))
-            requests.append((i, prompts[i] + _state_text(sts[best]), k + 1))
+            requests.append((i, prompts[i] + _state_text(sts[best], config.step_format), k + 1))
             prefixes.append((sts[best], remaining))
         for remaining in sorted({r for _, r in prefixes}):  # one call per distinct remainder size
             group = [(req, pre) for req, (pre, r) in zip(requests, prefixes) if r == remaining]
@@ -140,8 +141,8 @@ def _state(candidate: Candidate, prefix_tokens: int, tokenizer) -> list[str] | s
     return tokenizer.decode(ids[:prefix_tokens]) if len(ids) > prefix_tokens else None
 
 
-def _state_text(state: list[str] | str) -> str:
-    return state if isinstance(state, str) else prefix_text(state, len(state))
+def _state_text(state: list[str] | str, fmt: StepFormat = LINE) -> str:
+    return state if isinstance(state, str) else fmt.prefix(state, len(state))
 
 
 def slg(generator, scorer, prompts, config):

@@ -33,7 +33,8 @@ def stage_prompt_format(cfg, generator):
     from ttstrain.prompts import few_shot_examples, resolve_prompt_format
 
     shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir, levels=cfg.levels)
-    return resolve_prompt_format(cfg.prompt_format, shots, cfg.system_prompt, generator.tokenizer)
+    return resolve_prompt_format(cfg.prompt_format, shots, cfg.system_prompt, generator.tokenizer,
+                                 cfg.step_separator, cfg.solution_end)
 
 
 def run_fingerprint(cfg) -> dict:

@@ -43,3 +43,5 @@ class PromptArguments:
     few_shot_source: str = field(default="arith", metadata={"help": "Pool of worked examples: gsm8k or arith."})
     prompt_format: str = field(default="auto", metadata={"help": "plain, few_shot or chat (the tokenizer's chat template, for instruct models); auto: few_shot when --few_shot > 0, else plain. Recorded in config.json; a PRM trained on these rows records it too."})
     system_prompt: str | None = field(default=None, metadata={"help": "System turn of the chat format."})
+    step_separator: str = field(default="auto", metadata={"help": "What separates steps: line (one step a line), paragraph (blank-line paragraphs), or a string with escapes such as '\\n\\n'; auto: paragraph for --prompt_format chat, else line. Recorded with the prompt format; every stage and PRM that reads these rows uses it."})
+    solution_end: str = field(default="auto", metadata={"help": "What ends a solution: eos (the end-of-sequence token only) or blank_line (also an empty line, as few-shot base models end); auto: eos for paragraph steps, else blank_line."})

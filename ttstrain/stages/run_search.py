@@ -92,15 +92,18 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
         out = power_of_two_budgets(self.max_budget)
         return out if out[-1] == self.max_budget else out + [self.max_budget]
 
-    def search_config(self, n: int):
+    def search_config(self, n: int, step_format=None):
+        """The library's config at budget n; `step_format` is the policy prompt format's (LINE when unset)."""
         from ttstrain.search import SearchConfig
+        from ttstrain.steps import LINE
 
         width = int(self.beam_width) if self.beam_width.strip().isdigit() else self.beam_width.strip()
         return SearchConfig(n=n, beam_width=width, lookahead_steps=self.lookahead_steps, aggregation=self.aggregation,
                             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
                             max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds,
                             revision_length=self.revision_length, revision_selection=self.revision_selection,
-                            tail_alpha=self.tail_alpha, slg_prefix_tokens=self.slg_prefix_tokens, seed=self.seed)
+                            tail_alpha=self.tail_alpha, slg_prefix_tokens=self.slg_prefix_tokens, seed=self.seed,
+                            step_format=step_format or LINE)
 
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
@@ -201,7 +204,7 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
     if sub:
         scored = any(m not in NO_VERIFIER for m in sub)
         t0 = time.time()
-        full = best_of_n(generator, scorer if scored else None, prompts, cfg.search_config(top),
+        full = best_of_n(generator, scorer if scored else None, prompts, cfg.search_config(top, shots.steps),
                          selection="weighted" if scored else "majority")
         counters["seconds_best_of_n"] = time.time() - t0
         for p, res in zip(problems, full):
@@ -220,7 +223,7 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
                 scorer.clear_prefix_caches()
             t0 = time.time()
             with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):
-                results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b))
+                results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b, shots.steps))
             counters[f"seconds_{m}_N{b}"] = time.time() - t0
             for p, res in zip(problems, results):
                 rows.append(_result_row(p, m, b, [res], grader))
