@@ -105,14 +105,14 @@ def _jsonl(path, records):
 
 
 @pytest.mark.parametrize("row,message", [
-    ({"prompt": "q", "completions": "abc", "labels": [1, 0, 1]}, r"row 2, field 'completions': is str 'abc'; expected a list"),
-    ({"prompt": "q", "completions": ["a", "b", "c"], "labels": "101"}, r"row 2, field 'labels': is str '101'; expected a list"),
-    ({"prompt": "q", "completions": ["a"], "labels": ["1"]}, r"row 2, field 'labels': entry 0 is '1' \(str\)"),
-    ({"prompt": "q", "completions": ["a"], "labels": [2.0]}, r"row 2, field 'labels': entry 0 is 2.0"),
-    ({"prompt": "q", "completions": ["a", "b"], "labels": [True]}, r"row 2, field 'labels': 1 labels for 2 steps"),
-    ({"prompt": "q", "completions": ["a"]}, r"row 2: has no field 'labels'"),
-    ({"prompt": "q", "completions": [], "labels": []}, r"row 2, field 'completions': is empty"),
-    ({"prompt": 3, "completions": ["a"], "labels": [True]}, r"row 2, field 'prompt': is int 3"),
+    ({"prompt": "q", "completions": "abc", "labels": [1, 0, 1]}, r"line 2, field 'completions': is str 'abc'; expected a list"),
+    ({"prompt": "q", "completions": ["a", "b", "c"], "labels": "101"}, r"line 2, field 'labels': is str '101'; expected a list"),
+    ({"prompt": "q", "completions": ["a"], "labels": ["1"]}, r"line 2, field 'labels': entry 0 is '1' \(str\)"),
+    ({"prompt": "q", "completions": ["a"], "labels": [2.0]}, r"line 2, field 'labels': entry 0 is 2.0"),
+    ({"prompt": "q", "completions": ["a", "b"], "labels": [True]}, r"line 2, field 'labels': 1 labels for 2 steps"),
+    ({"prompt": "q", "completions": ["a"]}, r"line 2: has no field 'labels'"),
+    ({"prompt": "q", "completions": [], "labels": []}, r"line 2, field 'completions': is empty"),
+    ({"prompt": 3, "completions": ["a"], "labels": [True]}, r"line 2, field 'prompt': is int 3"),
 ])
 def test_trl_converter_refuses_bad_rows_and_writes_nothing(tmp_path, row, message):
     from ttstrain.converters import main
@@ -120,15 +120,17 @@ def test_trl_converter_refuses_bad_rows_and_writes_nothing(tmp_path, row, messag
     good = {"prompt": "q", "completions": ["a", "b"], "labels": [True, False]}
     src = _jsonl(tmp_path / "in.jsonl", [good, row])
     with pytest.raises(InputError, match=f"in.jsonl, {message}"):
-        main(["trl", src, str(tmp_path / "out.parquet")])
+        main(["trl", src, str(tmp_path / "out.parquet"), "--on_bad_row", "fail"])
     assert not (tmp_path / "out.parquet").exists()
+    summary = main(["trl", src, str(tmp_path / "out.parquet")])  # the default: skipped, and reported
+    assert summary["rows_converted"] == 1 and [bad["line"] for bad in summary["unreadable"]] == [2]
 
 
 def test_math_shepherd_converter_refuses_a_non_string_input(tmp_path):
     from ttstrain.converters import main
 
     src = _jsonl(tmp_path / "ms.jsonl", [{"input": ["Step 1: a ки"], "label": "Step 1: a +"}])
-    with pytest.raises(InputError, match=r"ms.jsonl, row 1, field 'input': is list"):
+    with pytest.raises(InputError, match=r"ms.jsonl: none of its 1 rows could be converted .*line 1, field 'input': is list"):
         main(["math_shepherd", src, str(tmp_path / "out.parquet")])
 
 
@@ -141,7 +143,7 @@ def test_empty_file_and_broken_json_line_are_errors(tmp_path):
     good = json.dumps({"prompt": "q", "completions": ["a"], "labels": [True]})
     (tmp_path / "broken.jsonl").write_text(good + "\n" + good + "\n{\"prompt\": \"q\",\n")
     with pytest.raises(InputError, match=r"broken.jsonl, line 3: not valid JSON"):
-        main(["trl", str(tmp_path / "broken.jsonl"), str(tmp_path / "out.parquet")])
+        main(["trl", str(tmp_path / "broken.jsonl"), str(tmp_path / "out.parquet"), "--on_bad_row", "fail"])
     assert not (tmp_path / "out.parquet").exists()
 
 
