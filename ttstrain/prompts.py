@@ -28,16 +28,18 @@ from ttstrain.steps import LINE, SOLUTION_END, StepFormat, check_same_steps, joi
 QUESTION_HEAD, SOLUTION_HEAD = "Problem:\n", "\nSolution:\n"
 
 
-def format_example(question: str, solution: str) -> str:
-    return f"{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}{join_steps(split_steps(solution))}{SOLUTION_END}"
+def format_example(question: str, solution: str, steps: StepFormat = LINE) -> str:
+    """A worked example (its solution stored one step a line) written in `steps`, closed by a blank line."""
+    return f"{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}{steps.join(split_steps(solution))}{SOLUTION_END}"
 
 
-def format_prompt(question: str, few_shot: "list[tuple[str, str]] | PromptFormat | None" = None) -> str:
+def format_prompt(question: str, few_shot: "list[tuple[str, str]] | PromptFormat | None" = None,
+                  steps: StepFormat = LINE) -> str:
     """The prompt for `question`, after the (question, solution) examples in `few_shot`, or as a
     `PromptFormat` builds it."""
     if isinstance(few_shot, PromptFormat):
         return few_shot.build(question)
-    shots = "".join(format_example(q, s) for q, s in (few_shot or []))
+    shots = "".join(format_example(q, s, steps) for q, s in (few_shot or []))
     return f"{shots}{QUESTION_HEAD}{question.strip()}{SOLUTION_HEAD}"
 
 
@@ -70,7 +72,7 @@ class PromptFormat:
 
     def build(self, question: str) -> str:
         if self.kind != "chat":
-            return format_prompt(question, self.examples)
+            return format_prompt(question, self.examples, self.steps)
         if self.tokenizer is None:
             raise ValueError("prompt format 'chat' needs the tokenizer whose chat template it applies")
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
