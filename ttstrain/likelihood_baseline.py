@@ -59,8 +59,9 @@ class LikelihoodScorer:
         """Per-step geometric-mean token probability of the solution so far; a solution with no step gets []."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
-        encoded = {i: step_end_positions(self.tokenizer, p, list(s)) for i, (p, s) in enumerate(zip(prompts, steps))
-                   if len(s)}
+        fmt = self.prompt_format.steps  # the run's step format: each step ends where the PRM's steps do
+        encoded = {i: step_end_positions(self.tokenizer, p, list(s), fmt=fmt) for i, (p, s) in
+                   enumerate(zip(prompts, steps)) if len(s)}
         keys = list(encoded)
         seqs = [encoded[i].input_ids for i in keys]
         logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size or self.batch_size)

@@ -2,9 +2,11 @@
 
 Reading (`load_prm_rows`: a label-mc folder, parquet files or a glob, every row checked with the
 file, row and field named in an error), the split by question (`split_by_question`), the targets a
-row trains on (`row_targets`: soft, hard or orm) and tokenisation with labels at the step ends of
-`ttstrain.steps.step_end_positions`, the same function the scorer reads them with. Used by the
-trainer, by eval-prm (held-out rows) and by the reference-feature fit.
+row trains on (`row_targets`: soft, hard or orm), the prompt and step format the rows were written
+in (`rows_prompt_format`: the dataset's record, else LINE steps unless the trainer's config says
+otherwise) and tokenisation with labels where `ttstrain.prm_format.prm_inputs` places them for the
+PRM's layout (step format, label placement, BOS), the same function the scorer reads them with.
+Used by the trainer, by eval-prm (held-out rows) and by the reference-feature fit.
 
     from ttstrain.prm_data import load_prm_rows, split_by_question
     train, val = split_by_question(load_prm_rows("runs/default/label_mc_demo"), 0.1, seed=0)
@@ -17,7 +19,9 @@ import os
 import random
 from pathlib import Path
 
-from ttstrain.steps import step_end_positions
+from ttstrain.prm_format import DEFAULT_LAYOUT, PRMLayout, prm_inputs
+from ttstrain.prompts import PromptFormat
+from ttstrain.steps import StepFormat, check_same_steps, resolve_step_format
 from ttstrain.validation import InputError, check_prm_rows, number_list, probability
 
 
@@ -110,16 +114,33 @@ def row_targets(row: dict, label_mode: str = "soft", hard_threshold: float = 0.0
     raise ValueError(f"unknown label_mode {label_mode!r}; use soft, hard or orm")
 
 
-def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
-                 hard_labels_from_dataset: bool = False, max_length: int | None = None) -> dict:
-    """One row -> input_ids, label_positions (token indices of the labelled step ends), label_values, length.
+def rows_prompt_format(recorded: dict | None, step_separator: str = "auto", solution_end: str = "auto") -> dict:
+    """The prompt format record (with its step format) of PRM rows: the one their writer recorded, else the
+    plain format with the step format given (`auto`: LINE, the one TRL's `"\\n"` default makes). A step format
+    given for rows that record another is refused, naming both."""
+    if recorded is None:
+        return PromptFormat("plain", steps=resolve_step_format(step_separator, solution_end, "plain")).record()
+    steps = StepFormat.from_record(recorded.get("step_format"))
+    if (step_separator, solution_end) != ("auto", "auto"):
+        wanted = resolve_step_format(step_separator, solution_end, recorded.get("kind", "plain"))
+        check_same_steps(steps.record(), wanted.record(), "the PRM dataset",
+                         f"--step_separator {step_separator} --solution_end {solution_end}")
+    return {**recorded, "step_format": steps.record()}
 
-    Positions come from `step_end_positions` on the prompt and steps exactly as the policy wrote
-    them, with the tokenizer's special tokens; the scorer reads the same positions. Truncation to
-    `max_length` drops the labels of steps that end past it (a row can end with no label); how many
-    it dropped is `labels_truncated`.
+
+def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
+                 hard_labels_from_dataset: bool = False, max_length: int | None = None,
+                 layout: PRMLayout = DEFAULT_LAYOUT) -> dict:
+    """One row -> input_ids, label_positions (token indices of the labelled steps' values), label_values, length.
+
+    Positions come from `prm_inputs` with the PRM's `layout` (by default `step_end_positions` on the
+    prompt and steps exactly as the policy wrote them, with the tokenizer's special tokens); the
+    scorer reads the same positions. Truncation to `max_length` drops the labels of steps whose
+    value sits past it (a row can end with no label), as TRL's `max_length` does; how many it
+    dropped is `labels_truncated`. TRL's `train_on_last_step_only` is `label_mode="orm"` on rows
+    without `final_correct` (their last label, here unrounded).
     """
-    st = step_end_positions(tokenizer, row["prompt"], list(row["completions"]))
+    st = prm_inputs(tokenizer, row["prompt"], list(row["completions"]), layout)
     steps, values = row_targets(row, label_mode, hard_threshold, hard_labels_from_dataset)
     ids = st.input_ids
     positions = [st.step_end_positions[i] for i in steps]
@@ -133,7 +154,8 @@ def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold:
 
 def tokenize_dataset(dataset, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
                      hard_labels_from_dataset: bool = False, max_length: int | None = None,
-                     num_proc: int | None = None, desc: str = "tokenizing", return_summary: bool = False):
+                     num_proc: int | None = None, desc: str = "tokenizing", return_summary: bool = False,
+                     layout: PRMLayout = DEFAULT_LAYOUT):
     """`tokenize_row` over a dataset, once, keeping only the tokenised columns; rows with no label are dropped.
 
     With `return_summary`, also what `max_length` cost: (dataset, {"rows_truncated", "labels_truncated",
@@ -146,7 +168,7 @@ def tokenize_dataset(dataset, tokenizer, label_mode: str = "soft", hard_threshol
     out = dataset.map(tokenize_row, fn_kwargs=dict(tokenizer=tokenizer, label_mode=label_mode,
                                                    hard_threshold=hard_threshold,
                                                    hard_labels_from_dataset=hard_labels_from_dataset,
-                                                   max_length=max_length),
+                                                   max_length=max_length, layout=layout),
                       remove_columns=dataset.column_names, features=features, num_proc=num_proc, desc=desc)
     lost = out["labels_truncated"]
     summary = {"rows_truncated": sum(1 for n in lost if n), "labels_truncated": int(sum(lost)),

@@ -1,12 +1,18 @@
 """Score solutions with a trained PRM: one forward pass per solution reads every step's value.
 
 A PRM checkpoint written by `ttstrain train-prm` is an ordinary Hugging Face token-classification
-folder whose config carries `ttstrain_prm` (step separator, label mode, head type); it loads by
-path, nothing to register. The scorer tokenises prompt + steps with
-`ttstrain.steps.step_end_positions`, the function the trainer placed its labels with, runs the
-solutions in packed batches (several solutions per row, each attending only to itself, as in
-training) and returns sigmoid(logit) at each step end: the PRM's estimate that the solution,
-continued from that step, reaches the right answer.
+folder whose config carries `ttstrain_prm` (`ttstrain.prm_format`: the prompt and step format of
+its rows, where a step's value sits, how BOS is added, label mode, head type); it loads by path,
+nothing to register. The scorer tokenises prompt + steps with `ttstrain.prm_format.prm_inputs` and
+the recorded layout, the function the trainer placed its labels with, runs the solutions in packed
+batches (several solutions per row, each attending only to itself, as in training) and returns
+sigmoid(logit) at each step's position: the PRM's estimate that the solution, continued from that
+step, reaches the right answer.
+
+A folder with no `ttstrain_prm` is read as TRL's `PRMTrainer` writes one (`prm_format.trl_metadata`):
+values on the last separator token after each step (separator `"\\n"`, TRL's default, unless
+`step_separator=` says otherwise), the tokenizer's BOS in front, P(class 1) of a two-class head; a
+warning says what was assumed.
 
 A solution's step scores become one number with an aggregation from the project's one table
 (`ttstrain.aggregation.AGGREGATIONS`, re-exported here); Snell et al. found the last step's score
@@ -34,11 +40,12 @@ import torch
 from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
 from ttstrain.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
                                          token_logprobs)
-from ttstrain.steps import STEP_SEPARATOR, step_end_positions
 from ttstrain.prefix_cache import PrefixKVCache, cached_forward, value_head_logits
 from ttstrain.prm_batching import packed_batches
-from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY
+from ttstrain.prm_format import (HEAD_TYPE, PRM_CONFIG_KEY, TRL_HEAD_TYPE, layout_from_metadata, prm_inputs,
+                                 trl_metadata)
 from ttstrain.prompts import PromptFormat
+from ttstrain.steps import resolve_step_format
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +59,31 @@ class PRMScorer:
     `value_cache`, a dict, keeps the value head's logits of every token sequence scored, so another
     scorer of the same model given the same dict (the value-head-only ablation in eval-prm) reads
     them instead of running the model again. It grows with every sequence; leave it None for search.
+
+    `step_separator` is for a checkpoint without `ttstrain_prm` (TRL's): the separator it was trained
+    with (`auto`: TRL's default `"\\n"`). A ttstrain checkpoint records its own, and another given here
+    is refused.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, packing: bool = True,
                  packing_length: int | None = None, reference_model=None, use_reference_features: bool = True,
-                 value_cache: dict | None = None, prefix_cache_bytes: int = 0):
+                 value_cache: dict | None = None, prefix_cache_bytes: int = 0, step_separator: str = "auto"):
         meta = getattr(model.config, PRM_CONFIG_KEY, None)
         if meta is None:
-            logger.warning("model config has no %r: assuming a token-value head trained on %r-separated steps",
-                           PRM_CONFIG_KEY, STEP_SEPARATOR)
-            meta = {"head": HEAD_TYPE, "step_separator": STEP_SEPARATOR}
-        if meta.get("step_separator") != STEP_SEPARATOR:
-            raise ValueError(f"this PRM was trained on steps separated by {meta.get('step_separator')!r}, but "
-                             f"ttstrain's step separator is {STEP_SEPARATOR!r}; its step ends would be misplaced")
-        if meta.get("head", HEAD_TYPE) != HEAD_TYPE or getattr(model.config, "num_labels", 1) != 1:
-            raise ValueError(f"expected a {HEAD_TYPE!r} head with one output, got {meta.get('head')!r} with "
-                             f"{getattr(model.config, 'num_labels', None)} outputs")
+            meta = trl_metadata(model.config, step_separator)
+            logger.warning("%s", meta["assumed"])
+        self.layout = layout_from_metadata(meta)
+        if step_separator not in (None, "", "auto"):
+            given = resolve_step_format(step_separator, "auto", "plain").separator
+            if given != self.layout.steps.separator:
+                raise ValueError(f"step_separator {given!r} was given, but this PRM records that it was trained on "
+                                 f"{self.layout.steps.describe()}")
+        head, outputs = meta.get("head", HEAD_TYPE), getattr(model.config, "num_labels", 1)
+        if not ((head == HEAD_TYPE and outputs == 1) or (head == TRL_HEAD_TYPE and outputs in (1, 2))):
+            raise ValueError(f"expected a {HEAD_TYPE!r} head with one output, got {head!r} with {outputs} outputs")
+        # one logit per token: the value head's, or for a two-class head (TRL's) logit1 - logit0, whose
+        # sigmoid is the softmax probability of class 1
+        self._head_logits = value_head_logits if outputs == 1 else _class_one_logits
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.metadata = dict(meta)
@@ -76,7 +92,6 @@ class PRMScorer:
         self.batch_size = batch_size
         self.packing = packing
         self.packing_length = packing_length
-        self.add_special_tokens = bool(meta.get("add_special_tokens", True))
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0, "tokens_from_prefix_cache": 0}
         self.progress_hook = None  # called with the number of solutions of each value-head batch run
@@ -141,8 +156,9 @@ class PRMScorer:
         return self.prompt_format.build(question)
 
     def tokenize(self, prompt: str, steps: list[str]):
-        """The tokens and step-end positions the PRM reads: `step_end_positions`, as in training."""
-        return step_end_positions(self.tokenizer, prompt, list(steps), add_special_tokens=self.add_special_tokens)
+        """The tokens and the positions of the step values the PRM reads: `prm_inputs` with its recorded
+        layout, as in training."""
+        return prm_inputs(self.tokenizer, prompt, list(steps), self.layout)
 
     @torch.inference_mode()
     def score(self, prompts: list[str], steps: list[list[str]], batch_size: int | None = None) -> list[list[float]]:
@@ -195,7 +211,7 @@ class PRMScorer:
         if self.prefix_cache is not None and boundaries is not None and todo:
             before = dict(self.prefix_cache.stats)
             per_token = cached_forward(self.model, seqs, boundaries, self.prefix_cache, self.pad_token_id, batch_size,
-                                       value_head_logits, indices=todo)
+                                       self._head_logits, indices=todo)
             for i in todo:
                 out[i] = per_token[i][torch.as_tensor(step_ends[i], dtype=torch.long)].tolist()
                 if cache is not None:
@@ -209,7 +225,7 @@ class PRMScorer:
         for chunk, inputs, where in packed_batches(seqs, self.pad_token_id, batch_size, self.packing,
                                                    self.packing_length, indices=todo):
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            logits = self.model(**inputs, use_cache=False).logits[..., 0].float()
+            logits = self._head_logits(self.model(**inputs, use_cache=False).logits.float(), None)
             for i, (r, o) in zip(chunk, where):
                 pos = torch.as_tensor(step_ends[i], device=logits.device) + o
                 out[i] = logits[r, pos].tolist()
@@ -225,6 +241,11 @@ class PRMScorer:
                         batch_size: int | None = None) -> list[float]:
         """One aggregated score per solution (`ttstrain.aggregation.aggregate` of `score`)."""
         return [aggregate(s, how) for s in self.score(prompts, steps, batch_size)]
+
+
+def _class_one_logits(logits: torch.Tensor, next_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """A two-class head's logit of class 1 against class 0 at each position (sigmoid of it = softmax's class 1)."""
+    return logits[..., 1].float() - logits[..., 0].float()
 
 
 __all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "PRMScorer", "aggregate"]

@@ -8,11 +8,14 @@ vs majority vote on graded samples, and ProcessBench first-error F1 (definitions
 
 Each part runs only when its input is given. `labels` is evaluated on the validation questions the
 PRM held out in training (`labels_split: validation`, the split recorded in the PRM's
-prm_train_config.json) or on every row (`all`, for a labelled set the PRM never saw). The
-ProcessBench threshold is a number, or `calibrate`: chosen on `processbench_calibration` (a file of
-the same schema) when given, else on the id-hash calibration half of each file and reported on the
-other half. A PRM trained with `--reference_features true` is also scored by its value head alone
-(`value_head_only`, the ablation). `likelihood_baseline` also scores the samples by a causal LM's
+prm_train_config.json) or on every row (`all`, for a labelled set the PRM never saw). Samples must
+be written in the PRM's prompt and step format, labels that record a step format in the PRM's
+(refused otherwise, naming both); ProcessBench steps are read in the PRM's step format (a step that
+holds its separator flattened to one step, `StepFormat.flatten`). The ProcessBench threshold is a
+number, or `calibrate`: chosen on `processbench_calibration` (a file of the same schema) when
+given, else on the id-hash calibration half of each file and reported on the other half. A PRM
+trained with `--reference_features true` is also scored by its value head alone (`value_head_only`,
+the ablation). `likelihood_baseline` also scores the samples by a causal LM's
 mean token likelihood (`ttstrain.likelihood_baseline`; `auto`: the model the PRM was trained from),
 the verifier a trained PRM has to beat. Output: eval_prm.json and config.json in output_dir, and with
 `samples` sample_scores.parquet (problem_id, sample_index, level, correct, score, the value head's
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.prompts import check_same_format
+from ttstrain.steps import check_same_steps
 from ttstrain.stage_rows import read_rows, recorded_prompt_format, rows_path
 from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG
 from ttstrain.validation import InputError
@@ -51,6 +55,9 @@ class EvalPRMConfig:
     likelihood_baseline: str = field(default="none", metadata={"help": "Also score the samples by a causal LM's mean token likelihood "
                                      "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
     batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
+    step_separator: str = field(default="auto", metadata={"help": "For a PRM trained with TRL's PRMTrainer (no ttstrain "
+                                "metadata): the step separator it was trained with; auto: TRL's default '\\n'. A "
+                                "ttstrain PRM records its own step format."})
     seed: int = field(default=0, metadata={"help": "Seed of the best-of-N subsets."})
 
 
@@ -111,10 +118,14 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
     baseline = likelihood_model(cfg) if cfg.samples else None
-    scorer = PRMScorer.from_pretrained(cfg.prm_path, batch_size=cfg.batch_size)
+    scorer = PRMScorer.from_pretrained(cfg.prm_path, batch_size=cfg.batch_size, step_separator=cfg.step_separator)
     if scorer.reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
+    labels_format = recorded_prompt_format(cfg.labels) if cfg.labels else None
+    if labels_format is not None:  # labelled rows are read in the PRM's step format: they must be written in it
+        check_same_steps(labels_format.get("step_format"), scorer.prompt_format.steps.record(),
+                         f"the labels {cfg.labels}", f"the PRM {cfg.prm_path}")
     samples = load_samples(cfg.samples) if cfg.samples else None
     if samples is not None:  # the samples' prompts must be the layout the PRM was trained on
         check_same_format(recorded_prompt_format(cfg.samples), scorer.prompt_format.record(),
@@ -143,7 +154,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if scorer.reference_spec:
         # the ablation: the same checkpoint scored by its value head alone, on the same inputs
         alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False,
-                          value_cache=scorer.value_cache)
+                          value_cache=scorer.value_cache, step_separator=cfg.step_separator)
         result["value_head_only"] = evaluate(alone)
         result["reference_features"] = scorer.reference_spec
     if baseline is not None:

@@ -14,7 +14,9 @@ checkpoint in `output_dir` (or give a checkpoint folder).
 
 Output folder (`output_dir`):
   model.safetensors, config.json, tokenizer*  the PRM (best validation checkpoint), loadable with
-                                              `ttstrain.scoring.PRMScorer.from_pretrained(output_dir)`
+                                              `ttstrain.scoring.PRMScorer.from_pretrained(output_dir)`;
+                                              config.json's ttstrain_prm records the rows' prompt and
+                                              step format, label placement and BOS
   README.md                                   model card: data, settings, validation losses
                                               (with --reference_features: the fitted combiner, also in
                                               config.json's ttstrain_prm.reference_features)
@@ -45,7 +47,6 @@ def run_train_prm(cfg):
 
     from ttstrain.io import write_resolved_config
     from ttstrain.prm_data import load_prm_rows, split_by_question
-    from ttstrain.prm_format import PRM_CONFIG_KEY
     from ttstrain.stage_rows import recorded_prompt_format
     from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
 
@@ -56,11 +57,10 @@ def run_train_prm(cfg):
     model, tokenizer = load_prm_model(cfg.model_name_or_path, label_mode=cfg.label_mode, dtype=cfg.dtype,
                                       random_init=cfg.random_init, head_dropout=cfg.head_dropout,
                                       model_dropout=cfg.model_dropout, attn_implementation=cfg.attn_implementation)
-    # the checkpoint records the prompt layout its rows were written with, so every scorer applies it
-    fmt = recorded_prompt_format(cfg.dataset_path)
-    if fmt:
-        getattr(model.config, PRM_CONFIG_KEY)["prompt_format"] = fmt
-    trainer = PRMTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=val, processing_class=tokenizer)
+    # the rows' recorded prompt and step format: the trainer tokenizes with it and the checkpoint records it
+    # (with the label placement and BOS), so every scorer reads solutions as the PRM was trained on them
+    trainer = PRMTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=val, processing_class=tokenizer,
+                         prompt_format=recorded_prompt_format(cfg.dataset_path))
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume_from_checkpoint))
     metrics = dict(result.metrics)
     if val is not None:

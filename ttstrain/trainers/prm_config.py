@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ttstrain.prm_format import BOS_MODES, LABEL_PLACEMENTS
+
 LABEL_MODES = ("soft", "hard", "orm")
 
 
@@ -61,6 +63,19 @@ class PRMConfig(TrainingArguments):
         max_length (`int` or `None`, defaults to `None`):
             Truncate prompt + solution to this many tokens; steps that end past it lose their label (the
             data summary counts them and warns). `None`: the model's context length.
+        step_separator (`str`, defaults to `"auto"`), solution_end (`str`, defaults to `"auto"`):
+            The step format of rows whose dataset records none (TRL-schema files): `auto` is LINE (`"\n"`, TRL's
+            default); otherwise as the generating stages take them (`line`, `paragraph`, `'\n\n'`; `eos`,
+            `blank_line`). Rows that record a step format are read in it, and a different one given here is
+            refused. The checkpoint records it with the prompt format.
+        label_placement (`str`, defaults to `"step_end"`):
+            Where a step's value sits (`ttstrain.prm_format.prm_inputs`): `step_end`, the token that holds the
+            step's last character, prompt + solution tokenized in one piece; `separator`, the last separator
+            token after the step, the prompt and each step tokenized alone (TRL's `PRMTrainer`). Recorded in the
+            checkpoint; the scorer reads it.
+        bos (`str`, defaults to `"tokenizer"`):
+            Special tokens as the tokenizer adds them (`tokenizer`), or as TRL's `PRMTrainer` does (`trl`: the
+            tokenizer's BOS id in front when it has one). Recorded in the checkpoint.
         packing (`bool`, defaults to `True`):
             Pack the rows of a batch into shared sequences (restarted `position_ids`, per-sequence attention)
             instead of padding each row to the longest one.
@@ -155,6 +170,21 @@ class PRMConfig(TrainingArguments):
         default=3, metadata={"help": "Evaluations without a lower validation loss before stopping; None: never."})
     max_length: int | None = field(
         default=None, metadata={"help": "Truncate prompt + solution to this many tokens (later steps lose their labels; counted and reported in the data summary); None: the model's context length."})
+    step_separator: str = field(
+        default="auto", metadata={"help": "Step format of rows whose dataset records none: line, paragraph or a "
+                                          "string with escapes ('\\n\\n'); auto: the recorded one, else line. "
+                                          "Recorded in the checkpoint."})
+    solution_end: str = field(
+        default="auto", metadata={"help": "What ends a solution in rows whose dataset records none: eos or "
+                                          "blank_line; auto: from the separator."})
+    label_placement: str = field(
+        default="step_end", metadata={"help": "Where a step's value sits: step_end (its last token, ttstrain) or "
+                                              "separator (the last separator token after it, TRL's PRMTrainer).",
+                                      "choices": list(LABEL_PLACEMENTS)})
+    bos: str = field(
+        default="tokenizer", metadata={"help": "Special tokens as the tokenizer adds them (tokenizer) or as TRL's "
+                                               "PRMTrainer does (trl: the BOS id in front).",
+                                       "choices": list(BOS_MODES)})
     packing: bool = field(
         default=True, metadata={"help": "Pack a batch's rows into shared sequences instead of padding them."})
     packing_length: int | None = field(
@@ -180,6 +210,10 @@ class PRMConfig(TrainingArguments):
         if self.reference_features and self.random_init:
             raise ValueError("reference_features=True reads the starting model's log-probs; with random_init=True "
                              "there is no trained starting model to read")
+        if self.label_placement not in LABEL_PLACEMENTS:
+            raise ValueError(f"label_placement must be one of {LABEL_PLACEMENTS}, got {self.label_placement!r}")
+        if self.bos not in BOS_MODES:
+            raise ValueError(f"bos must be one of {BOS_MODES}, got {self.bos!r}")
         if self.hard_labels_from_dataset and self.label_mode != "hard":
             raise ValueError("hard_labels_from_dataset=True needs label_mode='hard'")
         if _several_processes_without_cuda():

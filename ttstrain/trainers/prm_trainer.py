@@ -5,15 +5,19 @@ The model is `AutoModelForTokenClassification(num_labels=1)` on top of any causa
 (`LlamaModel`, `Qwen2Model`, ...) and loads the causal LM's weights into it; only the value head
 `score` is new. The checkpoint it writes is therefore plain Hugging Face format (safetensors,
 config, tokenizer) that reloads by path with no code of ours, and its config records how it was
-trained under `config.ttstrain_prm` (step separator, label mode, head type).
+trained under `config.ttstrain_prm` (`ttstrain.prm_format`: the rows' prompt and step format,
+label placement, BOS, label mode, head type).
 
-Labels sit at the step-end positions of `ttstrain.steps.step_end_positions`, the same function
-the scorer (`ttstrain.scoring`) reads them with. The loss is binary cross-entropy with logits
-between the head's logit at each step end and the target *as stored in the dataset*: a soft
-Monte Carlo value 0.625 is the target 0.625 (TRL's `PRMTrainer` does `int(label)`, which makes
-it 0). Every other position is ignored. The loss is summed over all labelled steps of the
-optimizer step (all micro-batches, all processes) and divided by their number, so a step counts
-the same whatever row, micro-batch or process it lands in.
+Labels sit where `ttstrain.prm_format.prm_inputs` places them for the run's layout, the same
+function the scorer (`ttstrain.scoring`) reads them with: by default on each step's last token
+(`ttstrain.steps.step_end_positions`), with `label_placement="separator"`, `bos="trl"` exactly
+where TRL's `PRMTrainer.tokenize_row` puts them. The step format is the rows' recorded one (pass
+`prompt_format=`, the record of the stage that wrote them), else `args.step_separator`. The loss
+is binary cross-entropy with logits between the head's logit at each labelled position and the
+target *as stored in the dataset*: a soft Monte Carlo value 0.625 is the target 0.625 (TRL's
+`PRMTrainer` does `int(label)`, which makes it 0). Every other position is ignored. The loss is
+summed over all labelled steps of the optimizer step (all micro-batches, all processes) and
+divided by their number, so a step counts the same whatever row, micro-batch or process it lands in.
 
 Where this departs from Snell et al. (App. D): they fine-tune PaLM-2-S* with soft Monte Carlo
 targets; we train any Hugging Face causal LM the same way, and add `hard` (Math-Shepherd's
@@ -24,11 +28,13 @@ Batches are packed (`ttstrain.prm_batching`, the batching the scorer uses too); 
 
     from ttstrain.trainers.prm_config import PRMConfig
     from ttstrain.prm_data import load_prm_rows, split_by_question
+    from ttstrain.stage_rows import recorded_prompt_format
     from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
     args = PRMConfig(output_dir="runs/prm", model_name_or_path="default", dataset_path="runs/default/label_mc_demo")
     train, val = split_by_question(load_prm_rows(args.dataset_path), args.validation_fraction, args.seed)
     model, tok = load_prm_model(args.model_name_or_path, label_mode=args.label_mode)
-    trainer = PRMTrainer(model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=tok)
+    trainer = PRMTrainer(model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=tok,
+                         prompt_format=recorded_prompt_format(args.dataset_path))
     trainer.train(); trainer.save_prm()
 
 Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo.yaml`.
@@ -48,9 +54,9 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from ttstrain.prm_batching import build_batch
-from ttstrain.prm_data import tokenize_dataset, truncation_warning
-from ttstrain.prm_format import PRM_CONFIG_KEY, prm_metadata
-from ttstrain.steps import STEP_SEPARATOR
+from ttstrain.prm_data import rows_prompt_format, tokenize_dataset, truncation_warning
+from ttstrain.prm_format import PRM_CONFIG_KEY, PRMLayout, layout_metadata, prm_metadata
+from ttstrain.steps import StepFormat
 from ttstrain.trainers.run_setup import set_dropout
 
 IGNORE_INDEX = -100
@@ -151,19 +157,28 @@ def load_prm_model(model_name_or_path: str = "default", *, label_mode: str = "so
 class PRMTrainer(Trainer):
     """`transformers.Trainer` with the PRM data path and loss; checkpointing, resume, logging as usual.
 
-    Pass raw rows (TRL stepwise schema) or rows already through `tokenize_dataset`. `args` is a
-    `PRMConfig`; `peft_config` (or `args.use_lora`) wraps the model with LoRA adapters and keeps
-    the value head fully trainable.
+    Pass raw rows (TRL stepwise schema) or rows already through `tokenize_dataset` (with the same
+    layout). `args` is a `PRMConfig`; `prompt_format` is the prompt format record of the rows
+    (`ttstrain.stage_rows.recorded_prompt_format`; None: they record none). The layout the rows are
+    tokenized with (`self.layout`) is written into the model's `config.ttstrain_prm`, so the saved
+    checkpoint is scored as it was trained. `peft_config` (or `args.use_lora`) wraps the model with
+    LoRA adapters and keeps the value head fully trainable.
     """
 
     _tag_names = ["ttstrain", "prm"]
 
     def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, processing_class=None,
-                 data_collator=None, callbacks=None, peft_config=None, **kwargs):
+                 data_collator=None, callbacks=None, peft_config=None, prompt_format: dict | None = None, **kwargs):
         if args is None:
             raise ValueError("PRMTrainer needs args (a PRMConfig)")
         if processing_class is None:
             raise ValueError("PRMTrainer needs processing_class (the tokenizer), to place the step ends")
+        # the rows' prompt and step format, and where values sit: what the checkpoint records and the scorer reads
+        record = rows_prompt_format(prompt_format, args.step_separator, args.solution_end)
+        self.layout = PRMLayout(StepFormat.from_record(record["step_format"]), args.label_placement, args.bos)
+        if getattr(model.config, PRM_CONFIG_KEY, None) is None:
+            setattr(model.config, PRM_CONFIG_KEY, prm_metadata(args.label_mode))
+        getattr(model.config, PRM_CONFIG_KEY).update(layout_metadata(record, args.label_placement, args.bos))
         if peft_config is None and getattr(args, "use_lora", False):
             peft_config = lora_config(args)
         if peft_config is not None:
@@ -201,7 +216,7 @@ class PRMTrainer(Trainer):
                                           hard_threshold=args.hard_threshold,
                                           hard_labels_from_dataset=args.hard_labels_from_dataset,
                                           max_length=max_length, num_proc=args.dataset_num_proc,
-                                          desc=f"tokenizing {name}", return_summary=True)
+                                          desc=f"tokenizing {name}", return_summary=True, layout=self.layout)
         labels = [v for vals in out["label_values"] for v in vals]
         summary = {"rows": rows, "rows_kept": len(out), "labelled_steps": len(labels),
                    "tokens": int(sum(out["length"])), "mean_target": round(sum(labels) / max(1, len(labels)), 4),
@@ -249,7 +264,7 @@ class PRMTrainer(Trainer):
         else:
             self.save_model(output_dir)
         if self.args.should_save:
-            write_model_card(output_dir, self.args, self.data_summary, self.state, extra_card or {})
+            write_model_card(output_dir, self.args, self.data_summary, self.state, extra_card or {}, self.layout)
         self.accelerator.wait_for_everyone()
         return output_dir
 
@@ -270,7 +285,8 @@ def lora_config(args):
                       modules_to_save=["score"])
 
 
-def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, state=None, extra: dict | None = None):
+def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, state=None, extra: dict | None = None,
+                     layout: PRMLayout | None = None):
     """README.md beside the weights: what data and config made this PRM, how to load it, its best validation loss."""
     from ttstrain import __version__
     from ttstrain.io import write_text
@@ -280,23 +296,29 @@ def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, st
     keys = ("model_name_or_path", "random_init", "dataset_path", "label_mode", "hard_threshold",
             "hard_labels_from_dataset", "validation_fraction", "learning_rate", "adam_beta1", "adam_beta2",
             "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
-            "head_dropout", "model_dropout", "max_length", "packing", "use_lora", "seed", "dtype")
+            "head_dropout", "model_dropout", "max_length", "packing", "use_lora", "seed", "dtype", "label_placement",
+            "bos")
+    layout = layout or PRMLayout()
     settings = {k: getattr(args, k, None) for k in keys}
     settings["world_size"] = getattr(args, "world_size", 1)
     lines = [
         "---", "library_name: transformers", "tags: [ttstrain, prm, process-reward-model]", "---", "",
         f"# Process reward model ({args.label_mode} labels)", "",
         f"Trained with `ttstrain train-prm` (ttstrain {__version__}) from `{args.model_name_or_path}` on "
-        f"`{args.dataset_path}`. The value head's sigmoid at the last token of each step is the "
-        f"probability that the solution, continued from there, reaches the right answer.", "",
+        f"`{args.dataset_path}`. The value head's sigmoid at the "
+        + ("last token of each step" if layout.label_placement == "step_end" else
+           "last separator token after each step") +
+        " is the probability that the solution, continued from there, reaches the right answer.", "",
         "```python",
         "from ttstrain.scoring import PRMScorer",
         f"prm = PRMScorer.from_pretrained({str(output_dir)!r})",
         "scores = prm.score([prompt], [steps])          # one probability per step",
         "```", "",
-        "Plain transformers: `AutoModelForTokenClassification.from_pretrained(path)`; read the logit at "
-        "each step's last token (`ttstrain.steps.step_end_positions`), separator "
-        f"{json.dumps(STEP_SEPARATOR)}.", "",
+        ("Plain transformers: `AutoModelForTokenClassification.from_pretrained(path)`; read the logit at "
+         "each step's last token (`ttstrain.steps.step_end_positions`), separator "
+         f"{json.dumps(layout.steps.separator)}." if (layout.label_placement, layout.bos) == ("step_end", "tokenizer")
+         else "Plain transformers: `AutoModelForTokenClassification.from_pretrained(path)`; read the logit where "
+         f"`ttstrain.prm_format.prm_inputs` places it: {layout.describe()}."), "",
         "## Data", "", "```json", json.dumps(data_summary, indent=2), "```", "",
         "## Training", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
         f"- optimizer steps: {getattr(state, 'global_step', None)}",
