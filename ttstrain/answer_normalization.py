@@ -11,8 +11,9 @@ signs, `\\%`, units ("cm", `^\\circ`, `\\text{ inches}^2`, ...), thousands separ
 ".0", `\\text{...}`, a leading `x =` or `x \\in`, choice letters "(C)" -> "C", column vectors ->
 tuples; every rule is linear in the input. `normalised_verdict` decides what the fast path can
 (identical strings, plain words, two plain numbers) and leaves the rest to math-verify, which
-`ttstrain.grading` runs in the sandbox (`ttstrain.grading_sandbox`). `answer_key` is the text
-votes for an answer are pooled under.
+`ttstrain.grading` runs in the sandbox (`ttstrain.grading_sandbox`). `answer_key` is an answer's
+normalised text; `canonical_form` goes further where no sympy is needed (a plain number's exact
+value), and `ttstrain.answer_pooling` pools the answers of a vote by equivalence from there.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def normalize_answer(answer: str) -> str:
 
 
 def answer_key(answer: str | None) -> str | None:
-    """The key under which votes for an answer are pooled (normalised text)."""
+    """The answer's normalised text (None for None); votes pool these further by equivalence
+    (`ttstrain.answer_pooling`)."""
     return None if answer is None else normalize_answer(answer)
 
 
@@ -247,6 +249,18 @@ def _as_number(s: str) -> Fraction | None:
     return None
 
 
+def canonical_form(normalised: str) -> tuple[str, object]:
+    """A form under which answers are equal exactly when the fast path calls them equal, without
+    sympy: ("number", exact value) for a plain number, ("word", lower case) for plain words,
+    ("text", the normalised text) otherwise. `normalised` is `normalize_answer`'s output."""
+    value = _as_number(normalised)
+    if value is not None:
+        return "number", value
+    if _WORD.match(normalised):
+        return "word", normalised.lower()
+    return "text", normalised
+
+
 def _signed_fraction(sign: str, num: str, den: str) -> Fraction | None:
     if int(den) == 0:
         return None
@@ -275,9 +289,14 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
 def normalised_verdict(pred: str, gold: str) -> tuple[bool | None, str, str]:
     """(verdict or None when only sympy can tell, normalised pred, normalised gold)."""
     pred_n, gold_n = normalize_answer(pred), normalize_answer(gold)
+    return fast_verdict(pred_n, gold_n), pred_n, gold_n
+
+
+def fast_verdict(pred_n: str, gold_n: str) -> bool | None:
+    """The verdict on two answers already normalised where no sympy is needed, else None."""
     if not pred_n or not gold_n:
-        return False, pred_n, gold_n
+        return False
     verdict = _fast_verdict(pred_n, gold_n)
     if verdict is None and (len(pred_n) > MAX_SYMBOLIC_CHARS or len(gold_n) > MAX_SYMBOLIC_CHARS):
         verdict = False
-    return verdict, pred_n, gold_n
+    return verdict

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.grading import answer_key
+from ttstrain.answer_pooling import pool_answers
 from ttstrain.metrics import pass_at_k, voted_accuracy_at_budgets
 from ttstrain.sampling import group_by_problem
 
@@ -23,7 +23,7 @@ def _mean(xs: Sequence[float]) -> float:
 def problem_curves(samples: Sequence[dict], budgets: Sequence[int], resamples: int, seed: int) -> dict:
     """pass@N and majority@N for one problem's samples."""
     n, c = len(samples), sum(r["correct"] for r in samples)
-    keys = [answer_key(r["answer"]) for r in samples]
+    keys = pool_answers(r["answer"] for r in samples)  # answers that grade as equal vote together
     correct_keys = {k for k, r in zip(keys, samples) if r["correct"]}
     return {
         "pass": {b: pass_at_k(n, c, b) for b in budgets},

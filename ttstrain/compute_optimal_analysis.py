@@ -58,6 +58,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from ttstrain.answer_pooling import AnswerPool
 from ttstrain.search.selection import CHAIN_SELECTIONS, has_verifier_scores, select_over_chains
 
 NUM_BINS = 5
@@ -408,10 +409,9 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
     two up to the shortest chain and the chain count; the answer is selected from all L * P attempts
     (steps 0..L-1 of the chains) by `select_over_chains` (`auto`: weighted when every answered attempt has a
     score, else majority), averaged over the disjoint groups of P chains (chains sorted by id). The
-    strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling.
+    strategy is named by L (`revisions(L=4)`); L = 1 is parallel sampling. Answers pool by
+    equivalence over all of a problem's attempts (`ttstrain.answer_pooling`), once per problem.
     """
-    from ttstrain.grading import answer_key
-
     if selection not in REVISION_SELECTIONS:
         raise ValueError(f"selection must be one of {REVISION_SELECTIONS}, got {selection!r}")
     per: dict[str, dict[int, dict[int, Mapping]]] = defaultdict(lambda: defaultdict(dict))
@@ -423,6 +423,8 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
         length = min(len(c) for c in chains)
         scored = has_verifier_scores(a for c in chains for a in c.values())
         how = selection if selection != "auto" else ("weighted" if scored else "majority")
+        pool = AnswerPool()
+        pool.keys(c[s].get("answer") for c in chains for s in sorted(c))  # keys fixed in chain, step order
         L = 1
         while L <= length:
             P = 1
@@ -430,8 +432,8 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
                 hits = []
                 for g in range(len(chains) // P):
                     group = [[chains[c][s] for s in range(L)] for c in range(g * P, (g + 1) * P)]
-                    win = select_over_chains(group, how)
-                    hits.append(win is not None and any(answer_key(a.get("answer")) == win and bool(a["correct"])
+                    win = select_over_chains(group, how, pool=pool)
+                    hits.append(win is not None and any(pool.key(a.get("answer")) == win and bool(a["correct"])
                                                         for c in group for a in c))
                 out.append({"problem_id": pid, "strategy": revision_strategy(L), "sequential": L, "parallel": P,
                             "ratio": L / P, "generations": L * P, "accuracy": sum(hits) / len(hits),

@@ -35,6 +35,8 @@ def weighted_vote(answers: Sequence[Hashable | None], weights: Sequence[float] |
     """The answer with the largest summed weight (weights=None: majority vote). None answers never win.
 
     Ties go to the answer seen first, so the result is deterministic for a given sample order.
+    Answers count as equal only when they are equal as given: vote over pooled keys
+    (`ttstrain.answer_pooling`) so that answers that grade as equal count as one.
     """
     totals: dict = defaultdict(float)
     first: dict = {}

@@ -13,7 +13,8 @@ What each number means:
                  below it (0.5 = chance). `solution_auroc` ranks whole solutions by their last-step
                  score against final correctness.
   BoN vs maj     accuracy of PRM-weighted best-of-N (sum of aggregated scores per answer) and of
-                 majority vote, on the same random subsets of N samples per problem. Next to it,
+                 majority vote, on the same random subsets of N samples per problem; answers that
+                 grade as equal are one answer (`ttstrain.answer_pooling`). Next to it,
                  `within_question_auroc`: the AUROC of the aggregated scores against correctness
                  inside each problem that has both right and wrong samples, averaged over those
                  problems, and `pooled_auroc` over all samples at once. Weighted best-of-N can only
@@ -38,11 +39,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.grading import answer_key
+from ttstrain.answer_pooling import pool_answers
 from ttstrain.metrics import voted_accuracy_at_budgets
 from ttstrain.prompts import format_prompt
 from ttstrain.sampling import group_by_problem
-from ttstrain.steps import flatten_step
+from ttstrain.steps import LINE
 
 STEP_POSITIVE_AT = 0.5  # a step counts as "good" for AUROC when its Monte Carlo value is at least this
 
@@ -152,7 +153,7 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
     by_level: dict = {}
     within: list[float] = []
     for pid, rows in group_by_problem(scored).items():
-        keys = [answer_key(r["answer"]) for r in rows]
+        keys = pool_answers(r["answer"] for r in rows)  # answers that grade as equal vote together
         good = {k for k, r in zip(keys, rows) if r["correct"]}
         weights = [r["_prm_score"] for r in rows]
         ranked = auroc(weights, [bool(r["correct"]) for r in rows])
@@ -254,10 +255,11 @@ def processbench_f1(scorer, records: Sequence[dict], threshold: float | str = "c
     records whose id hashes into the calibration half (reported on the other half).
     """
     def score(recs):
-        # ProcessBench steps may span several lines; each is scored as one line at its own index
+        # a ProcessBench step may hold the PRM's separator; each is scored as one step at its own index
         prompt = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt
+        fmt = getattr(getattr(scorer, "prompt_format", None), "steps", LINE)
         return scorer.score([prompt(r["problem"]) for r in recs],
-                            [[flatten_step(x) or "." for x in r["steps"]] for r in recs])
+                            [[fmt.flatten(x) or "." for x in r["steps"]] for r in recs])
 
     scores, labels = score(records), [int(r["label"]) for r in records]
     if threshold != "calibrate":

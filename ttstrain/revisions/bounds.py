@@ -5,7 +5,8 @@ that the right answer is not one it has already seen. At test time the previous 
 as often as the policy is, and excluding its answer pays only where the policy's wrong answers
 are concentrated on a few values; where they are spread thin, excluding one of them gains little
 and excluding a right one loses everything. Per question, with q_c the share of the base policy's
-samples that are right and q_w the share of each distinct wrong answer (no answer counts as one):
+samples that are right and q_w the share of each distinct wrong answer (answers that grade as equal
+are one, `ttstrain.answer_pooling`; no answer counts as one):
 
     first_attempt            q_c
     exclude_previous         sum_w q_w * q_c / (1 - q_w)   the next attempt is a fresh sample with the
@@ -30,13 +31,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable
 
+from ttstrain.answer_pooling import AnswerPool
 from ttstrain.revisions.chains import consecutive_attempts
 
 NO_ANSWER = object()  # one shared class for samples without a parsable answer
 
 
-def _answer_class(s: dict):
-    return NO_ANSWER if s.get("answer") is None else str(s["answer"])
+def _answer_class(s: dict, pool: AnswerPool):
+    """The sample's answer pooled over its question's answers (`pool`), or NO_ANSWER."""
+    return NO_ANSWER if s.get("answer") is None else pool.key(str(s["answer"]))
 
 
 def _by_question(samples: Iterable[dict], problem_ids: set | None = None) -> dict:
@@ -47,10 +50,12 @@ def _by_question(samples: Iterable[dict], problem_ids: set | None = None) -> dic
     return by_question
 
 
-def _answer_shares(samples: list[dict]) -> tuple[float, Counter]:
-    """The share of right samples, and the share of each wrong answer class."""
+def _answer_shares(samples: list[dict], pool: AnswerPool | None = None) -> tuple[float, Counter]:
+    """The share of right samples, and the share of each wrong answer class (pooled by `pool`, the
+    question's; a fresh one if None)."""
     n = len(samples)
-    wrong = Counter(_answer_class(s) for s in samples if not s["correct"])
+    pool = AnswerPool() if pool is None else pool
+    wrong = Counter(_answer_class(s, pool) for s in samples if not s["correct"])
     return sum(bool(s["correct"]) for s in samples) / n, Counter({k: c / n for k, c in wrong.items()})
 
 
@@ -79,16 +84,19 @@ def changed_attempt_check(chain_rows: Iterable[dict], samples: Iterable[dict]) -
     next attempt is right, against a fresh base sample with the previous answer excluded
     (q_c / (1 - q_prev) from the base samples of the same question; questions without base samples
     are skipped). Chain rows: problem_id, chain, step, answer, correct."""
-    shares = {q: _answer_shares(v) for q, v in _by_question(samples).items()}
+    by_question = _by_question(samples)
+    pools = {q: AnswerPool() for q in by_question}  # one per question, its base samples pooled first
+    shares = {q: _answer_shares(v, pools[q]) for q, v in by_question.items()}
     changed = right = 0
     fresh = 0.0
     for prev, new in consecutive_attempts(chain_rows):
-        if prev["problem_id"] not in shares or prev["correct"] or _answer_class(new) == _answer_class(prev):
+        pool = pools.get(prev["problem_id"])
+        if pool is None or prev["correct"] or _answer_class(new, pool) == _answer_class(prev, pool):
             continue
         right_share, wrong_shares = shares[prev["problem_id"]]
         changed += 1
         right += bool(new["correct"])
-        fresh += right_share / (1 - wrong_shares.get(_answer_class(prev), 0))
+        fresh += right_share / (1 - wrong_shares.get(_answer_class(prev, pool), 0))
     return {"changed_wrong_attempts": changed,
             "right_after_change": round(right / changed, 4) if changed else None,
             "fresh_sample_excluding_previous": round(fresh / changed, 4) if changed else None}

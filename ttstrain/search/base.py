@@ -184,6 +184,8 @@ class Candidate:
 
     @property
     def key(self):
+        """The answer's normalised text; votes pool answers by equivalence per problem instead
+        (`ttstrain.search.selection`)."""
         return answer_key(self.answer)
 
 

@@ -4,7 +4,7 @@ All problems' samples come from ONE generate call (stop="solution", n=N) and are
 score call. The final answer is picked by a selection from `ttstrain.search.selection.SELECTIONS`:
 
     weighted  Snell et al.'s "best-of-N weighted": sum the aggregated scores of the samples that
-              reach each answer (answers pooled by `ttstrain.grading.answer_key`), take the largest.
+              reach each answer (answers pooled by equivalence, `ttstrain.answer_pooling`), take the largest.
     naive     the sample with the highest aggregated score.
     majority  the most frequent answer; the verifier is not called and costs nothing.
 

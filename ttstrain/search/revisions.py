@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ttstrain.answer_pooling import AnswerPool
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.prompts import format_prompt, question_from_prompt
@@ -32,7 +33,6 @@ from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, 
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_candidates, verifier_parameters)
 from ttstrain.search.selection import CHAIN_SELECTIONS, representative, select_over_chains
-from ttstrain.steps import split_steps
 
 
 def split_budget(n: int, revision_length: int) -> tuple[int, int]:
@@ -58,7 +58,8 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
     counter = generator.tokenizer
     max_prompt = prompt_token_limit(counter, config.max_new_tokens)
     params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed)
+                            max_new_tokens=config.max_new_tokens, stop="solution", seed=config.seed,
+                            step_format=config.step_format)
     attempts: list[list[list[Candidate]]] = [[[] for _ in range(chains)] for _ in prompts]
     for _ in range(length):
         requests = [(i, fit_revision_prompt(questions[i], [a.text for a in attempts[i][c]], None,
@@ -66,7 +67,7 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
                     for i in range(len(prompts)) for c in range(chains)]
         for (i, _, c), res in zip(requests, generate_charged(generator, requests, params, costs)):
             comp = res.completions[0]
-            attempts[i][c].append(Candidate(text=comp.text, steps=split_steps(comp.text),
+            attempts[i][c].append(Candidate(text=comp.text, steps=config.step_format.split(comp.text),
                                             answer=extract_answer(comp.text), finish_reason=comp.finish_reason,
                                             num_tokens=comp.num_tokens))
     flat = [[a for chain in per for a in chain] for per in attempts]
@@ -76,7 +77,10 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
         score_candidates(scorer, flat, [prompt(q) for q in questions], costs, config.aggregation)
     results = []
     for p, per, row, cost in zip(prompts, attempts, flat, costs):
-        chosen = select_over_chains([[{"answer": a.answer, "score": a.score} for a in chain] for chain in per], how)
+        pool = AnswerPool()  # one per problem: the chosen key and the candidates' keys come from it
+        chosen = select_over_chains([[{"answer": a.answer, "score": a.score} for a in chain] for chain in per], how,
+                                    pool=pool)
         results.append(SearchResult(method="revisions", prompt=p, n=config.n, selection=how, candidates=row,
-                                    selected=representative(row, chosen, by_score=scored), cost=cost))
+                                    selected=representative(row, pool.keys(a.answer for a in row), chosen,
+                                                            by_score=scored), cost=cost))
     return results
