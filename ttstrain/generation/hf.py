@@ -74,6 +74,15 @@ class _StopTable:
         eos = tokenizer.eos_token_id
         for e in ([eos] if isinstance(eos, int) else list(eos or [])) + list(eos_ids):
             self.is_eos[e] = True
+        self._may_stop: dict = {}
+
+    def may_stop(self, fmt) -> np.ndarray:
+        """Per token: does its text hold a character of the format's separator or end marker? A stop can
+        only complete in a token that does, so the others skip the text search."""
+        if fmt not in self._may_stop:
+            chars = set(fmt.separator + (fmt.end_marker or ""))
+            self._may_stop[fmt] = np.array([any(c in chars for c in t) for t in self.text], bool)
+        return self._may_stop[fmt]
 
 
 class HFGenerator(Generator):
@@ -187,6 +196,7 @@ class HFGenerator(Generator):
         seeds = np.array([row_seed(params.seed, prompts[i], j, self._streams[i]) for i, j in batch], dtype=np.uint64)
         fmt = params.step_format
         texts = [""] * len(batch)  # each row's generated text so far, token by token
+        may_stop = self._stops.may_stop(fmt)
 
         alive = np.arange(len(batch))  # batch row index of each row still in the cache
         tokens: list[list[int]] = [[] for _ in batch]
@@ -202,7 +212,7 @@ class HFGenerator(Generator):
                     reasons[r] = "eos"
                 else:
                     texts[r] += st.text[tok]
-                    hit = fmt.find_stop(prompts[batch[r][0]], texts[r], params.stop)
+                    hit = fmt.find_stop(prompts[batch[r][0]], texts[r], params.stop) if may_stop[tok] else None
                     if hit is not None:
                         reasons[r] = hit[1]
                 done[k] = reasons[r] is not None
