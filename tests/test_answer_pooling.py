@@ -224,3 +224,12 @@ def test_constant_expressions_that_differ_skip_the_symbolic_check(monkeypatch):
     # equal values, and an answer with a variable: sympy decides
     assert pool_answers(["3\\sqrt{13}", "\\sqrt{117}", "x+1"]) == ["3\\sqrt{13}", "3\\sqrt{13}", "x+1"]
     assert calls == [("\\sqrt{117}", "3\\sqrt{13}"), ("x+1", "3\\sqrt{13}")]
+
+
+def test_a_pooled_group_is_right_when_the_answer_that_names_it_is():
+    from ttstrain.answer_pooling import correct_keys, pool_answers
+
+    keys = pool_answers(["0.5", "1/2", "3", None])
+    assert keys[0] == keys[1] != keys[2]
+    assert correct_keys(keys, [True, False, False, False]) == {keys[0]}
+    assert correct_keys(keys, [False, True, True, False]) == {keys[2]}  # a later member does not make it right

@@ -151,6 +151,10 @@ def test_shards_merge_to_the_single_run(tmp_path):
     assert summary is not None and summary["problems"] == 5
     assert load_dataset_dir(tmp_path / "single").to_list() == load_dataset_dir(tmp_path / "sharded").to_list()
     assert (tmp_path / "sharded" / "config.shard-1-of-2.json").exists()
+    # the merged dataset records the prompt format with its step format, as the single run does (train-prm reads it)
+    from ttstrain.stage_rows import recorded_prompt_format
+    merged = recorded_prompt_format(tmp_path / "sharded")
+    assert merged == recorded_prompt_format(tmp_path / "single") and merged["step_format"]["separator"] == "\n"
 
 
 def test_resume_refuses_a_different_config(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ttstrain.generation.scripted import ScriptedGenerator
+from ttstrain.io import read_parquet
 from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
 from ttstrain.revisions.pairs import format_revision_prompt
 from ttstrain.trainers.revision_config import RevisionConfig
@@ -259,3 +260,29 @@ def test_revision_sft_logs_wandb_offline_unless_told(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         rt.train_revision(RevisionConfig(output_dir=str(tmp_path / "o"), report_to="wandb", use_cpu=True))
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_eval_revision_ends_attempts_where_the_revision_model_was_trained_to(tmp_path, monkeypatch):
+    """A revision model trained on paragraph attempts (its ttstrain_config.json records the step format): its
+    chains are not cut at the first blank line, and the ORM rows split them into paragraphs."""
+    import json
+
+    import ttstrain.stages.eval_revision as ev
+    from ttstrain.revisions.pairs import revision_prompt_record
+    from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
+    from ttstrain.steps import PARAGRAPH
+
+    model = tmp_path / "revision_model"
+    model.mkdir()
+    (model / "ttstrain_config.json").write_text(json.dumps({"prompt_format": revision_prompt_record(None, PARAGRAPH)}))
+    problems = [{"id": "a", "question": "Start with 1.\n1. Add 1.\nWhat is the result?", "answer": "2"}]
+    monkeypatch.setattr(ev, "stage_problems", lambda c: problems)
+    script = lambda prompt, j, params: "First, 1 + 1 = 2.\n\nSo the answer is \\boxed{2}.\n\nDone."  # noqa: E731
+    cfg = EvalRevisionConfig(output_dir=str(tmp_path / "ev"), model_name_or_path=str(model), problems="arith",
+                             per_level=1, num_chains=1, chain_length=2, seed=0)
+    result = run_eval_revision(cfg, generator=ScriptedGenerator(script), progress=False)
+    assert result["pass@1_by_revision_step"] == {0: 1.0, 1: 1.0}
+    orm = read_parquet(tmp_path / "ev" / "orm_data.parquet")
+    assert [list(r["completions"]) for r in orm] == [["First, 1 + 1 = 2.", "So the answer is \\boxed{2}.", "Done."]] * 2
+    recorded = json.loads((tmp_path / "ev" / "config.json").read_text())["prompt_format"]
+    assert recorded["step_format"] == PARAGRAPH.record()

@@ -129,6 +129,10 @@ def test_step_format_resolution_and_records():
     assert resolve_step_format("line", "auto", "chat") == LINE
     assert resolve_step_format("\\n\\n", "auto", "plain") == PARAGRAPH  # typed on a command line
     assert resolve_step_format("<step>", "eos", "plain") == StepFormat("<step>", "eos")
+    # a typed separator ends by what it holds, whatever the prompt kind; only \n, \t and \\ are escapes
+    assert resolve_step_format("\\n", "auto", "chat") == resolve_step_format("line", "auto", "chat") == LINE
+    assert resolve_step_format("<step>", "auto", "chat") == StepFormat("<step>", "blank_line")
+    assert resolve_step_format(" ки", "eos", "plain").separator == " ки"  # Math-Shepherd's tag, not mojibake
     with pytest.raises(ValueError, match="few-shot prompt closes each worked example"):
         resolve_step_format("paragraph", "auto", "few_shot")
     with pytest.raises(ValueError, match="cannot end the solution"):
@@ -152,3 +156,21 @@ def test_paragraph_step_end_positions_on_smollm2(smollm2_tokenizer):
     for step, pos in zip(steps, st.step_end_positions):
         assert smollm2_tokenizer.decode(st.input_ids[: pos + 1]).endswith(step)
         assert "\n\n" not in smollm2_tokenizer.decode([st.input_ids[pos]])
+
+
+def test_run_fingerprint_counts_the_resolved_step_format(tmp_path):
+    """A run folder from before step formats (no step fields in its fingerprint) resumes when the options
+    resolve to LINE, as every run then had; a chat run, now paragraphs by default, is refused."""
+    from ttstrain.shards import check_or_write_config
+    from ttstrain.stages import run_fingerprint
+    from ttstrain.stages.sample import SampleConfig
+
+    plain = run_fingerprint(SampleConfig(output_dir=str(tmp_path)))
+    assert "step_separator" not in plain and "step_format" not in plain
+    assert run_fingerprint(SampleConfig(output_dir=str(tmp_path), step_separator="\\n")) == plain
+    old_chat = run_fingerprint(SampleConfig(output_dir=str(tmp_path), prompt_format="chat", step_separator="line"))
+    check_or_write_config(tmp_path, old_chat)
+    check_or_write_config(tmp_path, run_fingerprint(SampleConfig(output_dir=str(tmp_path), prompt_format="chat",
+                                                                 step_separator="line")))
+    with pytest.raises(ValueError, match="differs in \\['step_format'\\]"):
+        check_or_write_config(tmp_path, run_fingerprint(SampleConfig(output_dir=str(tmp_path), prompt_format="chat")))

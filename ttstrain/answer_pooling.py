@@ -44,7 +44,7 @@ import cmath
 import math
 import re
 import sys
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ttstrain.answer_normalization import canonical_form, fast_verdict
 from ttstrain.grading import answer_key, is_equivalent
@@ -298,6 +298,19 @@ class _Reader:
 def pool_answers(answers: Iterable[str | None], timeout: float = 1.0) -> list[str | None]:
     """The pooled key of each answer of one problem, in order (None for None)."""
     return AnswerPool(timeout).keys(answers)
+
+
+def correct_keys(keys: Sequence[str | None], correct: Iterable[bool]) -> set[str]:
+    """The pooled keys that count as right: those whose first member (the answer that named the group)
+    was graded right. Equivalence is not transitive, so a group may hold an answer graded otherwise;
+    the group is what its representative is, as when a search selects it."""
+    out, seen = set(), set()
+    for k, ok in zip(keys, correct):
+        if k is not None and k not in seen:
+            seen.add(k)
+            if ok:
+                out.add(k)
+    return out
 
 
 def _main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.answer_pooling import pool_answers
+from ttstrain.answer_pooling import correct_keys, pool_answers
 from ttstrain.metrics import pass_at_k, voted_accuracy_at_budgets
 from ttstrain.sampling import group_by_problem
 
@@ -24,10 +24,10 @@ def problem_curves(samples: Sequence[dict], budgets: Sequence[int], resamples: i
     """pass@N and majority@N for one problem's samples."""
     n, c = len(samples), sum(r["correct"] for r in samples)
     keys = pool_answers(r["answer"] for r in samples)  # answers that grade as equal vote together
-    correct_keys = {k for k, r in zip(keys, samples) if r["correct"]}
+    right = correct_keys(keys, (r["correct"] for r in samples))
     return {
         "pass": {b: pass_at_k(n, c, b) for b in budgets},
-        "majority": voted_accuracy_at_budgets(keys, correct_keys, budgets, resamples=resamples, seed=seed),
+        "majority": voted_accuracy_at_budgets(keys, right, budgets, resamples=resamples, seed=seed),
         "pass@1": c / n,
     }
 

@@ -433,8 +433,9 @@ def revision_accuracy_rows(chain_rows: Iterable[Mapping], max_budget: int | None
                 for g in range(len(chains) // P):
                     group = [[chains[c][s] for s in range(L)] for c in range(g * P, (g + 1) * P)]
                     win = select_over_chains(group, how, pool=pool)
-                    hits.append(win is not None and any(pool.key(a.get("answer")) == win and bool(a["correct"])
-                                                        for c in group for a in c))
+                    # the winning group is right when its first attempt (in chain, step order) is
+                    first = next((a for c in group for a in c if pool.key(a.get("answer")) == win), None)
+                    hits.append(first is not None and bool(first["correct"]))
                 out.append({"problem_id": pid, "strategy": revision_strategy(L), "sequential": L, "parallel": P,
                             "ratio": L / P, "generations": L * P, "accuracy": sum(hits) / len(hits),
                             "groups": len(hits), "selection": how})

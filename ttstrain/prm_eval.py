@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.answer_pooling import pool_answers
+from ttstrain.answer_pooling import correct_keys, pool_answers
 from ttstrain.metrics import voted_accuracy_at_budgets
 from ttstrain.prompts import format_prompt
 from ttstrain.sampling import group_by_problem
@@ -154,7 +154,7 @@ def bon_vs_majority(scorer, samples: Sequence[dict], budgets: Sequence[int], how
     within: list[float] = []
     for pid, rows in group_by_problem(scored).items():
         keys = pool_answers(r["answer"] for r in rows)  # answers that grade as equal vote together
-        good = {k for k, r in zip(keys, rows) if r["correct"]}
+        good = correct_keys(keys, (r["correct"] for r in rows))
         weights = [r["_prm_score"] for r in rows]
         ranked = auroc(weights, [bool(r["correct"]) for r in rows])
         if ranked is not None:

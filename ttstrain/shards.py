@@ -124,10 +124,19 @@ def remove_stale_temporaries(chunks_dir: Path, num_items: int, chunk_size: int, 
 
 
 def shard_configs(out_dir: Path) -> dict:
-    """What the shards of a sharded run recorded: their config files and the first one's generator."""
+    """What the shards of a sharded run recorded: their config files, the first one's generator, and the
+    prompt format (with its step format) they all wrote their rows in; shards that disagree on it fail."""
     files = sorted(out_dir.glob("config.shard-*.json"))
-    first = json.loads(files[0].read_text()) if files else {}
-    return {"shard_configs": [f.name for f in files], "generator": first.get("generator")}
+    configs = [json.loads(f.read_text()) for f in files]
+    out = {"shard_configs": [f.name for f in files], "generator": configs[0].get("generator") if configs else None}
+    formats = [c.get("prompt_format") for c in configs]
+    for f, fmt in zip(files[1:], formats[1:]):
+        if fmt != formats[0]:
+            raise ValueError(f"{f} records the prompt format {fmt!r}, {files[0].name} {formats[0]!r}: the shards' "
+                             "rows were written in different formats and cannot be merged into one dataset")
+    if formats and isinstance(formats[0], dict):
+        out["prompt_format"] = formats[0]
+    return out
 
 
 def missing_chunks(out_dir: Path, num_items: int, chunk_size: int) -> list[str]:

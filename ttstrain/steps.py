@@ -24,7 +24,6 @@ the world's own text. Nothing else in the project hard-codes a separator
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 
 SOLUTION_ENDS = ("blank_line", "eos")
@@ -134,13 +133,27 @@ def resolve_step_format(separator: str = "auto", solution_end: str = "auto", pro
     base = PARAGRAPH if prompt_kind == "chat" else LINE
     if separator in STEP_FORMATS:
         base, separator = STEP_FORMATS[separator], "auto"
-    sep = base.separator if separator == "auto" else codecs.decode(separator, "unicode_escape")
-    if solution_end == "auto":
-        solution_end = base.solution_end if separator == "auto" or BLANK_LINE not in sep else "eos"
+    sep = base.separator if separator == "auto" else unescape(separator)
+    if solution_end == "auto":  # a named or default format ends as it does; a typed separator by what it holds
+        solution_end = base.solution_end if separator == "auto" else ("eos" if BLANK_LINE in sep else "blank_line")
     if prompt_kind == "few_shot" and solution_end != "blank_line":
         raise ValueError("a few-shot prompt closes each worked example with a blank line, so its solutions end "
                          f"at one: --solution_end must be blank_line with --prompt_format few_shot (got {solution_end!r})")
     return StepFormat(sep, solution_end)
+
+
+def unescape(text: str) -> str:
+    """A separator as typed on a command line or in YAML: `\\n`, `\\t` and `\\\\` are escapes, every other
+    character (`ки` included) stays as it is."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def check_same_steps(producer: dict | None, consumer: dict | None, producer_name: str, consumer_name: str) -> None:

@@ -21,7 +21,7 @@ from typing import Sequence
 from rapidfuzz.distance import Levenshtein
 
 from ttstrain.prompts import format_prompt
-from ttstrain.steps import SOLUTION_END
+from ttstrain.steps import LINE, SOLUTION_END, StepFormat
 
 MAX_CONTEXT_ATTEMPTS = 4
 RETRY_MESSAGE = "That answer may be wrong. Please try again."
@@ -100,16 +100,17 @@ def fit_revision_prompt(question: str, previous_attempts: Sequence[str], tokeniz
         attempts = attempts[1:]
 
 
-def revision_prompt_record(tokenizer) -> dict:
+def revision_prompt_record(tokenizer, steps: StepFormat = LINE) -> dict:
     """What `format_revision_prompt` builds with this tokenizer: its chat template (recorded by hash) or
-    the plain layout; revision SFT and revision chains record it, and chains check it."""
+    the plain layout, and the step format of the attempts (where one ends); revision SFT and revision
+    chains record it, and chains check it."""
     import hashlib
 
     template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
     if template:
         sha = hashlib.sha256(template.encode()).hexdigest()[:16]
-        return {"kind": "chat", "revision": True, "chat_template_sha256": sha}
-    return {"kind": "plain", "revision": True}
+        return {"kind": "chat", "revision": True, "chat_template_sha256": sha, "step_format": steps.record()}
+    return {"kind": "plain", "revision": True, "step_format": steps.record()}
 
 
 def format_revision_prompt(question: str, previous_attempts: Sequence[str], tokenizer=None,

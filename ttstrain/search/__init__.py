@@ -70,15 +70,16 @@ def get_method(name: str) -> SearchMethod:
 
 
 def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence[dict | str], budget: int, *,
-               few_shot: list[tuple[str, str]] | None = None, **hparams) -> list[SearchResult]:
+               few_shot: "list[tuple[str, str]] | PromptFormat | None" = None, **hparams) -> list[SearchResult]:
     """Run one method at budget N over problems (dicts with "question", or prompt strings as they are).
 
     hparams are `SearchConfig` fields (beam_width, lookahead_steps, aggregation, temperature, top_p,
-    max_new_tokens, max_step_tokens, max_rounds, seed).
+    max_new_tokens, max_step_tokens, max_rounds, seed, step_format: by default the PromptFormat's).
     """
-    from ttstrain.prompts import format_prompt
+    from ttstrain.prompts import format_prompt, step_format_of
 
     fn = get_method(method) if isinstance(method, str) else method
+    hparams.setdefault("step_format", step_format_of(few_shot))
     config = SearchConfig(n=budget, **hparams)
     prompts = [p if isinstance(p, str) else format_prompt(p["question"], few_shot) for p in problems]
     return fn(generator, scorer, prompts, config)

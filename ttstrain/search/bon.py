@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
+from ttstrain.answer_pooling import AnswerPool
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
@@ -88,8 +89,10 @@ def nested_orders(n: int, resamples: int, seed: int | str) -> list[list[int]]:
     return orders
 
 
-def subset_result(result: SearchResult, indices: Sequence[int], selection: str) -> SearchResult:
-    """The result best-of-N with `selection` would have given had it sampled only `indices`."""
+def subset_result(result: SearchResult, indices: Sequence[int], selection: str,
+                  pool: AnswerPool | None = None) -> SearchResult:
+    """The result best-of-N with `selection` would have given had it sampled only `indices`; `pool`: the
+    problem's answer pool, shared by all its subsets so no pair of answers is graded twice."""
     cands = [result.candidates[i] for i in indices]
     full = result.cost
     scored = selection != "majority"
@@ -100,4 +103,4 @@ def subset_result(result: SearchResult, indices: Sequence[int], selection: str) 
                       verifier_parameters=full.verifier_parameters if scored else None)
     name = {"weighted": "best_of_n_weighted", "naive": "best_of_n_naive"}.get(selection, selection)
     return SearchResult(method=name, prompt=result.prompt, n=len(cands), selection=selection, candidates=cands,
-                        selected=select(cands, selection), cost=cost)
+                        selected=select(cands, selection, pool), cost=cost)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+from ttstrain.steps import LINE, resolve_step_format
+
 
 def stage_problems(cfg) -> list[dict]:
     """The problems a stage config names (`per_level` applies to the built-in arithmetic world only)."""
@@ -41,7 +43,16 @@ def run_fingerprint(cfg) -> dict:
     """What a resume of a generating stage must match: its config's fingerprint and the policy's revision."""
     from ttstrain.models import model_revision
 
-    return {**cfg.fingerprint(), "model_revision": model_revision(cfg.model_name_or_path)}
+    fingerprint = cfg.fingerprint()
+    if "step_separator" in fingerprint:
+        # the resolved step format counts, not how it was asked for; LINE (every run before step formats
+        # had it) is left out, so those runs still resume when it resolves the same
+        kind = fingerprint.get("prompt_format", "auto")
+        kind = ("few_shot" if fingerprint.get("few_shot") else "plain") if kind == "auto" else kind
+        steps = resolve_step_format(fingerprint.pop("step_separator"), fingerprint.pop("solution_end"), kind)
+        if steps != LINE:
+            fingerprint["step_format"] = steps.record()
+    return {**fingerprint, "model_revision": model_revision(cfg.model_name_or_path)}
 
 
 def policy_prefix_cache(generator, max_bytes: int):

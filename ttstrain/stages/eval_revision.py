@@ -42,6 +42,7 @@ from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
 from ttstrain.prompts import check_same_format
 from ttstrain.revisions.pairs import revision_prompt_record
 from ttstrain.stage_rows import read_rows
+from ttstrain.steps import StepFormat
 
 
 @dataclass
@@ -106,16 +107,19 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     out = Path(cfg.output_dir)
     check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
-    chain_format = revision_prompt_record(generator.tokenizer)
     trained = Path(cfg.model_name_or_path) / "ttstrain_config.json"
-    if trained.is_file():  # a revision model says which revision prompts it was trained on
-        check_same_format(json.loads(trained.read_text()).get("prompt_format"), chain_format,
+    # a revision model says which revision prompts it was trained on and where its attempts end (LINE otherwise)
+    trained_format = json.loads(trained.read_text()).get("prompt_format") if trained.is_file() else None
+    steps = StepFormat.from_record((trained_format or {}).get("step_format"))
+    chain_format = revision_prompt_record(generator.tokenizer, steps)
+    if trained_format is not None:
+        check_same_format(trained_format, chain_format,
                           f"the revision model {cfg.model_name_or_path}", "these chains' revision prompts")
 
     def chains_chunk(chunk, start):
         return run_revision_chains(generator, chunk, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
                                    temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                   max_attempts=cfg.max_attempts, progress=False), {}
+                                   max_attempts=cfg.max_attempts, progress=False, step_format=steps), {}
 
     # one generate call per revision step of the chunk's chains
     with StageProgress(len(problems), "eval-revision chains", generator, cfg.chain_length, cfg.problems_per_chunk,
@@ -144,7 +148,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
         result["answer_bounds"] = revision_answer_bounds(base_samples, problem_ids={p["id"] for p in problems})
         result["changed_attempts"] = changed_attempt_check(rows, base_samples)
     write_parquet(out / "chains.parquet", rows)
-    write_parquet(out / "orm_data.parquet", revision_orm_rows(rows))
+    write_parquet(out / "orm_data.parquet", revision_orm_rows(rows, steps))
     write_json(out / "eval_revision.json", result)
     write_resolved_config(out, cfg, generator=generator.identity(), prompt_format=chain_format)
     return result

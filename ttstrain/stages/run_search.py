@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.progress import StageProgress
+from ttstrain.answer_pooling import AnswerPool
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
@@ -210,9 +211,11 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
         for p, res in zip(problems, full):
             cand_rows += _candidate_rows(p, "best_of_n", top, res, grader)
             orders = nested_orders(top, cfg.resamples, f"{cfg.seed}:{p['id']}")
+            pool = AnswerPool()  # one per problem: every subset's vote reuses its equivalence verdicts
             for m in sub:
                 for b in budgets:
-                    subs = [subset_result(res, o[:b], SUBSAMPLED[m]) for o in (orders if b < top else orders[:1])]
+                    subs = [subset_result(res, o[:b], SUBSAMPLED[m], pool)
+                            for o in (orders if b < top else orders[:1])]
                     rows.append(_result_row(p, m, b, subs, grader))
     for m in cfg.methods:
         if m in SUBSAMPLED:

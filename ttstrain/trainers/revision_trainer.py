@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.revisions.pairs import fit_revision_prompt, revision_prompt_record
+from ttstrain.stage_rows import recorded_prompt_format
+from ttstrain.steps import StepFormat
 from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume, set_dropout
 
 
@@ -62,8 +64,11 @@ def train_revision(cfg) -> Path:
     trainer.save_model(str(out))
     trainer.state.save_to_json(str(out / "trainer_state.json"))  # the loss history, next to the final model
     trainer.processing_class.save_pretrained(str(out))
+    # the attempts' step format, as build-revisions sampled them: revision chains end an attempt where they ended
+    sampled = recorded_prompt_format(cfg.dataset_path) if Path(cfg.dataset_path).is_dir() else None
+    steps = StepFormat.from_record(sampled.get("step_format") if isinstance(sampled, dict) else None)
     write_resolved_config(out, {k: v for k, v in cfg.to_dict().items()}, name="ttstrain_config.json",
-                          prompt_format=revision_prompt_record(trainer.processing_class))
+                          prompt_format=revision_prompt_record(trainer.processing_class, steps))
     write_text(out / "README.md", "\n".join([
         "# Revision model (ttstrain)", "",
         f"Fine-tuned from `{cfg.model_name_or_path}` on revision trajectories from `{cfg.dataset_path}`",
