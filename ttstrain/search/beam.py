@@ -25,8 +25,9 @@ one generate call (n=1) over every problem; the score call reads candidate + rol
 N * (k + 1) generations; the rollouts' tokens are counted in `generated_tokens`, their prefixes in
 `prefill_tokens`, and the verifier's reading of them in `verifier_tokens`.
 
-Departures: a step whose text is empty after stripping ends the solution (as a blank line does);
-steps are kept stripped, as `split_steps` keeps them.
+Departures: a step whose text is empty after stripping ends the solution (as a blank line does;
+with paragraph steps, a blank paragraph right after a step); steps are kept stripped, as the step
+format's `split` keeps them.
 """
 
 from __future__ import annotations
