@@ -95,7 +95,8 @@ def test_revision_prompts_are_recorded_and_chains_check_them(tmp_path, chat_toke
     from ttstrain.revisions.pairs import revision_prompt_record
     from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
 
-    assert revision_prompt_record(char_tokenizer) == {"kind": "plain", "revision": True}
+    assert revision_prompt_record(char_tokenizer) == {"kind": "plain", "revision": True,
+                                                      "step_format": {"separator": "\n", "solution_end": "blank_line"}}
     assert revision_prompt_record(chat_tokenizer)["kind"] == "chat"
     model = tmp_path / "revision_model"  # a revision model trained on chat revision prompts
     write_json(model / "ttstrain_config.json", {"prompt_format": revision_prompt_record(chat_tokenizer)})
