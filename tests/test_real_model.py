@@ -26,6 +26,20 @@ GSM8K_CHAT = dict(model_name_or_path="smollm2-135m", prompt_format="chat", split
                   max_batch_rows=32, seed=0)
 
 
+def train_lora_prm(dataset, output_dir, *, lora_r: int, max_steps: int, batch_size: int):
+    """A LoRA PRM from SmolLM2's body on `dataset` through the train-prm command's parser (value head alone)."""
+    from ttstrain.stages.train_prm import make_parser, run_train_prm
+
+    args = ["--model_name_or_path", "smollm2-135m", "--dataset_path", str(dataset), "--output_dir", str(output_dir),
+            "--use_lora", "true", "--lora_r", str(lora_r), "--max_steps", str(max_steps), "--learning_rate", "2e-3",
+            "--per_device_train_batch_size", str(batch_size), "--gradient_accumulation_steps", "1", "--eval_strategy",
+            "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--validation_fraction", "0",
+            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--warmup_steps", "0",
+            "--reference_features", "false", "--seed", "0"]
+    (cfg,) = make_parser().parse_args_and_config(args)
+    return run_train_prm(cfg)
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     from ttstrain.generation.hf import HFGenerator
@@ -40,7 +54,6 @@ def test_smollm2_chain_sample_label_train_search(tmp_path, smollm2):
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
     from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
     from ttstrain.stages.sample import SampleConfig, run_sample
-    from ttstrain.stages.train_prm import make_parser, run_train_prm
 
     def recorded(folder):
         fmt = json.loads((folder / "config.json").read_text())["prompt_format"]
@@ -57,14 +70,7 @@ def test_smollm2_chain_sample_label_train_search(tmp_path, smollm2):
     labels = [x for r in load_dataset_dir(tmp_path / "l") for x in r["labels"]]
     assert len(set(labels)) > 1 and recorded(tmp_path / "l") == "chat"
 
-    args = ["--model_name_or_path", "smollm2-135m", "--dataset_path", str(tmp_path / "l"), "--output_dir",
-            str(tmp_path / "prm"), "--use_lora", "true", "--lora_r", "8", "--max_steps", "12", "--learning_rate",
-            "2e-3", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--eval_strategy",
-            "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--validation_fraction", "0",
-            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--warmup_steps", "0",
-            "--reference_features", "false", "--seed", "0"]
-    (cfg,) = make_parser().parse_args_and_config(args)
-    trainer = run_train_prm(cfg)
+    trainer = train_lora_prm(tmp_path / "l", tmp_path / "prm", lora_r=8, max_steps=12, batch_size=8)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) >= 10 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     prm_format = json.loads((tmp_path / "prm" / "config.json").read_text())["ttstrain_prm"]["prompt_format"]
@@ -92,7 +98,6 @@ def test_smollm2_gsm8k_paragraph_steps_sample_and_label(tmp_path, smollm2):
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
     from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
     from ttstrain.stages.sample import SampleConfig, run_sample
-    from ttstrain.stages.train_prm import make_parser, run_train_prm
     from ttstrain.steps import PARAGRAPH
 
     run_sample(SampleConfig(output_dir=str(tmp_path / "s"), problems="gsm8k", limit=4, num_samples=1,
@@ -118,14 +123,7 @@ def test_smollm2_gsm8k_paragraph_steps_sample_and_label(tmp_path, smollm2):
         assert all(x in (0.0, 0.5, 1.0) for x in r["labels"])
 
     # a LoRA PRM from SmolLM2's body on those labels records the format; search reads and writes paragraphs
-    args = ["--model_name_or_path", "smollm2-135m", "--dataset_path", str(tmp_path / "l"), "--output_dir",
-            str(tmp_path / "prm"), "--use_lora", "true", "--lora_r", "4", "--max_steps", "4", "--learning_rate",
-            "2e-3", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--eval_strategy",
-            "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--validation_fraction", "0",
-            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true", "--warmup_steps", "0",
-            "--reference_features", "false", "--seed", "0"]
-    (cfg,) = make_parser().parse_args_and_config(args)
-    run_train_prm(cfg)
+    train_lora_prm(tmp_path / "l", tmp_path / "prm", lora_r=4, max_steps=4, batch_size=2)
     prm_meta = json.loads((tmp_path / "prm" / "config.json").read_text())["ttstrain_prm"]
     assert prm_meta["prompt_format"]["step_format"] == PARAGRAPH.record() and prm_meta["step_separator"] == "\n\n"
     run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "x"), prm_path=str(tmp_path / "prm"),

@@ -61,25 +61,27 @@ class AnswerPool:
         self.comparisons = 0
         self._groups: list[tuple[str, str, tuple | None]] = []  # (first answer, pooled key, values), in order
         self._key_of_form: dict = {}  # canonical form -> pooled key
-        self._form_of_answer: dict[str, object] = {}  # raw answer -> canonical form (normalise once)
+        self._form_of_answer: dict[str, tuple] = {}  # raw answer -> (canonical form, normalised text): normalise once
 
     def key(self, answer: str | None) -> str | None:
         """The pooled key of `answer` (None for None), placing it in a group on first sight."""
         if answer is None:
             return None
-        form = self._form_of_answer.get(answer)
-        if form is None:
-            form = self._form_of_answer[answer] = canonical_form(answer_key(answer))
+        known = self._form_of_answer.get(answer)
+        if known is None:
+            normalised = answer_key(answer)
+            known = self._form_of_answer[answer] = (canonical_form(normalised), normalised)
+        form, normalised = known
         pooled = self._key_of_form.get(form)
         if pooled is None:
-            pooled = self._key_of_form[form] = self._place(answer, form)
+            pooled = self._key_of_form[form] = self._place(answer, normalised, form)
         return pooled
 
     def keys(self, answers: Iterable[str | None]) -> list[str | None]:
         return [self.key(a) for a in answers]
 
-    def _place(self, answer: str, form: tuple) -> str:
-        pooled = answer_key(answer)
+    def _place(self, answer: str, pooled: str, form: tuple) -> str:
+        """The key of the first group `answer` (normalised: `pooled`) matches, or its own in a new group."""
         if form == ("text", ""):  # grades as equal to nothing, itself included: its own key, no group
             return pooled
         value = constant_values(pooled)

@@ -117,12 +117,16 @@ def step_format_of(few_shot: "list[tuple[str, str]] | PromptFormat | None") -> S
     return few_shot.steps if isinstance(few_shot, PromptFormat) else LINE
 
 
+def resolve_prompt_kind(kind: str, has_examples: bool) -> str:
+    """`auto`: few_shot with examples, else plain; otherwise the named kind."""
+    return ("few_shot" if has_examples else "plain") if kind == "auto" else kind
+
+
 def resolve_prompt_format(kind: str, examples: list, system_prompt: str | None, tokenizer=None,
                           step_separator: str = "auto", solution_end: str = "auto") -> PromptFormat:
-    """`auto`: few_shot with examples, else plain; otherwise the named kind. The step format follows
-    the kind unless set (`ttstrain.steps.resolve_step_format`)."""
-    if kind == "auto":
-        kind = "few_shot" if examples else "plain"
+    """The named kind (`resolve_prompt_kind`); the step format follows the kind unless set
+    (`ttstrain.steps.resolve_step_format`)."""
+    kind = resolve_prompt_kind(kind, bool(examples))
     steps = resolve_step_format(step_separator, solution_end, kind)
     return PromptFormat(kind, list(examples), system_prompt, tokenizer, steps)
 

@@ -134,6 +134,12 @@ class Generator(ABC):
         return None
 
 
+def eos_id_list(*values) -> list[int]:
+    """End-of-sequence ids from values that are each an id, a list of ids or None (a tokenizer's
+    `eos_token_id`, a generation config's)."""
+    return [e for v in values for e in ([v] if isinstance(v, int) else list(v or []))]
+
+
 def check_streams(prompts: Sequence[str], streams: Sequence[int] | None) -> list[int]:
     if streams is None:
         return [0] * len(prompts)

@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
+from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
+                                      row_seed)
 from ttstrain.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
 from ttstrain.steps import STEP_SEPARATOR
 
@@ -71,8 +72,7 @@ class _StopTable:
             s = tokenizer.decode([i], skip_special_tokens=True)
             self.text[i] = s
             self.contains_sep[i] = STEP_SEPARATOR in s
-        eos = tokenizer.eos_token_id
-        for e in ([eos] if isinstance(eos, int) else list(eos or [])) + list(eos_ids):
+        for e in eos_id_list(tokenizer.eos_token_id, list(eos_ids)):
             self.is_eos[e] = True
         self._may_stop: dict = {}
 
@@ -112,8 +112,7 @@ class HFGenerator(Generator):
         self.max_batch_rows = max_batch_rows
         pad = self._tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self._tokenizer.eos_token_id
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        gen_eos = eos_id_list(getattr(getattr(self.model, "generation_config", None), "eos_token_id", None))
         self._stops = _StopTable(self._tokenizer, self.model.config.vocab_size, gen_eos)
         # prompts that extend an earlier prompt (at a step boundary) prefill only their new tokens
         self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None

@@ -42,7 +42,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ttstrain.generation.base import Completion, Generator, PromptResult, SamplingParams, check_streams, row_seed
+from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
+                                      row_seed)
 from ttstrain.steps import STEP_SEPARATOR, StepFormat
 
 _INSTALL_HINT = (
@@ -201,6 +202,8 @@ class VLLMGenerator(Generator):
         if len(outputs) != len(req_prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(req_prompts)} requests")
 
+        tok = self.tokenizer
+        decode, eos_ids = (lambda ids: tok.decode(ids, skip_special_tokens=True)), eos_id_list(tok.eos_token_id)
         results: list[PromptResult] = []
         prompt_lengths: dict[str, int] = {}
         for i, prompt in enumerate(prompts):
@@ -215,7 +218,7 @@ class VLLMGenerator(Generator):
                     if out.prompt_token_ids is None:
                         raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
                     prompt_tokens = len(out.prompt_token_ids)
-                completions.append(self._completion(prompt, out.outputs[0], params))
+                completions.append(self._completion(prompt, out.outputs[0], params, decode, eos_ids))
             prompt_lengths.setdefault(prompt, prompt_tokens)
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=completions))
 
@@ -232,14 +235,10 @@ class VLLMGenerator(Generator):
         self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
         return results
 
-    def _completion(self, prompt: str, out, params: SamplingParams) -> Completion:
+    @staticmethod
+    def _completion(prompt: str, out, params: SamplingParams, decode, eos_ids: list[int]) -> Completion:
         finish_reason = map_finish_reason(out.finish_reason, out.stop_reason)
-        tok = self.tokenizer
-        eos = tok.eos_token_id
-        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-        text, used, reason = apply_stop_rule(prompt, out.token_ids,
-                                             lambda ids: tok.decode(ids, skip_special_tokens=True),
-                                             params.step_format, params.stop, eos_ids)
+        text, used, reason = apply_stop_rule(prompt, out.token_ids, decode, params.step_format, params.stop, eos_ids)
         if reason is not None:
             return Completion(text=text, num_tokens=used, finish_reason=reason)
         if finish_reason == "stop_string":

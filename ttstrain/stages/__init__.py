@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+from ttstrain.prompts import resolve_prompt_kind
 from ttstrain.steps import LINE, resolve_step_format
 
 
@@ -47,8 +48,7 @@ def run_fingerprint(cfg) -> dict:
     if "step_separator" in fingerprint:
         # the resolved step format counts, not how it was asked for; LINE (every run before step formats
         # had it) is left out, so those runs still resume when it resolves the same
-        kind = fingerprint.get("prompt_format", "auto")
-        kind = ("few_shot" if fingerprint.get("few_shot") else "plain") if kind == "auto" else kind
+        kind = resolve_prompt_kind(fingerprint.get("prompt_format", "auto"), bool(fingerprint.get("few_shot")))
         steps = resolve_step_format(fingerprint.pop("step_separator"), fingerprint.pop("solution_end"), kind)
         if steps != LINE:
             fingerprint["step_format"] = steps.record()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ttstrain.prm_format import BOS_MODES, LABEL_PLACEMENTS
+from ttstrain.prm_format import BOS_MODES, LABEL_PLACEMENTS, PRMLayout
 
 LABEL_MODES = ("soft", "hard", "orm")
 
@@ -210,10 +210,7 @@ class PRMConfig(TrainingArguments):
         if self.reference_features and self.random_init:
             raise ValueError("reference_features=True reads the starting model's log-probs; with random_init=True "
                              "there is no trained starting model to read")
-        if self.label_placement not in LABEL_PLACEMENTS:
-            raise ValueError(f"label_placement must be one of {LABEL_PLACEMENTS}, got {self.label_placement!r}")
-        if self.bos not in BOS_MODES:
-            raise ValueError(f"bos must be one of {BOS_MODES}, got {self.bos!r}")
+        PRMLayout(label_placement=self.label_placement, bos=self.bos)  # fails early on an unknown one
         if self.hard_labels_from_dataset and self.label_mode != "hard":
             raise ValueError("hard_labels_from_dataset=True needs label_mode='hard'")
         if _several_processes_without_cuda():
