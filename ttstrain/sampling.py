@@ -35,6 +35,7 @@ def sample_solutions(generator: Generator, problems: Sequence[dict], *, n: int, 
     fmt = step_format_of(few_shot)
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop="solution", seed=seed, step_format=fmt)
+    prompts_per_call = max(prompts_per_call, -(-getattr(generator, "min_call_rows", 0) // max(n, 1)))
     rows: list[dict] = []
     bar = tqdm(total=len(problems), desc=desc, disable=not progress, unit="problem")
     for start in range(0, len(problems), prompts_per_call):

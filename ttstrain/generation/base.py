@@ -105,6 +105,9 @@ class Generator(ABC):
     """A text generator behind one interface; see the module docstring for the contract."""
 
     backend: str = "abstract"
+    # continuations one generate call should carry to keep the backend busy (callers that split work into
+    # calls send at least this many when they have them); vLLM schedules up to 1,024 sequences at once
+    min_call_rows: int = 0
 
     def __init__(self):
         self.stats = GenerationStats()

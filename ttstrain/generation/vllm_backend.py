@@ -16,6 +16,22 @@ It implements the contract in `ttstrain.generation.base` on top of vLLM:
   begins in the prompt ends the solution here too, the text is cut where the rule cuts it, and
   `num_tokens` counts the tokens up to the one that stopped it, as the other backend does.
 
+Around the engine (`docs/gpu.md`):
+
+* the model name is resolved as the other backends resolve it (`ttstrain.models.resolve_model`: the
+  aliases "default" and "smollm2-135m" are local folders), and `num_parameters` is read from the
+  checkpoint's safetensors headers, so FLOPs are counted as on the transformers backend;
+* `gpu_memory_utilization` is vLLM's share of the GPU (vLLM refuses to start when less is free, so
+  a PRM or a second engine on the same GPU needs a smaller share); `close()` shuts the engine down
+  and gives its memory back;
+* batch-invariant mode (`VLLM_BATCH_INVARIANT=1`, set before the engine starts) is on by default, so
+  a continuation does not depend on what else shares its batch or on prefix-cache hits, and a resumed
+  chunk equals an uninterrupted one; `batch_invariant=False` trades that for speed;
+* temperatures outside [0, 2] are refused before anything is sent (vLLM refuses them too, for the
+  whole call), and a prompt with no room for one new token under `max_model_len` is not sent: it
+  comes back empty with finish reason "length" (vLLM would fail the whole call);
+* `prefill_tokens` counts what vLLM computed: each request's prompt minus its `num_cached_tokens`.
+
 vLLM needs a CUDA machine; it is an optional extra (`pip install 'ttstrain[vllm]'`) and is
 imported only when a `VLLMGenerator` is built.
 
@@ -40,11 +56,18 @@ fake engine the same way).
 
 from __future__ import annotations
 
+import gc
+import os
 from typing import Any, Sequence
+
+import torch
 
 from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
                                       row_seed)
+from ttstrain.models import checkpoint_parameters, resolve_model
 from ttstrain.steps import STEP_SEPARATOR, StepFormat
+
+MAX_TEMPERATURE = 2.0  # vllm.SamplingParams._verify_args refuses more
 
 _INSTALL_HINT = (
     "VLLMGenerator needs vLLM, which is not installed. "
@@ -130,6 +153,7 @@ class VLLMGenerator(Generator):
     """Generation with `vllm.LLM`; see the module docstring."""
 
     backend = "vllm"
+    min_call_rows = 4096  # 4x vLLM 0.32's batch on an H100 (max_num_seqs 1,024), so no call ends on a thin tail
 
     def __init__(
         self,
@@ -142,20 +166,29 @@ class VLLMGenerator(Generator):
         tensor_parallel_size: int = 1,
         max_model_len: int | None = None,
         enable_prefix_caching: bool = True,
+        batch_invariant: bool = True,
         llm=None,
         **engine_kwargs,
     ):
         super().__init__()
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        self.batch_invariant = batch_invariant
+        if batch_invariant:
+            # read by vLLM's engine process and kernels as they start: set before the import and the engine
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"
         self._vllm = _import_vllm()
         self.model = model
+        self.model_path = resolve_model(model)  # what the engine loads: an alias's folder, else as given
         self.tokenizer_name = tokenizer
         self.dtype = dtype
         self.seed = seed
+        self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_prefix_caching = enable_prefix_caching
         if llm is None:
             kwargs = dict(
-                model=model,
-                tokenizer=tokenizer,
+                model=self.model_path,
+                tokenizer=resolve_model(tokenizer) if tokenizer else None,
                 dtype=dtype,
                 seed=seed,
                 gpu_memory_utilization=gpu_memory_utilization,
@@ -167,6 +200,24 @@ class VLLMGenerator(Generator):
             kwargs.update(engine_kwargs)
             llm = self._vllm.LLM(**kwargs)
         self.llm = llm
+        config = llm.llm_engine.model_config
+        self.engine_dtype, self.max_model_len = str(config.dtype), config.max_model_len  # read after close() too
+        self._tokenizer = llm.get_tokenizer()
+        self._num_parameters = checkpoint_parameters(self.model_path)
+        self.prompts_too_long = 0  # prompts not sent: no room under max_model_len
+
+    def close(self) -> None:
+        """Shut the engine down and give its GPU memory back (vLLM 0.32 runs it in a process of its own);
+        this generator cannot generate after."""
+        if self.llm is None:
+            return
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -188,48 +239,56 @@ class VLLMGenerator(Generator):
         prompts = list(prompts)
         if not prompts:
             return []
+        if self.llm is None:
+            raise RuntimeError("this VLLMGenerator was closed: its engine is shut down")
+        if not 0 <= params.temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"temperature {params.temperature}: the vLLM backend samples at temperatures in "
+                             f"[0, {MAX_TEMPERATURE:g}] (vLLM refuses others); use --backend transformers for more")
         streams = check_streams(prompts, streams)
+        tok = self.tokenizer
+        # a prompt with no room for one new token would fail vLLM's whole call: it is not sent
+        max_len = self.max_model_len
+        lengths = {p: len(tok.encode(p)) for p in dict.fromkeys(prompts)}  # with special tokens, as vLLM counts
         # One n=1 request per continuation, prompt-major: request i*n + j is continuation j of
         # prompt i. Per-request seeds make the result batch-invariant.
         req_prompts: list[str] = []
         req_params = []
         for prompt, stream in zip(prompts, streams):
+            if lengths[prompt] >= max_len:
+                continue
             for j in range(params.n):
                 req_prompts.append(prompt)
                 req_params.append(self._vllm_params(params, prompt, j, stream))
 
-        outputs = list(self.llm.generate(req_prompts, req_params, use_tqdm=False))
+        outputs = list(self.llm.generate(req_prompts, req_params, use_tqdm=False)) if req_prompts else []
         if len(outputs) != len(req_prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(req_prompts)} requests")
 
-        tok = self.tokenizer
         decode, eos_ids = (lambda ids: tok.decode(ids, skip_special_tokens=True)), eos_id_list(tok.eos_token_id)
         results: list[PromptResult] = []
-        prompt_lengths: dict[str, int] = {}
-        for i, prompt in enumerate(prompts):
+        prefill_tokens, k = 0, 0
+        for prompt in prompts:
+            if lengths[prompt] >= max_len:
+                self.prompts_too_long += 1
+                too_long = Completion(text="", num_tokens=0, finish_reason="length")
+                results.append(PromptResult(prompt=prompt, prompt_tokens=lengths[prompt],
+                                            completions=[too_long] * params.n))
+                continue
             completions: list[Completion] = []
             prompt_tokens = None
-            for j in range(params.n):
-                out = outputs[i * params.n + j]
+            for _ in range(params.n):
+                out = outputs[k]
                 out_prompt = getattr(out, "prompt", None)
                 if out_prompt is not None and out_prompt != prompt:
-                    raise RuntimeError(f"vLLM output {i * params.n + j} is for another prompt (order lost)")
-                if prompt_tokens is None:
-                    if out.prompt_token_ids is None:
-                        raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
-                    prompt_tokens = len(out.prompt_token_ids)
+                    raise RuntimeError(f"vLLM output {k} is for another prompt (order lost)")
+                if out.prompt_token_ids is None:
+                    raise RuntimeError("vLLM returned no prompt_token_ids; cannot count prompt tokens")
+                prompt_tokens = len(out.prompt_token_ids)
+                prefill_tokens += prompt_tokens - (getattr(out, "num_cached_tokens", None) or 0)
                 completions.append(self._completion(prompt, out.outputs[0], params, decode, eos_ids))
-            prompt_lengths.setdefault(prompt, prompt_tokens)
+                k += 1
             results.append(PromptResult(prompt=prompt, prompt_tokens=prompt_tokens, completions=completions))
 
-        if self.enable_prefix_caching:
-            # An estimate: with the prefix cache each distinct prompt is prefilled once per call
-            # and its other copies hit the cache. It ignores cache hits across calls (a shared
-            # question or step prefix prefilled earlier), cache evictions, and the block
-            # granularity of the cache (a copy still recomputes its last partial block / token).
-            prefill_tokens = sum(prompt_lengths.values())
-        else:
-            prefill_tokens = sum(r.prompt_tokens * len(r.completions) for r in results)
         self.stats.add(results, prefill_tokens=prefill_tokens)
         rows = sum(len(r.completions) for r in results)
         self.report_progress(rows, rows, sum(r.generated_tokens for r in results), finished=True)
@@ -251,16 +310,19 @@ class VLLMGenerator(Generator):
             "backend": self.backend,
             "model": self.model,
             "tokenizer": self.tokenizer_name or self.model,
-            "dtype": str(self.dtype),
+            "dtype": self.engine_dtype,  # what the engine runs in ("auto" resolved)
+            "parameters": self.num_parameters,
             "vllm_version": _vllm_version(self._vllm),
             "enable_prefix_caching": self.enable_prefix_caching,
+            "batch_invariant": self.batch_invariant,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
         }
 
     @property
     def tokenizer(self):
-        return self.llm.get_tokenizer()
+        return self._tokenizer
 
     @property
     def num_parameters(self) -> int | None:
-        # The weights live in vLLM's worker processes; counting them is not cheap.
-        return None
+        # the weights live in vLLM's engine process: counted from the checkpoint's headers instead
+        return self._num_parameters

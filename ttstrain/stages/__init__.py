@@ -2,13 +2,15 @@
 
 The helpers below are the setup every generating stage shares: its problems and its generator,
 both read from the same config field names (problems, split, per_level, limit, data_dir, seed;
-backend, model_name_or_path, dtype, max_batch_rows: `ttstrain.stages.arguments`).
+backend, model_name_or_path, dtype, device, gpu_memory_utilization, max_batch_rows:
+`ttstrain.stages.arguments`).
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 
+from ttstrain.devices import DEFAULT_VLLM_SHARE, resolve_device
 from ttstrain.prompts import resolve_prompt_kind
 from ttstrain.steps import LINE, resolve_step_format
 
@@ -22,11 +24,19 @@ def stage_problems(cfg) -> list[dict]:
                          levels=cfg.levels, **kw)
 
 
-def stage_generator(cfg):
-    """The generator a stage config names (dtype and batch rows matter to the transformers backend only)."""
+def stage_generator(cfg, gpu_memory_utilization: float | None = None):
+    """The generator a stage config names, in its dtype: the transformers backend on `cfg.device`, vLLM with
+    `gpu_memory_utilization` (a share planned by the caller, e.g. search beside its verifier), else the
+    config's, else vLLM's default share here (`ttstrain.devices.DEFAULT_VLLM_SHARE`)."""
     from ttstrain.generation import load_generator
 
-    backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows} if cfg.backend == "transformers" else {}
+    if cfg.backend == "transformers":
+        backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows, "device": resolve_device(cfg.device)}
+    elif cfg.backend == "vllm":
+        share = gpu_memory_utilization or cfg.gpu_memory_utilization or DEFAULT_VLLM_SHARE
+        backend_kw = {"dtype": cfg.dtype, "gpu_memory_utilization": share}
+    else:
+        backend_kw = {}
     return load_generator(cfg.backend, model=cfg.model_name_or_path, **backend_kw)
 
 
@@ -52,7 +62,8 @@ def run_fingerprint(cfg) -> dict:
         steps = resolve_step_format(fingerprint.pop("step_separator"), fingerprint.pop("solution_end"), kind)
         if steps != LINE:
             fingerprint["step_format"] = steps.record()
-    return {**fingerprint, "model_revision": model_revision(cfg.model_name_or_path)}
+    # fetched when a hub model is not cached yet, so the first run records the commit its resume will find
+    return {**fingerprint, "model_revision": model_revision(cfg.model_name_or_path, fetch=True)}
 
 
 def policy_prefix_cache(generator, max_bytes: int):

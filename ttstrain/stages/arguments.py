@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 class PolicyArguments:
     model_name_or_path: str = field(default="default", metadata={"help": "Policy: 'default' (the shipped world), 'smollm2-135m', a path or a hub id."})
     backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype (transformers backend)."})
+    dtype: str = field(default="float32", metadata={"help": "Policy dtype: float32, bfloat16, float16, or auto (the checkpoint's; vLLM runs a float32 checkpoint in bfloat16). Both backends run in it; the run's config.json records the dtype the model ran in."})
+    device: str = field(default="auto", metadata={"help": "Device of the transformers backend: auto (cuda if available, else cpu), cpu, cuda or cuda:N. vLLM takes the first visible GPU: give each shard its own with CUDA_VISIBLE_DEVICES."})
+    gpu_memory_utilization: float | None = field(default=None, metadata={"help": "vLLM's share of its GPU's memory (vLLM refuses to start when less is free); unset: 0.9, or 0.9 less what the verifier needs when search loads it on the same GPU (ttstrain.devices)."})
     max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
+
+
+# PolicyArguments fields that change where and how fast a policy runs, not what it writes: left out of run fingerprints
+RUNTIME_FIELDS = ("max_batch_rows", "device", "gpu_memory_utilization")
 
 
 @dataclass

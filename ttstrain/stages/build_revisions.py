@@ -18,7 +18,7 @@ from pathlib import Path
 from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
+from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
@@ -44,7 +44,7 @@ class BuildRevisionsConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
     def fingerprint(self) -> dict:
         """Fields that change the rows: a resumed run or a merge must match them."""
-        skip = {"output_dir", "shard", "merge_only", "max_batch_rows"}
+        skip = {"output_dir", "shard", "merge_only", *RUNTIME_FIELDS}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 

@@ -27,7 +27,7 @@ from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
+from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
 from ttstrain.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
@@ -62,7 +62,7 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments):
     def fingerprint(self) -> dict:
         """Fields that change the labels: a resumed run or a merge must match them (batch rows only
         change how many rows share a forward pass, and the shard which chunks a job writes)."""
-        skip = {"output_dir", "shard", "merge_only", "max_batch_rows"}
+        skip = {"output_dir", "shard", "merge_only", *RUNTIME_FIELDS}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 

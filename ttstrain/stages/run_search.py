@@ -44,7 +44,9 @@ from ttstrain.answer_pooling import AnswerPool
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
+from ttstrain.devices import (gpu_total_bytes, prm_reference_model, resolve_device, same_gpu, verifier_bytes,
+                              vllm_memory_share)
+from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
@@ -108,7 +110,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
-        skip = {"output_dir", "shard", "max_batch_rows", "prm_device", "prm_batch_size"}
+        skip = {"output_dir", "shard", "prm_device", "prm_batch_size", *RUNTIME_FIELDS}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -121,10 +123,8 @@ def verifier_name(cfg: SearchStageConfig) -> str | None:
 
 def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     """The verifier `cfg.verifier` names; `prompt_format` is the policy's (the likelihood scorer reads those prompts)."""
-    import torch
-
     name = verifier_name(cfg)
-    device = cfg.prm_device if cfg.prm_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.prm_device)
     if cfg.verifier == "likelihood":
         from ttstrain.likelihood_baseline import LikelihoodScorer
 
@@ -255,6 +255,24 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
+    """vLLM's GPU share when this search's verifier runs on the engine's GPU: 0.9 less what the verifier
+    needs (`ttstrain.devices`); None (the config's or the default share) otherwise."""
+    from ttstrain.search import NO_VERIFIER
+
+    if cfg.backend != "vllm" or cfg.gpu_memory_utilization is not None or all(m in NO_VERIFIER for m in cfg.methods):
+        return None
+    device = resolve_device(cfg.prm_device)
+    if not same_gpu(device):
+        return None
+    models = [verifier_name(cfg)]
+    reference = prm_reference_model(cfg.prm_path) if cfg.verifier == "prm" and cfg.prm_path else None
+    models += [reference] if reference else []
+    cache = cfg.prm_prefix_cache_mb << 20 if cfg.verifier in PRM_VERIFIERS else 0
+    need = verifier_bytes(models, cfg.prm_dtype, cache)
+    return vllm_memory_share(None, verifier_device=device, verifier_need=need, gpu_bytes=gpu_total_bytes())
+
+
 def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progress: bool = True) -> dict | None:
     """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
     from ttstrain.prompts import check_same_format
@@ -272,7 +290,7 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
-            generator = stage_generator(cfg)
+            generator = stage_generator(cfg, gpu_memory_utilization=planned_vllm_share(cfg))
         shots = stage_prompt_format(cfg, generator)
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg, prompt_format=shots)

@@ -22,7 +22,7 @@ from ttstrain.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments, PromptArguments
+from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 
 
 @dataclass
@@ -37,7 +37,7 @@ class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
     def fingerprint(self) -> dict:
         """Fields that change the samples: a resumed run must match them."""
-        return {k: v for k, v in asdict(self).items() if k not in ("output_dir", "max_batch_rows")}
+        return {k: v for k, v in asdict(self).items() if k not in ("output_dir", *RUNTIME_FIELDS)}
 
 
 def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict:
