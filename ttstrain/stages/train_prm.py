@@ -67,14 +67,17 @@ def run_train_prm(cfg):
         metrics.update(trainer.evaluate())
     trainer.log_metrics("all", metrics)
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
-    if cfg.reference_features and trainer.args.should_save:
+    if cfg.reference_features:
         from ttstrain.trainers.reference_fit import fit_reference_features
 
-        # fitted on the training questions, so the validation questions stay held out for evaluation
+        # fitted on the training questions, so the validation questions stay held out for evaluation;
+        # every process reads its share of the rows on its device (no rank idles at a barrier meanwhile)
         spec = fit_reference_features(cfg.output_dir, train, reference=cfg.model_name_or_path,
                                       label_mode=cfg.label_mode, batch_size=cfg.per_device_eval_batch_size,
-                                      fitted_on="train", validation_rows=val)
+                                      fitted_on="train", validation_rows=val, device=trainer.accelerator.device,
+                                      accelerator=trainer.accelerator)
         metrics["reference_features"] = spec
+    if cfg.reference_features and trainer.args.should_save:
         held_out = spec.get("validation")
         print(f"[train-prm] reference features: BCE {spec['bce_value_head_only']} -> {spec['bce_combined']} on the "
               f"{spec['fitted_steps']} training steps they were fitted on"

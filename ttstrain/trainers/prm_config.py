@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ttstrain.prm_format import BOS_MODES, LABEL_PLACEMENTS, PRMLayout
+from ttstrain.trainers.run_setup import no_master_weights
 
 LABEL_MODES = ("soft", "hard", "orm")
 
@@ -42,7 +43,10 @@ class PRMConfig(TrainingArguments):
         random_init (`bool`, defaults to `False`):
             Build the same architecture with random weights instead of loading the checkpoint's weights.
         dtype (`str`, defaults to `"float32"`):
-            Dtype the model is loaded in (`float32`, `bfloat16`, `float16` or `auto`).
+            Dtype the model is loaded in (`float32`, `bfloat16`, `float16` or `auto`). With `bf16`/`fp16` mixed
+            precision keep `float32` (the master weights; `bfloat16`/`float16` is refused there outside DeepSpeed
+            and LoRA: `ttstrain.trainers.run_setup.no_master_weights`); `--bf16 false` trains 16-bit weights
+            purely.
         attn_implementation (`str` or `None`, defaults to `None`):
             Attention kernel (`sdpa`, `eager`, `flash_attention_2`, ...); `None` lets transformers choose.
         dataset_path (`str`, defaults to `"runs/default/label_mc_demo"`):
@@ -213,6 +217,10 @@ class PRMConfig(TrainingArguments):
         PRMLayout(label_placement=self.label_placement, bos=self.bos)  # fails early on an unknown one
         if self.hard_labels_from_dataset and self.label_mode != "hard":
             raise ValueError("hard_labels_from_dataset=True needs label_mode='hard'")
+        # LoRA's 16-bit base is frozen (the trainer casts adapters and head to float32); a full fine-tune is not
+        problem = None if self.use_lora else no_master_weights(self.dtype, self)
+        if problem:
+            raise ValueError(problem)
         if _several_processes_without_cuda():
             # Without these, accelerate gives DeepSpeed no backend on CPU (it then runs as one process
             # and fails its batch-size check) and plain torchrun no DDP wrapper (the ranks drift apart).

@@ -42,6 +42,7 @@ Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,7 +58,7 @@ from ttstrain.prm_batching import build_batch
 from ttstrain.prm_data import rows_prompt_format, tokenize_dataset, truncation_warning
 from ttstrain.prm_format import PRM_CONFIG_KEY, PRMLayout, layout_metadata, prm_metadata
 from ttstrain.steps import StepFormat
-from ttstrain.trainers.run_setup import set_dropout
+from ttstrain.trainers.run_setup import float32_trainable, set_dropout
 
 IGNORE_INDEX = -100
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class PRMTrainer(Trainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+        float32_trainable(model, args, lora=peft_config is not None)
         self.data_summary = {}
         max_length = args.max_length or context_length(model)
         train_dataset = self._tokenized(train_dataset, processing_class, args, "train", max_length)
@@ -254,19 +256,38 @@ class PRMTrainer(Trainer):
         super().log(logs, start_time)
 
     def save_prm(self, output_dir: str | None = None, extra_card: dict | None = None) -> str:
-        """The final PRM: full weights (LoRA merged), config, tokenizer and a model card README.md."""
+        """The final PRM: full weights (LoRA merged), config, tokenizer and a model card README.md.
+
+        Every rank merges the LoRA adapters into its model, so the ranks keep one model; the main
+        process writes it. Under ZeRO-3 a rank holds only a shard of each weight and peft's merge
+        gathers nothing, so the merge runs with all parameters gathered, and the shards keep rank
+        0's merged values afterwards.
+        """
         output_dir = output_dir or self.args.output_dir
         if _is_peft(self.model):
-            merged = self.model.merge_and_unload()
-            if self.args.should_save:
-                merged.save_pretrained(output_dir)
-                self.processing_class.save_pretrained(output_dir)
+            with _gathered(self.model):
+                merged = self.model.merge_and_unload()
+                if self.args.should_save:
+                    merged.save_pretrained(output_dir, state_dict={k: v.detach().cpu().contiguous()
+                                                                   for k, v in merged.state_dict().items()})
+                    self.processing_class.save_pretrained(output_dir)
         else:
             self.save_model(output_dir)
         if self.args.should_save:
             write_model_card(output_dir, self.args, self.data_summary, self.state, extra_card or {}, self.layout)
         self.accelerator.wait_for_everyone()
         return output_dir
+
+
+def _gathered(model):
+    """A context in which every parameter of a ZeRO-3 model is whole on every rank, rank 0's values
+    kept on exit; no context for any other model."""
+    params = list(model.parameters())
+    if not any(hasattr(p, "ds_id") for p in params):  # not partitioned by DeepSpeed ZeRO-3
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def _is_peft(model) -> bool:

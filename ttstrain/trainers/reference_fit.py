@@ -5,12 +5,17 @@ bias) are fitted by the same soft-label BCE on the training questions' steps, th
 checkpoint's `config.ttstrain_prm` under `reference_features`; `ttstrain.scoring.PRMScorer` applies
 them (`ttstrain.reference_features`). Run by `ttstrain train-prm --reference_features true`.
 
+Under several processes every process reads the features of its share of the rows on its own
+device and the shares are gathered: the fit is that much faster, and no process waits at a
+barrier through another's whole fit (a real model's fit outlasts the process group's timeout).
+
     from ttstrain.trainers.reference_fit import fit_reference_features
     spec = fit_reference_features("runs/demo/prm", train_rows, reference="default")
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -79,6 +84,20 @@ def step_features(prm: PRMScorer, ref, rows, label_mode: str, batch_size: int) -
     return torch.tensor(feats), torch.tensor(targets), len(encoded)
 
 
+def shared_step_features(prm: PRMScorer, ref, rows, label_mode: str, batch_size: int,
+                         accelerator=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`step_features` of all rows; with an `accelerator` of several processes, each reads rows i, i+n, ...
+    and every process gets all of them (every process must call this)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return step_features(prm, ref, rows, label_mode, batch_size)
+    from accelerate.utils import gather_object
+
+    share = range(accelerator.process_index, len(rows), accelerator.num_processes)
+    share = rows.select(share) if hasattr(rows, "select") else [rows[i] for i in share]
+    parts = gather_object([step_features(prm, ref, share, label_mode, batch_size)])
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts)
+
+
 def combiner_bce(x: torch.Tensor, y: torch.Tensor, weights: list[float], bias: float) -> tuple[float, float]:
     """(BCE of the value head alone, BCE of the combiner) on features x and targets y."""
     bce = torch.nn.functional.binary_cross_entropy_with_logits
@@ -86,20 +105,37 @@ def combiner_bce(x: torch.Tensor, y: torch.Tensor, weights: list[float], bias: f
     return float(bce(x[:, 0], y)), float(bce(x @ torch.tensor(weights, dtype=torch.float64) + bias, y))
 
 
+@contextlib.contextmanager
+def _whole_models():
+    """Models loaded inside are whole on every process, though a ZeRO-3 run's TrainingArguments live:
+    transformers would build them partitioned (`deepspeed.zero.Init`) for a DeepSpeed engine the fit has not."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref  # no public getter; restored as it was
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = ref
+
+
 def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_mode: str = "soft",
                            batch_size: int = 16, l2: float = 1e-3, fitted_on: str = "train",
-                           validation_rows=None) -> dict:
+                           validation_rows=None, device: str | torch.device = "cpu", accelerator=None) -> dict:
     """Fit the combiner of a saved PRM on labelled rows and record it in its config.json; returns the record.
 
     `rows` are PRM dataset rows (prompt, completions, labels, ...); the targets are those the PRM
     trained on (`row_targets` with `label_mode`). `reference` is the causal LM whose
     log-probs are read (a hub id, folder or alias such as "default"). With `validation_rows` (the
     questions held out of training) the record also holds the combiner's BCE there, beside the
-    value head's; a fit on fewer than MIN_FIT_STEPS steps is recorded with a `warning`.
+    value head's; a fit on fewer than MIN_FIT_STEPS steps is recorded with a `warning`. Both models
+    run on `device`. With `accelerator` every process calls this and reads its share of the rows
+    (`shared_step_features`); all fit the same four numbers and only the main process records them.
     """
-    prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size)
-    ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
-    x, y, used = step_features(prm, ref, rows, label_mode, batch_size)
+    with _whole_models():
+        prm = PRMScorer.from_pretrained(prm_dir, use_reference_features=False, batch_size=batch_size, device=device)
+        ref = load_reference_model(reference, prm.tokenizer, device=prm.device)
+    x, y, used = shared_step_features(prm, ref, rows, label_mode, batch_size, accelerator)
     if not len(y):
         raise ValueError(f"no labelled step to fit the reference-feature combiner of {prm_dir} on")
     weights, bias, before, after = fit_combiner(x, y, l2)
@@ -107,7 +143,7 @@ def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_m
             "fitted_on": fitted_on, "fitted_steps": len(y), "fitted_rows": used, "l2": l2,
             "bce_value_head_only": round(before, 5), "bce_combined": round(after, 5)}
     if validation_rows is not None:
-        vx, vy, vused = step_features(prm, ref, validation_rows, label_mode, batch_size)
+        vx, vy, vused = shared_step_features(prm, ref, validation_rows, label_mode, batch_size, accelerator)
         if len(vy):
             alone, combined = combiner_bce(vx, vy, weights, bias)
             spec["validation"] = {"rows": vused, "steps": len(vy), "bce_value_head_only": round(alone, 5),
@@ -115,7 +151,8 @@ def fit_reference_features(prm_dir: str | Path, rows, *, reference: str, label_m
     if len(y) < MIN_FIT_STEPS:
         spec["warning"] = (f"fitted on {len(y)} steps (fewer than {MIN_FIT_STEPS}): the four numbers may follow the "
                            "training rows' noise; compare the validation BCE before trusting them")
-    record_spec(prm_dir, spec)
+    if accelerator is None or accelerator.is_main_process:
+        record_spec(prm_dir, spec)
     return spec
 
 
@@ -129,4 +166,4 @@ def record_spec(prm_dir: str | Path, spec: dict) -> None:
     write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["fit_combiner", "fit_reference_features", "record_spec"]
+__all__ = ["fit_combiner", "fit_reference_features", "record_spec", "shared_step_features"]

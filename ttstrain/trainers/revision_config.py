@@ -7,7 +7,9 @@ found validation loss a poor stopping signal and picked a checkpoint past the po
 overfitting: keep them and choose with eval/eval_revision.py), report_to "none", no gradient
 checkpointing (turn it on for models that need it), and bf16 only where a GPU trains: TRL's
 SFTConfig resolves bf16 to True everywhere, and bf16 autocast on a CPU made revision SFT of the
-default world ~10x slower (measured: 18 s per batch of 16 instead of under 2 s).
+default world ~10x slower (measured: 18 s per batch of 16 instead of under 2 s). Mixed precision
+keeps float32 weights: `model_dtype` bfloat16/float16 under bf16/fp16 is refused outside DeepSpeed
+(`ttstrain.trainers.run_setup.no_master_weights`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from ttstrain.trainers.run_setup import no_master_weights
+
 
 @dataclass
 class RevisionConfig(SFTConfig):
@@ -23,7 +27,7 @@ class RevisionConfig(SFTConfig):
     dataset_path: str = field(default="runs/default/revisions", metadata={"help": "Output folder of `ttstrain build-revisions`."})
     max_attempts: int = field(default=4, metadata={"help": "Previous attempts kept in context (the most recent ones)."})
     dropout: float = field(default=0.0, metadata={"help": "Attention/hidden dropout set on the model config."})
-    model_dtype: str = field(default="float32", metadata={"help": "dtype to load the model in."})
+    model_dtype: str = field(default="float32", metadata={"help": "dtype to load the model in (float32: the master weights under bf16/fp16 mixed precision)."})
     output_dir: str = field(default="runs/revision_model", metadata={"help": "Where checkpoints and the final model go."})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (paper: 1e-5)."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
@@ -42,4 +46,7 @@ class RevisionConfig(SFTConfig):
             import torch
 
             self.bf16 = bool(torch.cuda.is_available() and not self.use_cpu and not self.fp16)
+        problem = no_master_weights(self.model_dtype, self, "--model_dtype")
+        if problem:
+            raise ValueError(problem)
         super().__post_init__()

@@ -16,7 +16,7 @@ from typing import Sequence
 from ttstrain.revisions.pairs import fit_revision_prompt, revision_prompt_record
 from ttstrain.stage_rows import recorded_prompt_format
 from ttstrain.steps import StepFormat
-from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume, set_dropout
+from ttstrain.trainers.run_setup import default_wandb_offline, float32_trainable, resolve_resume, set_dropout
 
 
 def revision_sft_rows(rows: Sequence[dict], tokenizer=None, max_attempts: int = 4,
@@ -46,6 +46,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
         tokenizer = tokenizer or load_tokenizer(path)
         model = load_causal_lm(path, dtype=cfg.model_dtype)
     set_dropout(model.config, cfg.dropout)
+    float32_trainable(model, cfg, lora=False, option="--model_dtype")  # a checkpoint loaded in 16 bits ("auto")
     model.train()
     if train_rows is None:
         train_rows = load_dataset_dir(cfg.dataset_path).to_list()

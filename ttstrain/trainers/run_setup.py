@@ -4,6 +4,14 @@
 - `resolve_resume`: `--resume_from_checkpoint last|true|<folder>|none` as `Trainer.train` takes it.
 - `set_dropout`: every dropout probability field a model config has (Llama's attention_dropout,
   GPT-2's attn_pdrop / resid_pdrop / embd_pdrop, BERT-style names, ...) set to one value.
+- `no_master_weights` / `float32_trainable`: `bf16`/`fp16` mean mixed precision, as TRL and
+  accelerate users expect it: float32 trainable weights, 16-bit autocast. Weights loaded in 16 bits
+  would be updated in 16 bits, with no float32 master copy (outside DeepSpeed, whose optimizer
+  keeps one), and an update below their resolution (lr 3e-5 on a weight near 1; bf16 steps by
+  2^-8 there) rounds away. So a full fine-tune of 16-bit weights under `bf16`/`fp16` is refused
+  with the option that fixes it, and a LoRA run's trainable parameters (adapters and head; the
+  frozen base may stay 16-bit) are cast to float32. Pure 16-bit training stays possible on purpose:
+  16-bit weights with `--bf16 false`.
 
     from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume, set_dropout
 """
@@ -11,6 +19,8 @@
 from __future__ import annotations
 
 import os
+
+import torch
 
 # the body's config fields that hold a dropout probability, across common architectures
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
@@ -41,3 +51,36 @@ def set_dropout(config, p: float) -> list[str]:
             setattr(config, name, p)
             done.append(name)
     return done
+
+
+LOW_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _deepspeed(args) -> bool:
+    return bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def no_master_weights(dtype: str, args, option: str = "--dtype") -> str | None:
+    """Why `args` would train weights of `dtype` with no float32 master copy (one line), or None when it would not."""
+    mixed = "bf16" if args.bf16 else "fp16" if args.fp16 else None
+    if dtype not in LOW_PRECISION or mixed is None or _deepspeed(args):
+        return None
+    return (f"{option} {dtype} with {mixed}=True trains {dtype} weights with no float32 master copy, so small "
+            f"updates round away (lr 3e-5 on a weight near 1): use {option} float32 for mixed precision (float32 "
+            f"weights, {mixed} autocast), or --{mixed} false to train in pure {dtype} on purpose")
+
+
+def float32_trainable(model, args, lora: bool, option: str = "--dtype") -> list[str]:
+    """Under `bf16`/`fp16` mixed precision, the 16-bit trainable parameters of a LoRA model cast to
+    float32 (their names returned); those of a full fine-tune refused (`no_master_weights`)."""
+    low = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dtype in LOW_PRECISION.values()]
+    if not low:
+        return []
+    problem = no_master_weights(str(low[0][1].dtype).removeprefix("torch."), args, option)
+    if problem is None:
+        return []
+    if not lora:
+        raise ValueError(problem)
+    for _, p in low:
+        p.data = p.data.float()
+    return [n for n, _ in low]
