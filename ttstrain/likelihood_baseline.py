@@ -22,6 +22,7 @@ import torch
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.prompts import PromptFormat
 from ttstrain.reference_features import token_logprobs
+from ttstrain.devices import resolve_device
 from ttstrain.steps import step_end_positions
 
 
@@ -44,11 +45,12 @@ class LikelihoodScorer:
         self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, device: str = "cpu", dtype: str = "auto", **kw) -> "LikelihoodScorer":
-        """The causal LM `name_or_path` (alias such as `default`, folder or hub id) and its tokenizer."""
+    def from_pretrained(cls, name_or_path: str, *, device: str = "auto", dtype: str = "auto", **kw) -> "LikelihoodScorer":
+        """The causal LM `name_or_path` (alias such as `default`, folder or hub id) and its tokenizer, on
+        `device` (`ttstrain.scoring.resolve_device`: auto is cuda when available)."""
         from ttstrain.models import load_causal_lm, load_tokenizer
 
-        model = load_causal_lm(name_or_path, dtype=dtype, device=device)
+        model = load_causal_lm(name_or_path, dtype=dtype, device=resolve_device(device))
         return cls(model, load_tokenizer(name_or_path), name=str(name_or_path), **kw)
 
     def prompt_for(self, question: str) -> str:

@@ -19,6 +19,12 @@ logit for a PRM, log p(next token) for a reference policy. The last reused posit
 recomputed, so an output that reads the next token is right at the seam. The cache evicts the
 least recently used sequences beyond `max_bytes` (keys, values and outputs counted); it is for one
 model (keys are token ids only).
+
+`model` may also be a causal LM's body (its hidden states are then what `per_token` reads):
+`logprob_pass` gives the body and a `per_token` that applies the LM head to a bounded chunk of
+positions at a time (`lm_head_logprobs`), so log-probs of a batch never hold batch x length x
+vocabulary logits (Qwen's 151,936-token vocabulary makes that gigabytes). The packed pass of
+`ttstrain.reference_features.token_logprobs` reads its log-probs the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from typing import Callable, Sequence
 import torch
 
 PerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# the most bytes one float32 full-vocabulary chunk of logits may take in `lm_head_logprobs`
+LOGPROB_CHUNK_BYTES = 256 << 20
+# config fields of causal LMs whose logits are not lm_head(hidden), and the values meaning "unchanged"
+_LOGIT_TRANSFORMS = {"final_logit_softcapping": (None,), "logit_scale": (None, 1, 1.0), "logits_scaling": (None, 1, 1.0)}
 
 
 class _Entry:
@@ -168,12 +179,12 @@ def cached_forward(model, seqs: Sequence[Sequence[int]], boundaries: Sequence[Se
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
         batch = PrefixBatch(model, [seqs[i] for i in chunk], [reuse[i] for i in chunk], pad_token_id)
-        logits = batch.output.logits
-        next_ids = torch.full(logits.shape[:2], pad_token_id, dtype=torch.long)
+        outputs = position_outputs(batch.output)
+        next_ids = torch.full(outputs.shape[:2], pad_token_id, dtype=torch.long)
         for r, i in enumerate(chunk):
             start = reuse[i][0]
             next_ids[r, :batch.lengths[r] - 1] = torch.as_tensor(seqs[i][start + 1:], dtype=torch.long)
-        values = per_token(logits.float(), next_ids.to(logits.device)).float().cpu()
+        values = per_token(outputs, next_ids.to(outputs.device)).float().cpu()
         for r, i in enumerate(chunk):
             start, entry = reuse[i]
             head = entry.outputs[:start] if entry is not None else values.new_zeros(0)
@@ -197,9 +208,47 @@ def stack_past(reuse: Sequence[tuple[int, _Entry | None]], past_len: int) -> lis
     return stacked
 
 
+def position_outputs(output) -> torch.Tensor:
+    """The per-position tensor of a forward: a model's logits (as float32), or a body's hidden states."""
+    logits = getattr(output, "logits", None)
+    return logits.float() if logits is not None else output.last_hidden_state
+
+
 def next_token_logprobs(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
-    """log p(next token | tokens so far) at each position (the last position's value is never read)."""
+    """log p(next token | tokens so far) at each position from full logits (the last position's value is never read)."""
     return torch.log_softmax(logits, dim=-1).gather(-1, next_ids[..., None])[..., 0]
+
+
+def lm_head_logprobs(hidden: torch.Tensor, head, targets: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """log p(target) at each position (hidden (..., H), targets (...)) through the LM head `head`, a chunk
+    of positions at a time: no full-vocabulary tensor exceeds LOGPROB_CHUNK_BYTES in float32."""
+    rows = max(1, LOGPROB_CHUNK_BYTES // (4 * vocab_size))
+    flat, ids = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    out = torch.empty(ids.shape, dtype=torch.float32, device=hidden.device)
+    for s in range(0, len(ids), rows):
+        out[s:s + rows] = next_token_logprobs(head(flat[s:s + rows]).float(), ids[s:s + rows])
+    return out.view(targets.shape)
+
+
+def logprob_pass(model) -> tuple[torch.nn.Module, PerToken]:
+    """What to run for a causal LM's log p(next token), and the `per_token` that reads it off the output.
+
+    The model's body and `lm_head_logprobs` over its hidden states; for a model whose logits are not
+    its LM head's output (soft-capped or scaled: Gemma 2, Cohere, Granite), that has no separate body,
+    or that is not a transformers model (a PEFT wrapper), the whole model and `next_token_logprobs`
+    over its full logits.
+    """
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):
+        return model, next_token_logprobs
+    body, head = model.base_model, model.get_output_embeddings()
+    transformed = any(getattr(model.config, k, None) not in same for k, same in _LOGIT_TRANSFORMS.items())
+    if body is model or head is None or transformed:
+        return model, next_token_logprobs
+    weight = getattr(head, "weight", None)
+    vocab = weight.shape[0] if weight is not None else model.config.vocab_size
+    return body, lambda hidden, next_ids: lm_head_logprobs(hidden, head, next_ids, vocab)
 
 
 def value_head_logits(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ttstrain.models import _torch_dtype, resolve_model
-from ttstrain.prefix_cache import PrefixKVCache, cached_forward, next_token_logprobs
+from ttstrain.prefix_cache import PrefixKVCache, cached_forward, logprob_pass, position_outputs
 from ttstrain.prm_batching import packed_batches
 
 META_KEY = "reference_features"
@@ -41,24 +41,25 @@ def token_logprobs(model, seqs: Sequence[Sequence[int]], pad_token_id: int, batc
 
     Sequences run packed like the PRM's (one pass per sequence, each attending only to itself), or,
     with a prefix cache and `boundaries`, each from its longest cached prefix (`ttstrain.prefix_cache`).
+    Either way the model's body runs and the LM head reads a bounded chunk of positions at a time
+    (`ttstrain.prefix_cache.logprob_pass`): only the tokens read, never the batch's full logits.
     """
+    runner, per_token = logprob_pass(model)
     if cache is not None and boundaries is not None:
-        nxt = cached_forward(model, seqs, boundaries, cache, pad_token_id, batch_size, next_token_logprobs)
+        nxt = cached_forward(runner, seqs, boundaries, cache, pad_token_id, batch_size, per_token)
         return [torch.cat([torch.zeros(1), nxt[i][:-1]]) if len(seqs[i]) else torch.zeros(0) for i in range(len(seqs))]
     device = next(model.parameters()).device
     out: list[torch.Tensor] = [torch.zeros(0)] * len(seqs)
     for chunk, inputs, where in packed_batches(seqs, pad_token_id, batch_size, packing):
         ids = inputs["input_ids"]
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        logits = model(**inputs, use_cache=False).logits.float()
-        # one log-softmax and gather for the whole batch: position t holds log p(token t+1); the values
-        # across a packed boundary are never read
-        nxt = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
-        for i, (r, o) in zip(chunk, where):
-            n = len(seqs[i])
-            lp = torch.zeros(n)
-            lp[1:] = nxt[r, o:o + n - 1]
-            out[i] = lp
+        outputs = position_outputs(runner(**{k: v.to(device) for k, v in inputs.items()}, use_cache=False))
+        # only the positions read: o .. o+n-2 of each sequence's row (the next token is the sequence's own)
+        spans = [(r, o, max(len(seqs[i]) - 1, 0)) for i, (r, o) in zip(chunk, where)]
+        rows = torch.cat([torch.full((m,), r) for r, o, m in spans])
+        cols = torch.cat([torch.arange(o, o + m) for r, o, m in spans])
+        nxt = per_token(outputs[rows.to(device), cols.to(device)], ids[rows, cols + 1].to(device)).float().cpu()
+        for i, piece in zip(chunk, nxt.split([m for _, _, m in spans])):
+            out[i] = torch.cat([torch.zeros(1), piece]) if len(seqs[i]) else torch.zeros(0)
     return out
 
 

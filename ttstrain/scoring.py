@@ -38,6 +38,7 @@ import os
 import torch
 
 from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
+from ttstrain.devices import resolve_device
 from ttstrain.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
                                          token_logprobs)
 from ttstrain.prefix_cache import PrefixKVCache, cached_forward, value_head_logits
@@ -48,6 +49,7 @@ from ttstrain.prompts import PromptFormat
 from ttstrain.steps import resolve_step_format
 
 logger = logging.getLogger(__name__)
+
 
 class PRMScorer:
     """A token-value PRM and its tokenizer; `score` gives per-step probabilities.
@@ -108,10 +110,11 @@ class PRMScorer:
                              "PRMScorer.from_pretrained), or use_reference_features=False for the value head alone")
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: str = "auto",
+    def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device = "auto", dtype: str = "auto",
                         attn_implementation: str | None = None, reference_model: str | None = None,
                         **kw) -> "PRMScorer":
-        """Load a PRM folder (or hub id) written by the PRM trainer; keyword arguments go to `__init__`.
+        """Load a PRM folder (or hub id) written by the PRM trainer on `device` (`resolve_device`: auto is
+        cuda when available); keyword arguments go to `__init__`.
 
         A PRM with reference features also loads its reference policy (the recorded
         `reference_model`, or `reference_model` given here, e.g. where the policy now lives).
@@ -120,7 +123,7 @@ class PRMScorer:
 
         from ttstrain.models import _torch_dtype, load_tokenizer
 
-        path = os.fspath(path)
+        path, device = os.fspath(path), resolve_device(device)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = AutoModelForTokenClassification.from_pretrained(path, dtype=_torch_dtype(dtype), **extra)
         tokenizer = load_tokenizer(path)
@@ -248,4 +251,4 @@ def _class_one_logits(logits: torch.Tensor, next_ids: torch.Tensor | None = None
     return logits[..., 1].float() - logits[..., 0].float()
 
 
-__all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "PRMScorer", "aggregate"]
+__all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "PRMScorer", "aggregate", "resolve_device"]

@@ -17,7 +17,9 @@ given, else on the id-hash calibration half of each file and reported on the oth
 trained with `--reference_features true` is also scored by its value head alone (`value_head_only`,
 the ablation). `likelihood_baseline` also scores the samples by a causal LM's
 mean token likelihood (`ttstrain.likelihood_baseline`; `auto`: the model the PRM was trained from),
-the verifier a trained PRM has to beat. Output: eval_prm.json and config.json in output_dir, and with
+the verifier a trained PRM has to beat. The PRM, its reference model and the likelihood model load on
+`prm_device` in `prm_dtype` (search's names for its verifier; `auto`: cuda when torch sees a GPU, and
+config.json records the device resolved). Output: eval_prm.json and config.json in output_dir, and with
 `samples` sample_scores.parquet (problem_id, sample_index, level, correct, score, the value head's
 score_value_head with reference features, score_likelihood with the baseline), which
 `ttstrain predict-bon` reads.
@@ -26,7 +28,7 @@ score_value_head with reference features, score_likelihood with the baseline), w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
@@ -55,6 +57,9 @@ class EvalPRMConfig:
     likelihood_baseline: str = field(default="none", metadata={"help": "Also score the samples by a causal LM's mean token likelihood "
                                      "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
     batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
+    prm_device: str = field(default="auto", metadata={"help": "Device of the PRM, its reference model and the likelihood "
+                            "baseline: auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
+    prm_dtype: str = field(default="auto", metadata={"help": "Dtype they are loaded in (auto: the checkpoint's)."})
     step_separator: str = field(default="auto", metadata={"help": "For a PRM trained with TRL's PRMTrainer (no ttstrain "
                                 "metadata): the step separator it was trained with; auto: TRL's default '\\n'. A "
                                 "ttstrain PRM records its own step format."})
@@ -113,12 +118,15 @@ def load_samples(path: str) -> list[dict]:
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     from ttstrain.prm_eval import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
                                    sample_scores)
+    from ttstrain.devices import resolve_device
     from ttstrain.scoring import PRMScorer
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
+    cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device))
     baseline = likelihood_model(cfg) if cfg.samples else None
-    scorer = PRMScorer.from_pretrained(cfg.prm_path, batch_size=cfg.batch_size, step_separator=cfg.step_separator)
+    scorer = PRMScorer.from_pretrained(cfg.prm_path, device=cfg.prm_device, dtype=cfg.prm_dtype,
+                                       batch_size=cfg.batch_size, step_separator=cfg.step_separator)
     if scorer.reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
@@ -165,7 +173,8 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
             lik = LikelihoodScorer(scorer.reference_model, scorer.tokenizer, name=baseline, batch_size=cfg.batch_size,
                                    prompt_format=scorer.prompt_format)
         else:
-            lik = LikelihoodScorer.from_pretrained(baseline, batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
+            lik = LikelihoodScorer.from_pretrained(baseline, device=cfg.prm_device, dtype=cfg.prm_dtype,
+                                                   batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
         lik_scores = sample_scores(lik, samples, cfg.aggregation)
         result["likelihood_baseline"] = {
             "model": baseline, "score": "exp(mean token log-prob of the solution so far)",

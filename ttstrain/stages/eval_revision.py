@@ -31,7 +31,7 @@ is the measure to pick a checkpoint by (run this on each `checkpoint-*` folder).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ttstrain.progress import StageProgress
@@ -58,6 +58,8 @@ class EvalRevisionConfig(PolicyArguments, ProblemArguments):
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
     prm_path: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
     orm_path: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
+    prm_device: str = field(default="auto", metadata={"help": "Device of the verifiers (prm_path, orm_path): auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
+    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifiers are loaded in (auto: the checkpoint's)."})
     base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
     problems_per_chunk: int = field(default=64, metadata={"help": "Problems whose chains form one resumable chunk (written atomically; each chain step of a chunk is one generate call)."})
     seed: int = field(default=0, metadata={"help": "Seed of the chains."})
@@ -101,9 +103,12 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
+    from ttstrain.devices import resolve_device
+    from ttstrain.scoring import PRMScorer
 
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
+    cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device))  # as is a bad device
     out = Path(cfg.output_dir)
     check_or_write_config(out, run_fingerprint(cfg))
     generator = generator or stage_generator(cfg)
@@ -131,9 +136,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm_path), ("orm", cfg.orm_path)):
         if path and name not in scorers:
-            from ttstrain.scoring import PRMScorer
-
-            scorers[name] = PRMScorer.from_pretrained(path)
+            scorers[name] = PRMScorer.from_pretrained(path, device=cfg.prm_device, dtype=cfg.prm_dtype)
     for name, scorer in scorers.items():
         for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"))):
             r[f"score_{name}"] = s
