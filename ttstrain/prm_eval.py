@@ -106,6 +106,8 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 def sample_prompt(row: dict, scorer=None) -> str:
     """The prompt a sample was written after; for a row with only its question, the question in the
     scorer's recorded prompt format (plain without one)."""
+    if getattr(scorer, "reads_questions", False) and row.get("question"):  # a public PRM reads the bare question
+        return scorer.prompt_for(row["question"])
     if row.get("prompt"):
         return row["prompt"]
     return scorer.prompt_for(row["question"]) if hasattr(scorer, "prompt_for") else format_prompt(row["question"])

@@ -32,11 +32,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.prompts import check_same_format
+from ttstrain.prompts import PromptFormat, check_same_format
 from ttstrain.steps import check_same_steps
 from ttstrain.stage_rows import read_rows, recorded_prompt_format, rows_path
 from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG
 from ttstrain.validation import InputError
+from ttstrain.verifiers import prm_format_choices
 
 
 @dataclass
@@ -57,6 +58,7 @@ class EvalPRMConfig:
     likelihood_baseline: str = field(default="none", metadata={"help": "Also score the samples by a causal LM's mean token likelihood "
                                      "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
     batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
+    prm_format: str = field(default="auto", metadata={"help": "How the PRM is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
     prm_device: str = field(default="auto", metadata={"help": "Device of the PRM, its reference model and the likelihood "
                             "baseline: auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype they are loaded in (auto: the checkpoint's)."})
@@ -119,25 +121,36 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     from ttstrain.prm_eval import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
                                    sample_scores)
     from ttstrain.devices import resolve_device
+    from ttstrain.published_figures import published_processbench
     from ttstrain.scoring import PRMScorer
+    from ttstrain.verifiers import load_verifier, reads_questions, resolve_prm_format
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
-    cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device))
+    cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device), prm_format=resolve_prm_format(cfg.prm_path, cfg.prm_format))
+    public = cfg.prm_format not in ("ttstrain", "trl")
+    if public and cfg.likelihood_baseline == "auto":
+        raise ValueError(f"likelihood_baseline=auto is the model a ttstrain PRM was trained from; {cfg.prm_path} is a "
+                         f"{cfg.prm_format} PRM: name the likelihood model")
     baseline = likelihood_model(cfg) if cfg.samples else None
-    scorer = PRMScorer.from_pretrained(cfg.prm_path, device=cfg.prm_device, dtype=cfg.prm_dtype,
-                                       batch_size=cfg.batch_size, step_separator=cfg.step_separator)
-    if scorer.reference_spec:
+    own = {"step_separator": cfg.step_separator}
+    scorer = load_verifier(cfg.prm_path, cfg.prm_format, device=cfg.prm_device, dtype=cfg.prm_dtype,
+                           batch_size=cfg.batch_size, **({} if public else own))
+    reference_spec = getattr(scorer, "reference_spec", None)
+    if reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
     rows, split = heldout_rows(cfg) if cfg.labels else (None, {})
     labels_format = recorded_prompt_format(cfg.labels) if cfg.labels else None
-    if labels_format is not None:  # labelled rows are read in the PRM's step format: they must be written in it
+    if rows is not None and reads_questions(scorer):  # a public PRM reads each row's question, in its own layout
+        rows = [{**r, "prompt": scorer.prompt_for(r["question"])} for r in rows]
+    elif labels_format is not None:  # labelled rows are read in the PRM's step format: they must be written in it
         check_same_steps(labels_format.get("step_format"), scorer.prompt_format.steps.record(),
                          f"the labels {cfg.labels}", f"the PRM {cfg.prm_path}")
     samples = load_samples(cfg.samples) if cfg.samples else None
-    if samples is not None:  # the samples' prompts must be the layout the PRM was trained on
+    if samples is not None and not reads_questions(scorer):  # the samples' prompts must be the PRM's training layout
         check_same_format(recorded_prompt_format(cfg.samples), scorer.prompt_format.record(),
                           f"the samples {cfg.samples}", f"the PRM {cfg.prm_path}")
+    samples_format = PromptFormat.from_record(recorded_prompt_format(cfg.samples)) if public and samples else None
     benches = {f: load_processbench(f) for f in cfg.processbench}
     calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
 
@@ -156,25 +169,32 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
                 for f, records in benches.items()}
         return part
 
-    result: dict = {"prm": cfg.prm_path, **evaluate(scorer)}
+    result: dict = {"prm": cfg.prm_path, "prm_format": cfg.prm_format, **evaluate(scorer)}
+    for f, figures in result.get("processbench", {}).items():  # the published figure, where this PRM has one
+        published = published_processbench(cfg.prm_path, f)
+        if published is not None:
+            figures["published"] = published
+            print(f"[eval-prm] ProcessBench {Path(f).name}: F1 {100 * figures['f1']:.1f} here, "
+                  f"{published['f1']} published ({published['source']})")
     if rows is not None:
         result["heldout"].update(split, labels=cfg.labels)
-    if scorer.reference_spec:
+    if reference_spec:
         # the ablation: the same checkpoint scored by its value head alone, on the same inputs
         alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False,
                           value_cache=scorer.value_cache, step_separator=cfg.step_separator)
         result["value_head_only"] = evaluate(alone)
-        result["reference_features"] = scorer.reference_spec
+        result["reference_features"] = reference_spec
     if baseline is not None:
         from ttstrain.likelihood_baseline import LikelihoodScorer
 
-        if scorer.reference_model is not None and scorer.reference_spec.get("reference_model") == baseline:
+        if reference_spec and scorer.reference_model is not None and reference_spec.get("reference_model") == baseline:
             # the policy the combiner already loaded (same tokenizer, checked then): no second copy in memory
             lik = LikelihoodScorer(scorer.reference_model, scorer.tokenizer, name=baseline, batch_size=cfg.batch_size,
                                    prompt_format=scorer.prompt_format)
         else:
             lik = LikelihoodScorer.from_pretrained(baseline, device=cfg.prm_device, dtype=cfg.prm_dtype,
-                                                   batch_size=cfg.batch_size, prompt_format=scorer.prompt_format)
+                                                   batch_size=cfg.batch_size,
+                                                   prompt_format=samples_format or scorer.prompt_format)
         lik_scores = sample_scores(lik, samples, cfg.aggregation)
         result["likelihood_baseline"] = {
             "model": baseline, "score": "exp(mean token log-prob of the solution so far)",
@@ -190,7 +210,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
              "score_likelihood": None if baseline is None else lik_scores[j]}
             for j, (r, sc) in enumerate(zip(samples, result.pop("_sample_scores")))])
     write_json(out / "eval_prm.json", result)
-    write_resolved_config(out, cfg)
+    write_resolved_config(out, cfg, **({"verifier": scorer.describe()} if hasattr(scorer, "describe") else {}))
     return result
 
 

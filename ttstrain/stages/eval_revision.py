@@ -39,6 +39,7 @@ from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
+from ttstrain.verifiers import prm_format_choices
 from ttstrain.prompts import check_same_format
 from ttstrain.revisions.pairs import revision_prompt_record
 from ttstrain.stage_rows import read_rows
@@ -58,6 +59,7 @@ class EvalRevisionConfig(PolicyArguments, ProblemArguments):
     max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
     prm_path: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
     orm_path: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
+    prm_format: str = field(default="auto", metadata={"help": "How prm_path is read (see `ttstrain search --help`): auto, ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork; orm_path is always read as auto detects it.", "choices": prm_format_choices()})
     prm_device: str = field(default="auto", metadata={"help": "Device of the verifiers (prm_path, orm_path): auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifiers are loaded in (auto: the checkpoint's)."})
     base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
@@ -104,7 +106,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
     from ttstrain.devices import resolve_device
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.verifiers import load_verifier
 
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
@@ -136,7 +138,8 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm_path), ("orm", cfg.orm_path)):
         if path and name not in scorers:
-            scorers[name] = PRMScorer.from_pretrained(path, device=cfg.prm_device, dtype=cfg.prm_dtype)
+            fmt = cfg.prm_format if name == "prm" else "auto"
+            scorers[name] = load_verifier(path, fmt, device=cfg.prm_device, dtype=cfg.prm_dtype)
     for name, scorer in scorers.items():
         for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"))):
             r[f"score_{name}"] = s

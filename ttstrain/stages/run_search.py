@@ -46,6 +46,7 @@ from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generat
                              stage_prompt_format)
 from ttstrain.devices import (gpu_total_bytes, prm_reference_model, resolve_device, same_gpu, verifier_bytes,
                               vllm_memory_share)
+from ttstrain.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
@@ -64,6 +65,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path, as trained: with its reference features if it has them), value_head (that PRM's value head alone, reference features off: the ablation) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
     prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm or value_head."})
     likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
+    prm_format: str = field(default="auto", metadata={"help": "How the PRM at prm_path is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
     prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (PRM or likelihood model): auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in."})
     prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch."})
@@ -111,6 +113,8 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
         skip = {"output_dir", "shard", "prm_device", "prm_batch_size", *RUNTIME_FIELDS}
+        if self.prm_format == "auto":  # runs from before --prm_format resume: the checkpoint's revision says the rest
+            skip.add("prm_format")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -133,11 +137,13 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     if not name:
         raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path "
                          f"(or --verifier likelihood)")
-    from ttstrain.scoring import PRMScorer
-
-    return PRMScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
-                                     prefix_cache_bytes=cfg.prm_prefix_cache_mb << 20,
-                                     use_reference_features=cfg.verifier == "prm")
+    fmt = resolve_prm_format(name, cfg.prm_format)
+    if cfg.verifier == "value_head" and fmt not in OWN_FORMATS:
+        raise ValueError(f"--verifier value_head reads a ttstrain PRM's value head without its reference features; "
+                         f"{name} is a {fmt} PRM: use --verifier prm")
+    own = {"prefix_cache_bytes": cfg.prm_prefix_cache_mb << 20, "use_reference_features": cfg.verifier == "prm"}
+    return load_verifier(name, fmt, device=device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
+                         **(own if fmt in OWN_FORMATS else {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,8 +273,9 @@ def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
         return None
     models = [verifier_name(cfg)]
     reference = prm_reference_model(cfg.prm_path) if cfg.verifier == "prm" and cfg.prm_path else None
+    public = cfg.verifier in PRM_VERIFIERS and resolve_prm_format(cfg.prm_path, cfg.prm_format) not in OWN_FORMATS
     models += [reference] if reference else []
-    cache = cfg.prm_prefix_cache_mb << 20 if cfg.verifier in PRM_VERIFIERS else 0
+    cache = cfg.prm_prefix_cache_mb << 20 if cfg.verifier in PRM_VERIFIERS and not public else 0
     need = verifier_bytes(models, cfg.prm_dtype, cache)
     return vllm_memory_share(None, verifier_device=device, verifier_need=need, gpu_bytes=gpu_total_bytes())
 
@@ -286,7 +293,7 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
     check_or_write_config(out, {**run_fingerprint(cfg),
-                                f"{cfg.verifier}_revision": model_revision(verifier) if verifier else None})
+                                f"{cfg.verifier}_revision": model_revision(verifier, fetch=True) if verifier else None})
     shard = Shard.parse(cfg.shard)
     if missing_chunks(out, len(problems), cfg.problems_per_chunk):
         if generator is None:
@@ -294,12 +301,15 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
         shots = stage_prompt_format(cfg, generator)
         if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
             scorer = load_scorer(cfg, prompt_format=shots)
-        if scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
+        if scorer is not None and reads_questions(scorer):  # a public PRM reads the question in each policy prompt
+            scorer.read_prompts_as(shots)
+        elif scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
             check_same_format(scorer.prompt_format.record(), shots.record(), f"the {VERIFIERS[cfg.verifier]} {verifier}",
                               "this search's policy prompts")
         name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
         scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier,
-                                                  "parameters": getattr(scorer, "num_parameters", None)}
+                                                  "parameters": getattr(scorer, "num_parameters", None),
+                                                  **({"reads": scorer.describe()} if hasattr(scorer, "describe") else {})}
         write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
                               budgets=cfg.budgets(), problems_loaded=len(problems), prompt_format=shots.record())
 
