@@ -102,7 +102,7 @@ step build_revisions_vllm $TT build-revisions --backend vllm --model_name_or_pat
   --per_level 2 --limit 10 --num_samples 8 --output_dir $OUT/revision_data
 step train_revision_bf16 $ACC launch --config_file accelerate_configs/single_process.yaml recipes/train_revision.py \
   --config recipes/default/revision/config_demo.yaml --model_name_or_path $MODEL --dataset_path $OUT/revision_data \
-  --output_dir $OUT/revision_model --max_steps 8 --bf16 true
+  --output_dir $OUT/revision_model --max_steps 8 --bf16 true --use_cpu false
 step eval_revision_vllm $TT eval-revision --backend vllm --model_name_or_path $OUT/revision_model \
   --prm_path $OUT/prm --prm_device cuda --base_samples $OUT/samples/samples.parquet --problems $PROBLEMS \
   --per_level 2 --limit 10 --num_chains 2 --chain_length 2 --output_dir $OUT/eval_revision

@@ -72,6 +72,24 @@ Where each behaviour comes from (paths inside the `vllm-0.32.0` wheel):
   most `len(prompt) - 1` tokens (the last token is always recomputed for its logits);
   `RequestOutput.num_cached_tokens` says how many. No eviction is modelled (the cache never fills).
 
+The pooling runner (`LLM(model, runner="pooling", convert=..., pooler_config=PoolerConfig(...),
+hf_overrides=...)`, `LLM.encode(prompts, pooling_params, *, use_tqdm, pooling_task=...)`), with a real
+transformers model of the checkpoint computing every row (`PoolingModel`, whose docstring cites each part):
+
+* runner and convert resolution from the architecture (`config/model.py`), the architectures the fake knows
+  (Llama/Mistral/Qwen2 causal LMs, `*ForTokenClassification` converted to them, vLLM's own
+  `Qwen2ForProcessRewardModel`; anything else is "not supported for now", as Skywork's `Qwen2ForPrmModel`);
+* the engine's pooling task (`ModelConfig.get_pooling_task`) and `encode`'s refusals
+  (`entrypoints/pooling/offline.py` `_verify_pooling_task`): `encode` on a generate engine, no pooling_task,
+  a task the model lacks ("Classification API is not supported ... `--convert classify`"), a supported task
+  that is not the engine's ('Try switching ... `PoolerConfig(task=...)`'); `generate` on a pooling engine;
+* `PoolingParams.verify` per request (defaults merged from the `PoolerConfig`, `use_activation` True unless
+  set, step parameters only under STEP pooling, `dimensions` only for embeddings);
+* prompts as text or `TokensPrompt` dicts (`{"prompt_token_ids": [...]}`), outputs `PoolingRequestOutput`
+  with `outputs.data` a float32 tensor: [tokens, labels] under ALL pooling, [tag tokens, labels] under STEP
+  with a `step_tag_id`, probabilities unless `use_activation=False`.
+Embeddings (embed, token_embed) are refused by the fake as not computed.
+
 Left out: n > 1 per request, min_tokens, logprobs, repetition detection, speculative decoding
 (several tokens per step), streaming outputs, cache eviction.
 """
@@ -368,6 +386,16 @@ class LLM:
         self.generation_config = _generation_config(str(model))
         self.model_config = _model_config(str(model), engine_kwargs.get("dtype", "auto"),
                                           engine_kwargs.get("max_model_len"))
+        self.runner_type = self.model_config.runner_type
+        self.pooling: PoolingModel | None = None
+        if _runner_type(str(model), engine_kwargs) == "pooling":
+            self.pooling = PoolingModel(str(model), self.tokenizer, engine_kwargs)
+            self.runner_type = self.model_config.runner_type = "pooling"
+            self.model_config.convert_type = self.pooling.convert_type
+            self.model_config.pooler_config = self.pooling.pooler_config
+            self.model_config.dtype = _pooling_dtype(str(model), engine_kwargs.get("dtype", "auto"))
+            self.supported_tasks = tuple(sorted(self.pooling.supported_tasks))
+            self.pooling_task = self.pooling.default_task
         self.enable_prefix_caching = engine_kwargs.get("enable_prefix_caching", True)
         self.cached_blocks: set[tuple[int, ...]] = set()
         self.script = script if script is not None else LLM.default_script
@@ -382,6 +410,9 @@ class LLM:
         return self.tokenizer
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, **kwargs) -> list[RequestOutput]:
+        if self.runner_type != "generate":  # entrypoints/llm.py LLM.generate
+            raise ValueError("LLM.generate() is only supported for generative models. Try passing `--runner generate` "
+                             "to use the model as a generative model.")
         if id(self) not in DEVICE.engines:
             raise RuntimeError("this engine was shut down")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -459,11 +490,414 @@ class LLM:
                              outputs=[completion], num_cached_tokens=cached)
 
 
+# ---- the pooling runner (LLM(..., runner="pooling"), LLM.encode) -------------------------------------
+
+_POOLING_TASKS = ("embed", "classify", "token_embed", "token_classify", "plugin", "embed&token_classify")  # tasks.py
+_SEQ_POOLING_TYPES, _TOK_POOLING_TYPES = ("CLS", "LAST", "MEAN"), ("ALL", "STEP")  # config/pooler.py
+# config/model.py _SUFFIX_TO_DEFAULTS: (architecture suffix, (runner, convert)), first match wins
+_SUFFIX_TO_DEFAULTS = (
+    ("ForCausalLM", ("generate", "none")), ("ForConditionalGeneration", ("generate", "none")),
+    ("ChatModel", ("generate", "none")), ("LMHeadModel", ("generate", "none")),
+    ("ForTextEncoding", ("pooling", "embed")), ("EmbeddingModel", ("pooling", "embed")),
+    ("ForSequenceClassification", ("pooling", "classify")), ("ForTokenClassification", ("pooling", "classify")),
+    ("ClassificationModel", ("pooling", "classify")), ("ForRewardModeling", ("pooling", "embed")),
+    ("RewardModel", ("pooling", "embed")), ("Model", ("pooling", "embed")),
+)
+# model_executor/models/registry.py: the architectures the fake knows (text generation ones convert to pooling);
+# the reward models with their @default_pooling_type(tok_pooling_type=...) and num_labels (qwen2_rm.py)
+_GENERATION_ARCHS = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
+_REWARD_ARCHS = {"Qwen2ForProcessRewardModel": ("STEP", 2)}
+_QWEN_PRM_STEP_TAG = 151651  # models/config.py Qwen2ForProcessRewardModelConfig: the default step_tag_id
+
+
+@dataclass
+class PoolerConfig:
+    """config/pooler.py `PoolerConfig` (the fields ttstrain can touch); `pooling_type` fills `seq_pooling_type`
+    or `tok_pooling_type` in `__post_init__`."""
+
+    task: str | None = None
+    pooling_type: str | None = None
+    seq_pooling_type: str | None = None
+    tok_pooling_type: str | None = None
+    use_activation: bool | None = None
+    dimensions: int | None = None
+    logit_mean: float | None = None
+    logit_sigma: float | None = None
+    step_tag_id: int | None = None
+    returned_token_ids: list[int] | None = None
+
+    def __post_init__(self):
+        if self.task in ("score", "encode"):  # tasks.py check_removed_pooling_task
+            raise VLLMValidationError(f"`{self.task}` task was removed")
+        if self.logit_sigma is not None and self.logit_sigma == 0:
+            raise ValueError("logit_sigma cannot be 0 (division by zero)")
+        if self.pooling_type:
+            if self.seq_pooling_type is not None or self.tok_pooling_type is not None:
+                raise ValueError("Cannot set both `pooling_type` and `seq_pooling_type`/`tok_pooling_type`")
+            if self.pooling_type in _SEQ_POOLING_TYPES:
+                self.seq_pooling_type = self.pooling_type
+            elif self.pooling_type in _TOK_POOLING_TYPES:
+                self.tok_pooling_type = self.pooling_type
+            else:
+                raise NotImplementedError(self.pooling_type)
+
+
+@dataclass
+class PoolingParams:
+    """pooling_params.py `PoolingParams`, with `verify` (`_merge_default_parameters`, `_verify_step_pooling`,
+    `_set_default_parameters`, `_verify_valid_parameters`) as 0.32 runs it for each request."""
+
+    use_activation: bool | None = None
+    dimensions: int | None = None
+    step_tag_id: int | None = None
+    returned_token_ids: list[int] | None = None
+    task: str | None = None
+    requires_token_ids: bool = False
+    skip_reading_prefix_cache: bool | None = None
+
+    _VALID = {"embed": ["dimensions", "use_activation"], "classify": ["use_activation"],
+              "token_embed": ["dimensions", "use_activation"], "token_classify": ["use_activation"]}
+
+    def clone(self) -> "PoolingParams":
+        return copy.deepcopy(self)
+
+    def verify(self, pooler_config: PoolerConfig) -> None:
+        valid = self._VALID[self.task]
+        for k in valid:
+            if getattr(pooler_config, k, None) is not None and getattr(self, k) is None:
+                setattr(self, k, getattr(pooler_config, k))
+        if self.skip_reading_prefix_cache is None:
+            self.skip_reading_prefix_cache = self.task in ("token_embed", "token_classify")
+        step = ["step_tag_id", "returned_token_ids"]
+        if pooler_config.tok_pooling_type != "STEP":
+            bad = [k for k in step if getattr(self, k) is not None]
+            if bad:
+                raise VLLMValidationError(f"Task {self.task} only supports {valid} parameters, does not support "
+                                          f"{bad} parameters")
+        else:
+            for k in step:
+                if getattr(pooler_config, k) is not None and getattr(self, k) is None:
+                    setattr(self, k, getattr(pooler_config, k))
+        if self.use_activation is None:  # _set_default_parameters: True for every task
+            self.use_activation = True
+        if self.dimensions is not None and "dimensions" not in valid:
+            raise VLLMValidationError(f"Task {self.task!r} only supports {valid} parameters, does not support "
+                                      f"['dimensions'] parameters")
+        if self.dimensions is not None:
+            raise VLLMValidationError("this model does not support Matryoshka embeddings; dimensions must be unset")
+
+
+class PoolingOutput:
+    """outputs.py `PoolingOutput`: `data`, the pooled tensor of one request."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"PoolingOutput(data={self.data})"
+
+
+class PoolingRequestOutput:
+    """outputs.py `PoolingRequestOutput`."""
+
+    def __init__(self, request_id: str, outputs: PoolingOutput, prompt_token_ids: list[int], num_cached_tokens: int,
+                 finished: bool):
+        self.request_id, self.outputs, self.prompt_token_ids = request_id, outputs, prompt_token_ids
+        self.num_cached_tokens, self.finished = num_cached_tokens, finished
+
+
+def _hf_config(model: str, engine_kwargs: dict) -> dict:
+    config = json.loads((Path(model) / "config.json").read_text())
+    overrides = engine_kwargs.get("hf_overrides") or {}
+    if callable(overrides):
+        raise NotImplementedError("the fake takes hf_overrides as a dict")
+    return {**config, **overrides}
+
+
+def _match_suffix(arch: str, runner: str | None = None, convert: str | None = None):
+    for suffix, (r, c) in _SUFFIX_TO_DEFAULTS:
+        if (runner is None or runner == r) and (convert is None or convert == c) and arch.endswith(suffix):
+            return suffix, (r, c)
+    return None
+
+
+def _runner_type(model: str, engine_kwargs: dict) -> str:
+    """config/model.py `_get_runner_type` / `_get_default_runner_type`."""
+    runner = engine_kwargs.get("runner", "auto")
+    if runner != "auto":
+        return runner
+    if engine_kwargs.get("convert", "auto") not in ("auto", "none"):
+        return "pooling"
+    for arch in _hf_config(model, engine_kwargs).get("architectures") or []:
+        if arch in _REWARD_ARCHS:
+            return "pooling"
+        if arch in _GENERATION_ARCHS:
+            return "generate"
+        match = _match_suffix(arch)
+        if match:
+            return match[1][0]
+    return "generate"
+
+
+def _pooling_dtype(model: str, dtype: str):
+    """config/model.py `_resolve_auto_dtype(is_pooling_model=True)`: float32 checkpoints run in float16 on CUDA."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, {"half": "float16", "float": "float32"}.get(dtype, dtype))
+    config = json.loads((Path(model) / "config.json").read_text())
+    resolved = getattr(torch, config.get("torch_dtype") or config.get("dtype") or "float32")
+    return torch.float16 if resolved == torch.float32 else resolved
+
+
+def _checkpoint_keys(model: str) -> set[str]:
+    keys: set[str] = set()
+    for f in Path(model).glob("*.safetensors"):
+        with open(f, "rb") as handle:
+            keys |= set(json.loads(handle.read(int.from_bytes(handle.read(8), "little")))) - {"__metadata__"}
+    return keys
+
+
+class PoolingModel:
+    """The model of a pooling engine, as 0.32 builds it, computed with a real (transformers) torch model on CPU:
+
+    * runner and convert (config/model.py `_get_runner_type`, `_get_default_convert_type`, `_SUFFIX_TO_DEFAULTS`;
+      `_RUNNER_CONVERTS["pooling"] = ["embed", "classify"]`); the architecture is found as
+      registry.py `_normalize_arch` finds it (`Qwen2ForTokenClassification` -> `Qwen2ForCausalLM` converted), an
+      architecture vLLM does not have (Skywork's `Qwen2ForPrmModel`) is refused (`_raise_for_unsupported`);
+    * `convert="classify"` (models/adapters.py `as_seq_cls_model`): the LM head is dropped and a `score` Linear
+      (hidden -> num_labels, bias only when the checkpoint has `score.bias`) is the classifier; its weights come
+      from the checkpoint (`score.*`; missing: default_loader.py "Following weights were not initialized from
+      checkpoint"; a tensor outside the model: utils.py "There is no module or parameter named ..."), or, with
+      `hf_overrides={"classifier_from_token": [...], "method": "no_post_processing"}`, are the LM head's rows of
+      those tokens (`load_weights_no_post_processing`, tokens by `convert_tokens_to_ids`; num_labels = their
+      number, `SequenceClassificationConfig`); "from_2_way_softmax": one row, lm_head[true] - lm_head[false];
+    * `Qwen2ForProcessRewardModel` (qwen2_rm.py): the model's forward ends in its Linear-ReLU-Linear `score`, so
+      the pooler gets 2 logits per token and has no classifier; default tok pooling STEP, step_tag_id 151651
+      unless set (models/config.py `Qwen2ForProcessRewardModelConfig`). The fake runs the checkpoint's own code;
+    * the token_classify pooler (layers/pooler/tokwise/poolers.py `pooler_for_token_classify`): the pooling
+      method (tokwise/methods.py: `AllPool` every token's row; `StepPool` first keeps the `returned_token_ids`
+      columns of the pooled rows (before the classifier: a classifier head then fails on the width), then the rows
+      whose prompt token is `step_tag_id`), then `TokenClassifierPoolerHead.forward_chunk`: rows cast to the head
+      dtype (float32 for pooling runners, config/model.py `_get_head_dtype`), classifier, (x - logit_mean) /
+      logit_sigma, and the activation when the request's `use_activation` (default True): activations.py
+      `get_act_fn(static_num_labels=False)`: problem_type "regression" none, "multi_label_classification"
+      sigmoid, otherwise `PoolerClassify`: sigmoid for one column, softmax over the columns for more.
+    """
+
+    def __init__(self, model: str, tokenizer, engine_kwargs: dict):
+        self.path, self.tokenizer = model, tokenizer
+        cfg = _hf_config(model, engine_kwargs)
+        self.hf_config = cfg
+        self.architectures = list(cfg.get("architectures") or [])
+        reward = next((a for a in self.architectures if a in _REWARD_ARCHS), None)
+        convert = engine_kwargs.get("convert", "auto")
+        if convert == "auto":
+            convert = "none" if reward else next(
+                (m[1][1] for a in self.architectures if (m := _match_suffix(a, runner="pooling"))), "embed")
+        if reward is None and convert not in ("embed", "classify"):
+            raise ValueError("This model does not support `--runner pooling`. You can pass `--convert <embed|classify> "
+                             "to adapt it into a pooling model.")
+        self.convert_type = convert
+        self.arch = reward or self._normalize_arch(convert)
+        pooler_config = engine_kwargs.get("pooler_config")
+        pooler_config = PoolerConfig(**pooler_config) if isinstance(pooler_config, dict) else \
+            copy.deepcopy(pooler_config) if pooler_config is not None else PoolerConfig()
+        if pooler_config.seq_pooling_type is None:
+            pooler_config.seq_pooling_type = "LAST"
+        if pooler_config.tok_pooling_type is None:
+            pooler_config.tok_pooling_type = _REWARD_ARCHS[reward][0] if reward else "ALL"
+        if reward == "Qwen2ForProcessRewardModel" and pooler_config.step_tag_id is None:
+            pooler_config.step_tag_id = _QWEN_PRM_STEP_TAG
+        self.pooler_config = pooler_config
+        self.supported_tasks = ({"token_classify"} if reward else
+                                {"token_classify", "classify"} if convert == "classify" else {"token_embed", "embed"})
+        self.default_task = self._pooling_task()
+        self._build(reward, engine_kwargs)
+
+    def _normalize_arch(self, convert: str) -> str:
+        for arch in self.architectures:
+            if arch in _GENERATION_ARCHS:
+                return arch
+            match = _match_suffix(arch, runner="pooling", convert=convert)
+            if match:
+                for repl, _ in _SUFFIX_TO_DEFAULTS:
+                    base = arch.replace(match[0], repl)
+                    if base in _GENERATION_ARCHS:
+                        return base
+        raise ValueError(f"Model architectures {self.architectures} are not supported for now. Supported "
+                         f"architectures: {sorted(_GENERATION_ARCHS | set(_REWARD_ARCHS))}")
+
+    def _pooling_task(self) -> str | None:
+        """config/model.py `ModelConfig.get_pooling_task`."""
+        task = self.pooler_config.task
+        if task is not None:
+            if task not in self.supported_tasks:
+                raise RuntimeError(f"Unsupported task: {task!r} Supported tasks: {tuple(sorted(self.supported_tasks))}")
+            return task
+        if "token_classify" in self.supported_tasks and any("ForTokenClassification" in a for a in self.architectures):
+            return "token_classify"
+        return next((t for t in ("embed&token_classify", "embed", "classify", "token_embed", "token_classify",
+                                 "plugin") if t in self.supported_tasks), None)
+
+    def _build(self, reward: str | None, engine_kwargs: dict) -> None:
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification
+
+        self.classifier = None
+        self.num_parameters = 0
+        if reward is not None:
+            net = AutoModel.from_pretrained(self.path, trust_remote_code=True, dtype=torch.float32).eval()
+            self.body = lambda ids: net(input_ids=ids).logits[0]
+            self.num_parameters = sum(p.numel() for p in net.parameters())
+            return
+        if self.convert_type != "classify":
+            self.body = None  # embedding models: the fake computes no embeddings
+            return
+        method, tokens = self.hf_config.get("method"), self.hf_config.get("classifier_from_token")
+        if method is not None:
+            if method not in ("no_post_processing", "from_2_way_softmax") or not tokens:
+                raise AssertionError(f"method {method} not supported")
+            lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).eval()
+            ids = [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
+            head = lm.get_output_embeddings().weight.detach()
+            weight = head[ids] if method == "no_post_processing" else (head[[ids[0]]] - head[[ids[1]]])
+            body = lm.get_decoder()
+            self.classifier = lambda x: x @ weight.T.to(x.dtype)
+            self.num_parameters = sum(p.numel() for p in body.parameters()) + weight.numel()
+        else:
+            keys = _checkpoint_keys(self.path)
+            stray = sorted({k.split(".")[0] for k in keys} - {"model", "score", "lm_head"})
+            if stray:
+                raise ValueError(f"There is no module or parameter named {stray[0]!r} in "
+                                 f"{self.arch.replace('ForCausalLM', 'ForSequenceClassification')}")
+            if "score.weight" not in keys:
+                raise ValueError("Following weights were not initialized from checkpoint: {'score.weight'}")
+            net = AutoModelForTokenClassification.from_pretrained(self.path, dtype=torch.float32).eval()
+            body, score = net.model, net.score
+            bias = score.bias.detach() if ("score.bias" in keys and score.bias is not None) else None
+            weight = score.weight.detach()
+            self.classifier = lambda x: x @ weight.T.to(x.dtype) + (0 if bias is None else bias.to(x.dtype))
+            self.num_parameters = sum(p.numel() for p in body.parameters()) + weight.numel() + \
+                (0 if bias is None else bias.numel())
+        self.body = lambda ids: body(input_ids=ids).last_hidden_state[0]
+
+    def activation(self, x):
+        import torch
+
+        problem = self.hf_config.get("problem_type")
+        if problem == "regression":
+            return x
+        if problem == "multi_label_classification" or x.shape[-1] < 2:
+            return torch.sigmoid(x)
+        return torch.softmax(x, dim=-1)
+
+    def run(self, prompt_ids: list[int], params: PoolingParams):
+        import torch
+
+        if self.body is None:
+            raise NotImplementedError(f"the fake computes no {params.task!r} outputs")
+        with torch.inference_mode():
+            data = self.body(torch.tensor([prompt_ids])).float()  # [n_tokens, hidden or labels]
+            if self.pooler_config.tok_pooling_type == "STEP":  # tokwise/methods.py StepPool.forward
+                if params.returned_token_ids:
+                    data = data[:, params.returned_token_ids]
+                if params.step_tag_id is not None:
+                    data = data[torch.tensor(prompt_ids) == params.step_tag_id]
+            data = data.to(torch.float32)  # head dtype
+            if self.classifier is not None:
+                data = self.classifier(data)
+            if self.pooler_config.logit_mean is not None:
+                data = data - self.pooler_config.logit_mean
+            if self.pooler_config.logit_sigma is not None:
+                data = data / self.pooler_config.logit_sigma
+            if params.use_activation:
+                data = self.activation(data)
+        return data.clone()
+
+
+def _encode(self, prompts, pooling_params=None, *, use_tqdm=True, lora_request=None, pooling_task=None,
+            tokenization_kwargs=None) -> list[PoolingRequestOutput]:
+    """entrypoints/pooling/offline.py `PoolingOfflineMixin.encode` (`_verify_pooling_task`), then
+    pooling/base/io_processor.py `get_request_factory_offline` (prompts as text or `TokensPrompt` dicts; params
+    cloned per request, their task set or checked), v1/engine/input_processor.py `_validate_params` and
+    `_validate_prompt_len` for every request before any runs, and the pooler (`PoolingModel.run`); outputs in
+    prompt order (`_run_tiling_engine` sorts by request id). `num_cached_tokens` is 0: token tasks skip reading
+    the prefix cache (`PoolingParams.skip_reading_prefix_cache`)."""
+    if self.runner_type != "pooling":
+        raise ValueError("LLM.encode() is only supported for pooling models. Try passing `--runner pooling` to use "
+                         "the model as a pooling model.")
+    if pooling_task is None:
+        raise ValueError("pooling_task required for `LLM.encode`.")
+    supported = self.supported_tasks
+    if pooling_task in ("embed", "token_embed") and pooling_task not in supported:
+        raise ValueError("Embedding API is not supported by this model. Try converting the model using "
+                         "`--convert embed`.")
+    if pooling_task in ("classify", "token_classify") and pooling_task not in supported:
+        raise ValueError("Classification API is not supported by this model. Try converting the model using "
+                         "`--convert classify`.")
+    if pooling_task != "plugin" and pooling_task != self.pooling_task:
+        if pooling_task not in supported:
+            raise ValueError(f"Unsupported task: {pooling_task!r} Supported tasks: {supported}")
+        raise ValueError(f'Try switching the model\'s pooling_task via `PoolerConfig(task="{pooling_task}")`')
+    if id(self) not in DEVICE.engines:
+        raise RuntimeError("this engine was shut down")
+    seq = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
+    if not seq:
+        raise ValueError("You must pass at least one prompt")
+    params = PoolingParams() if pooling_params is None else pooling_params
+    if isinstance(params, PoolingParams):
+        params = [params] * len(seq)
+    elif len(params) != len(seq):
+        raise VLLMValidationError(f"The lengths of prompts ({len(seq)}) and params ({len(params)}) must be the same.")
+    params = [p.clone() for p in params]
+    ids_seq = []
+    for prompt, p in zip(seq, params):
+        if p.task is None:
+            p.task = pooling_task
+        elif p.task != pooling_task:
+            raise VLLMValidationError(f"You cannot overwrite p.task={p.task!r} with pooling_task={pooling_task!r}!")
+        p.verify(self.pooling.pooler_config)
+        if isinstance(prompt, dict):
+            ids = list(prompt["prompt_token_ids"]) if "prompt_token_ids" in prompt else \
+                self.tokenizer.encode(prompt["prompt"])
+        else:
+            ids = self.tokenizer.encode(prompt)
+        if not ids:
+            raise VLLMValidationError("The decoder prompt cannot be empty")
+        if len(ids) > self.model_config.max_model_len:
+            raise VLLMValidationError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model "
+                                      f"length of {self.model_config.max_model_len}. Make sure that `max_model_len` "
+                                      "is no smaller than the number of text tokens.")
+        ids_seq.append(ids)
+    outputs = [PoolingRequestOutput(str(k), PoolingOutput(self.pooling.run(ids, p)), ids, 0, True)
+               for k, (ids, p) in enumerate(zip(ids_seq, params))]
+    self.calls.append(types.SimpleNamespace(prompts=seq, params=params, pooling_task=pooling_task, use_tqdm=use_tqdm,
+                                            outputs=outputs))
+    return outputs
+
+
+LLM.encode = _encode
+
+
 def module() -> types.ModuleType:
     """A `vllm` module to put in `sys.modules`."""
     mod = types.ModuleType("vllm")
     mod.LLM = LLM
     mod.SamplingParams = SamplingParams
+    mod.PoolingParams = PoolingParams
+    mod.PoolingOutput = PoolingOutput
+    mod.PoolingRequestOutput = PoolingRequestOutput
+    mod.config = types.ModuleType("vllm.config")  # `from vllm.config import PoolerConfig`: see `modules()`
+    mod.config.PoolerConfig = PoolerConfig
+    mod.inputs = types.ModuleType("vllm.inputs")
+    mod.inputs.TokensPrompt = dict  # a TypedDict in vLLM (inputs/llm.py): {"prompt_token_ids": [...]}
     mod.__version__ = VERSION
     mod.exceptions = types.SimpleNamespace(VLLMValidationError=VLLMValidationError)
     return mod
+
+
+def modules() -> dict[str, types.ModuleType]:
+    """`vllm` and its submodules the pooling side imports, for `sys.modules` (monkeypatch.setitem each)."""
+    mod = module()
+    return {"vllm": mod, "vllm.config": mod.config, "vllm.inputs": mod.inputs}

@@ -128,3 +128,66 @@ def test_search_and_eval_prm_run_with_each_public_format(folders, name, tmp_path
     figures = result["processbench"][str(bench)]
     assert 0.0 <= figures["f1"] <= 1.0 and figures["published"]["f1"] == 12.3
     assert json.loads((tmp_path / "ev" / "config.json").read_text())["verifier"]["prm_format"] == name
+
+
+# ---- review fixes: prompts the verifier builds, templates that change, attempts cut in their own format --------
+
+def test_prompts_the_scorer_builds_read_back_after_it_knows_the_policy_format(folders):
+    """search --methods revisions builds prompts with prompt_for: after read_prompts_as they are policy prompts."""
+    scorer = load_verifier(folders["skywork"], "skywork", device="cpu")
+    fmt = PromptFormat("few_shot", [("1 + 1?", "1 + 1 = 2\nThe answer is 2")])
+    assert scorer.prompt_for(QUESTION) == QUESTION  # eval-prm: a bare question
+    scorer.read_prompts_as(fmt)
+    assert scorer.prompt_for(QUESTION) == fmt.build(QUESTION)
+    assert scorer.score([scorer.prompt_for(QUESTION)], [STEPS[0]]) == scorer.score([fmt.build(QUESTION)], [STEPS[0]])
+
+
+def test_the_question_reader_frames_again_when_the_template_changes():
+    """A chat template that prints today's date builds other prompts after midnight."""
+    class Dated:
+        day = "7 Dec"
+
+        def build(self, q):
+            return f"Today is {self.day}.\nQ: {q.strip()}\nA:"
+
+    fmt = Dated()
+    read = QuestionReader(fmt)
+    fmt.day = "8 Dec"
+    assert read(fmt.build(QUESTION)) == QUESTION
+
+
+def test_a_public_prm_scores_revision_attempts_cut_in_their_own_step_format():
+    """eval-revision: a public PRM reads step lists, so attempts are cut in the chains' format (paragraphs here),
+    not by the PRM's own (which leaves a step whole)."""
+    from ttstrain.revisions.verifier import score_attempts
+
+    seen = []
+
+    class Public:
+        reads_questions = True
+        prompt_format = None
+
+        def prompt_for(self, q):
+            return q
+
+        def score_solutions(self, prompts, steps, how="last"):
+            seen.extend(steps)
+            return [0.5] * len(prompts)
+
+    rows = [{"completion": "3 + 4 = 7.\n\nSo the answer is 7.", "question": QUESTION, "prompt": "p"}]
+    assert score_attempts(Public(), rows, context=False, attempt_steps=PARAGRAPH) == [0.5]
+    assert seen == [["3 + 4 = 7.", "So the answer is 7."]]
+
+
+def test_an_uncached_hub_prm_is_sized_from_the_hubs_metadata(monkeypatch):
+    """A hub PRM not downloaded yet was 'cannot size' on its first run; the hub's safetensors metadata sizes it."""
+    import huggingface_hub
+
+    from ttstrain import devices
+
+    class Meta:
+        parameter_count = {"BF16": 7_000_000_000, "F32": 1000}
+
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", lambda repo: Meta())
+    assert devices.checkpoint_bytes("Qwen/Qwen2.5-Math-PRM-7B") == 14_000_000_000 + 4000
+    assert devices.checkpoint_bytes("Qwen/Qwen2.5-Math-PRM-7B", "float32") == 4 * 7_000_001_000

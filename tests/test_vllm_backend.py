@@ -328,7 +328,7 @@ def test_batch_invariance_can_be_turned_off(fake_vllm_module, monkeypatch):
     """#35.8: batch-invariant mode is on unless asked off, and the identity says which."""
     monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
     gen = VLLMGenerator("default", batch_invariant=False)
-    assert "VLLM_BATCH_INVARIANT" not in os.environ and gen.identity()["batch_invariant"] is False
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "0" and gen.identity()["batch_invariant"] is False
 
 
 @pytest.mark.parametrize("temperature, ours", [(2.5, r"the vLLM backend samples at temperatures in \[0, 2\]"),

@@ -15,6 +15,7 @@ forward passes) when it runs there too.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import torch
@@ -43,9 +44,9 @@ def checkpoint_bytes(name_or_path: str | os.PathLike, dtype: str = "auto") -> in
     (no weight is read); None when it is not local or not safetensors."""
     folder = local_model_folder(name_or_path)
     files = sorted(folder.glob("*.safetensors")) if folder is not None else []
-    if not files:
-        return None
     per_element = None if dtype == "auto" else torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+    if not files:
+        return _hub_checkpoint_bytes(os.fspath(name_or_path), per_element) if folder is None else None
     total = 0
     for f in files:
         with open(f, "rb") as handle:
@@ -58,6 +59,19 @@ def checkpoint_bytes(name_or_path: str | os.PathLike, dtype: str = "auto") -> in
                 n *= d
             total += n * (per_element or _SAFETENSORS_BYTES.get(entry["dtype"], 4))
     return total
+
+
+def _hub_checkpoint_bytes(repo: str, per_element: int | None) -> int | None:
+    """The same from the hub's safetensors metadata of a model not downloaded yet (None: offline, or no such repo)."""
+    if "/" not in repo or os.path.isabs(repo):
+        return None
+    try:
+        from huggingface_hub import get_safetensors_metadata
+
+        counts = get_safetensors_metadata(repo).parameter_count  # dtype -> parameters
+    except Exception:
+        return None
+    return sum(n * (per_element or _SAFETENSORS_BYTES.get(kind, 4)) for kind, n in counts.items())
 
 
 def prm_reference_model(prm_path: str | os.PathLike) -> str | None:
@@ -77,20 +91,37 @@ def verifier_bytes(models: list[str], dtype: str = "auto", prefix_cache_bytes: i
     for name in models:
         size = checkpoint_bytes(resolve_model(name), dtype)
         if size is None:
-            raise ValueError(f"cannot size the verifier model {name!r} (no local safetensors files): set "
-                             f"--gpu_memory_utilization, or put the verifier on another device with --prm_device")
+            raise ValueError(f"cannot size the verifier model {name!r} (no local safetensors files, and the hub's "
+                             f"metadata could not be read): set --gpu_memory_utilization, or put the verifier on "
+                             f"another device with --prm_device")
         total += size + prefix_cache_bytes
     return total
 
 
 def gpu_total_bytes() -> int:
-    """Memory of the first visible GPU (the one vLLM's engine takes)."""
-    return torch.cuda.get_device_properties(0).total_memory
+    """Memory of the first visible GPU (the one vLLM's engine takes), read through NVML where vLLM's dependency
+    nvidia-ml-py is installed, so CUDA is not initialised in this process before vLLM starts its engine."""
+    try:
+        import pynvml  # noqa: PLC0415 - optional, comes with vLLM
+
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        handle = (pynvml.nvmlDeviceGetHandleByIndex(int(visible)) if visible.isdigit() else
+                  pynvml.nvmlDeviceGetHandleByUUID(visible) if visible else pynvml.nvmlDeviceGetHandleByIndex(0))
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+    except Exception:
+        return torch.cuda.get_device_properties(0).total_memory
 
 
 def same_gpu(device: str) -> bool:
     """Is `device` the GPU vLLM's engine runs on (the first visible one)?"""
     return device in ("cuda", "cuda:0")
+
+
+def pooling_engine_share(weights_bytes: int, gpu_bytes: int) -> float:
+    """The GPU share of a PRM served by vLLM's pooling runner beside a vLLM policy: its weights and a workspace
+    of 10% of the GPU for activations and the few KV blocks a prefill-only engine needs, at least 0.1."""
+    return max(0.1, math.ceil((weights_bytes / gpu_bytes + 0.1) * 100) / 100)
 
 
 def vllm_memory_share(requested: float | None, *, verifier_device: str | None, verifier_need: int,
@@ -101,7 +132,7 @@ def vllm_memory_share(requested: float | None, *, verifier_device: str | None, v
         return requested
     if verifier_device is None or not same_gpu(verifier_device):
         return DEFAULT_VLLM_SHARE
-    share = round(DEFAULT_VLLM_SHARE - verifier_need / gpu_bytes, 2)
+    share = math.floor((DEFAULT_VLLM_SHARE - verifier_need / gpu_bytes) * 100) / 100  # never more than planned
     if share < MIN_VLLM_SHARE:
         raise ValueError(f"the verifier needs {verifier_need / 2**30:.1f} GiB of this GPU's {gpu_bytes / 2**30:.1f} "
                          f"GiB, leaving vLLM a share of {share} (under {MIN_VLLM_SHARE}): put the verifier on another "

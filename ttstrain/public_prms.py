@@ -90,6 +90,8 @@ class PRMFormat:
     known_models: tuple[str, ...] = field(default=())
     summary: str = ""
     source: str = ""
+    # the convention cuts a response into steps at each newline (a step holding one would be read as several)
+    cuts_steps_at_newlines: bool = False
 
     def load(self, name_or_path: str, *, device: str = "cpu", dtype: str = "auto"):
         """(model in eval mode on `device`, tokenizer) of a checkpoint in this convention."""
@@ -132,7 +134,8 @@ class PRMFormat:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{self.name}: the tokenizer has no chat template; a {self.name} PRM reads a chat")
 
-    def _check_width(self, rows: torch.Tensor, width: int, what: str) -> None:
+    def check_width(self, rows: torch.Tensor, width: int, what: str) -> None:
+        """Refuse model outputs of another width than the format reads (a head of the wrong size)."""
         if rows.ndim != 2 or rows.shape[-1] != width:
             raise ValueError(f"{self.name}: expected rows of {width} {what} per step, got shape {tuple(rows.shape)}")
 
@@ -194,6 +197,10 @@ class MathShepherdFormat(PRMFormat):
                              f"token each ({pair}); a {self.name} PRM needs its own tokenizer")
         return tag, pair[0], pair[1]
 
+    def label_token_ids(self, tokenizer) -> tuple[int, int]:
+        """The (good, bad) token ids whose LM logits `read` compares."""
+        return self._ids(tokenizer)[1:]
+
     def load(self, name_or_path, *, device="cpu", dtype="auto"):
         path = resolve_model(name_or_path)
         tokenizer = load_tokenizer(path)
@@ -242,6 +249,10 @@ class RLHFlowFormat(PRMFormat):
             self._single_token(tokenizer, t, "the chat marker")
         return (self._single_token(tokenizer, self.good, "the good label"),
                 self._single_token(tokenizer, self.bad, "the bad label"))
+
+    def label_token_ids(self, tokenizer) -> tuple[int, int]:
+        """The (good, bad) token ids whose LM logits `read` compares."""
+        return self._ids(tokenizer)
 
     def load(self, name_or_path, *, device="cpu", dtype="auto"):
         path = resolve_model(name_or_path)
@@ -330,7 +341,7 @@ class QwenMathPRMFormat(PRMFormat):
         return PRMInput(ids, positions)
 
     def read(self, tokenizer, rows):
-        self._check_width(rows, 2, "class logits")
+        self.check_width(rows, 2, "class logits")
         return rows.float().softmax(-1)[:, 1]
 
     def describe(self, tokenizer):
@@ -345,6 +356,7 @@ class QwenMathPRMFormat(PRMFormat):
 
 @dataclass(frozen=True)
 class SkyworkFormat(PRMFormat):
+    cuts_steps_at_newlines: bool = True
     step_end: str = "\n"
     value_head: tuple[str, ...] = ("v_head.summary.weight", "v_head.summary.bias")
 
@@ -380,7 +392,7 @@ class SkyworkFormat(PRMFormat):
         return PRMInput(ids, positions)
 
     def read(self, tokenizer, rows):
-        self._check_width(rows, 1, "value")
+        self.check_width(rows, 1, "value")
         return torch.sigmoid(rows.float()[:, 0])
 
     def describe(self, tokenizer):

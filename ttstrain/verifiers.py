@@ -135,17 +135,26 @@ class QuestionReader:
     every question; the question itself is inserted stripped)."""
 
     def __init__(self, prompt_format):
-        built = prompt_format.build(_SENTINEL)
+        self.prompt_format = prompt_format
+        self._frame()
+
+    def _frame(self) -> None:
+        built = self.prompt_format.build(_SENTINEL)
         if built.count(_SENTINEL) != 1:
             raise ValueError("this prompt format does not hold its question once, verbatim; a public PRM cannot "
                              "read questions from its prompts")
         self.prefix, self.suffix = built.split(_SENTINEL)
 
+    def _fits(self, prompt: str) -> bool:
+        return (prompt.startswith(self.prefix) and prompt.endswith(self.suffix)
+                and len(prompt) >= len(self.prefix) + len(self.suffix))
+
     def __call__(self, prompt: str) -> str:
-        if not (prompt.startswith(self.prefix) and prompt.endswith(self.suffix)
-                and len(prompt) >= len(self.prefix) + len(self.suffix)):
-            raise ValueError(f"prompt {prompt[:80]!r}... was not built by the policy prompt format this verifier "
-                             "was told of (read_prompts_as)")
+        if not self._fits(prompt):
+            self._frame()  # a chat template may print today's date: a run that crosses midnight frames anew
+            if not self._fits(prompt):
+                raise ValueError(f"prompt {prompt[:80]!r}... was not built by the policy prompt format this "
+                                 "verifier was told of (read_prompts_as)")
         return prompt[len(self.prefix):len(prompt) - len(self.suffix)]
 
 
@@ -165,8 +174,13 @@ class QuestionFormat:
         return {"kind": self.kind, "prm_format": self.prm_format, "step_format": self.steps.record()}
 
 
-# Steps these conventions cut a response into: a step holding the separator would be read as several.
-_SPLITS_ON_NEWLINE = {"skywork"}
+def question_format(fmt: PRMFormat) -> QuestionFormat:
+    """The question format of a public PRM; its steps flatten a step holding a newline into one line where the
+    convention cuts steps at newlines, and leave steps whole otherwise."""
+    return QuestionFormat(fmt.name, LINE if fmt.cuts_steps_at_newlines else _WHOLE_STEPS)
+
+
+_WHOLE_STEPS = StepFormat("\x00", "eos")  # a separator no text holds: a step is never cut
 
 
 # ---- a public PRM, run with transformers ------------------------------------------------------------
@@ -183,9 +197,9 @@ class ConventionScorer:
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", None)
         self.batch_size = batch_size
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-        self.prompt_format = QuestionFormat(fmt.name, LINE if fmt.name in _SPLITS_ON_NEWLINE else
-                                            StepFormat("\x00never\x00", "eos"))
+        self.prompt_format = question_format(fmt)
         self.question_of = lambda prompt: prompt  # prompts are questions until read_prompts_as says otherwise
+        self._prompt_format = None
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0}
         self.last_scored_tokens: list[int] = []
         self.progress_hook = None
@@ -193,11 +207,13 @@ class ConventionScorer:
     reads_questions = True
 
     def read_prompts_as(self, prompt_format) -> None:
-        """The policy's prompt format: prompts given to `score` are taken back to their questions with it."""
+        """The policy's prompt format: prompts given to `score` are taken back to their questions with it, and
+        `prompt_for` builds prompts in it (so a caller's prompts and its own read back alike)."""
         self.question_of = QuestionReader(prompt_format)
+        self._prompt_format = prompt_format
 
     def prompt_for(self, question: str) -> str:
-        return self.prompt_format.build(question)
+        return (self._prompt_format or self.prompt_format).build(question)
 
     @property
     def device(self) -> torch.device:

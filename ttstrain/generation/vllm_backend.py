@@ -174,9 +174,8 @@ class VLLMGenerator(Generator):
         if not 0 < gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         self.batch_invariant = batch_invariant
-        if batch_invariant:
-            # read by vLLM's engine process and kernels as they start: set before the import and the engine
-            os.environ["VLLM_BATCH_INVARIANT"] = "1"
+        # read by vLLM's engine process and kernels as they start: set (either way) before the import and the engine
+        os.environ["VLLM_BATCH_INVARIANT"] = "1" if batch_invariant else "0"
         self._vllm = _import_vllm()
         self.model = model
         self.model_path = resolve_model(model)  # what the engine loads: an alias's folder, else as given

@@ -38,13 +38,19 @@ def revision_orm_rows(chain_rows: Sequence[dict], step_format: StepFormat = LINE
     return out
 
 
-def score_attempts(scorer, chain_rows: Sequence[dict], context: bool, how: str = DEFAULT_AGGREGATION) -> list[float | None]:
+def score_attempts(scorer, chain_rows: Sequence[dict], context: bool, how: str = DEFAULT_AGGREGATION,
+                   attempt_steps: StepFormat | None = None) -> list[float | None]:
     """One aggregated score per attempt (None for an attempt with no step).
 
     context=True scores after the attempt's own revision prompt (what a revision-aware ORM was
     trained on); context=False after the plain question prompt (a PRM trained on first attempts).
+    Attempts are cut into steps in the PRM's own step format, or, for a public PRM (which reads step
+    lists in its own layout), in the attempts' step format `attempt_steps`.
     """
-    fmt = scorer.prompt_format.steps if hasattr(scorer, "prompt_format") else LINE  # the PRM's own step format
+    if getattr(scorer, "reads_questions", False):
+        fmt = attempt_steps or LINE
+    else:
+        fmt = scorer.prompt_format.steps if hasattr(scorer, "prompt_format") else LINE  # the PRM's own step format
     steps = [fmt.split(r["completion"]) for r in chain_rows]
     plain = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's own prompt format
     prompts = [r["prompt"] if context else plain(r["question"]) for r in chain_rows]

@@ -59,6 +59,7 @@ class EvalPRMConfig:
                                      "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
     batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
     prm_format: str = field(default="auto", metadata={"help": "How the PRM is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
+    prm_backend: str = field(default="transformers", metadata={"help": "What runs the PRM: transformers (on prm_device) or vllm (vLLM's pooling runner, for PRMs without reference features; docs/public_prms.md).", "choices": ["transformers", "vllm"]})
     prm_device: str = field(default="auto", metadata={"help": "Device of the PRM, its reference model and the likelihood "
                             "baseline: auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype they are loaded in (auto: the checkpoint's)."})
@@ -134,8 +135,14 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
                          f"{cfg.prm_format} PRM: name the likelihood model")
     baseline = likelihood_model(cfg) if cfg.samples else None
     own = {"step_separator": cfg.step_separator}
-    scorer = load_verifier(cfg.prm_path, cfg.prm_format, device=cfg.prm_device, dtype=cfg.prm_dtype,
-                           batch_size=cfg.batch_size, **({} if public else own))
+    if cfg.prm_backend == "vllm":
+        from ttstrain.verifiers_vllm import load_pooling_verifier
+
+        scorer = load_pooling_verifier(cfg.prm_path, cfg.prm_format, dtype=cfg.prm_dtype, batch_size=cfg.batch_size,
+                                       gpu_memory_utilization=0.8, **own)
+    else:
+        scorer = load_verifier(cfg.prm_path, cfg.prm_format, device=cfg.prm_device, dtype=cfg.prm_dtype,
+                               batch_size=cfg.batch_size, **({} if public else own))
     reference_spec = getattr(scorer, "reference_spec", None)
     if reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed

@@ -135,13 +135,15 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     order = {p["id"]: i for i, p in enumerate(problems)}
     rows, _ = read_chunks(out, len(problems), cfg.problems_per_chunk)
     rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call
+    if hasattr(generator, "close"):  # vLLM: the chains are written; give the GPU to the verifiers
+        generator.close()
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm_path), ("orm", cfg.orm_path)):
         if path and name not in scorers:
             fmt = cfg.prm_format if name == "prm" else "auto"
             scorers[name] = load_verifier(path, fmt, device=cfg.prm_device, dtype=cfg.prm_dtype)
     for name, scorer in scorers.items():
-        for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"))):
+        for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"), attempt_steps=steps)):
             r[f"score_{name}"] = s
     result = {
         "problems": len(problems), "num_chains": cfg.num_chains, "chain_length": cfg.chain_length,

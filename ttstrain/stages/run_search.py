@@ -44,8 +44,8 @@ from ttstrain.answer_pooling import AnswerPool
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
-from ttstrain.devices import (gpu_total_bytes, prm_reference_model, resolve_device, same_gpu, verifier_bytes,
-                              vllm_memory_share)
+from ttstrain.devices import (DEFAULT_VLLM_SHARE, checkpoint_bytes, gpu_total_bytes, pooling_engine_share,
+                              prm_reference_model, resolve_device, same_gpu, verifier_bytes, vllm_memory_share)
 from ttstrain.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import model_revision
@@ -66,6 +66,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm or value_head."})
     likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
     prm_format: str = field(default="auto", metadata={"help": "How the PRM at prm_path is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
+    prm_backend: str = field(default="transformers", metadata={"help": "What runs the PRM: transformers (on prm_device), or vllm (vLLM's pooling runner on the first visible GPU, beside a vLLM policy without a transformers forward pass; not for PRMs with reference features, nor the likelihood verifier).", "choices": ["transformers", "vllm"]})
     prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (PRM or likelihood model): auto (cuda if available), cpu, cuda."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in."})
     prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch."})
@@ -113,9 +114,19 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     def fingerprint(self) -> dict:
         """Fields that change the results: a resumed run must match them."""
         skip = {"output_dir", "shard", "prm_device", "prm_batch_size", *RUNTIME_FIELDS}
-        if self.prm_format == "auto":  # runs from before --prm_format resume: the checkpoint's revision says the rest
-            skip.add("prm_format")
+        if self.prm_format == "auto" or self.prm_format == _detected_format(self.prm_path):
+            skip.add("prm_format")  # runs from before --prm_format resume: the checkpoint's revision says the rest
+        if self.prm_backend == "transformers":  # likewise for runs from before --prm_backend
+            skip.add("prm_backend")
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def _detected_format(prm_path: str | None) -> str | None:
+    """What --prm_format auto reads prm_path as (None: nothing can tell)."""
+    try:
+        return resolve_prm_format(prm_path, "auto") if prm_path else None
+    except ValueError:
+        return None
 
 
 def verifier_name(cfg: SearchStageConfig) -> str | None:
@@ -138,6 +149,13 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
         raise ValueError(f"methods {[m for m in cfg.methods if m != 'majority']} need a PRM: set prm_path "
                          f"(or --verifier likelihood)")
     fmt = resolve_prm_format(name, cfg.prm_format)
+    if cfg.prm_backend == "vllm":
+        from ttstrain.verifiers_vllm import load_pooling_verifier
+
+        if cfg.verifier != "prm":
+            raise ValueError(f"--prm_backend vllm serves a PRM as it is; --verifier {cfg.verifier} runs on transformers")
+        return load_pooling_verifier(name, fmt, gpu_memory_utilization=pooling_share(cfg), dtype=cfg.prm_dtype,
+                                     batch_size=cfg.prm_batch_size)
     if cfg.verifier == "value_head" and fmt not in OWN_FORMATS:
         raise ValueError(f"--verifier value_head reads a ttstrain PRM's value head without its reference features; "
                          f"{name} is a {fmt} PRM: use --verifier prm")
@@ -261,6 +279,16 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def pooling_share(cfg: SearchStageConfig) -> float:
+    """The GPU share of the PRM's pooling engine (--prm_backend vllm): its weights and a workspace."""
+    need = checkpoint_bytes(cfg.prm_path, cfg.prm_dtype)
+    if need is None:
+        raise ValueError(f"cannot size the PRM {cfg.prm_path!r} for its vLLM engine (no local safetensors files, and "
+                         "the hub's metadata could not be read): set --gpu_memory_utilization for the policy and "
+                         "download the PRM first")
+    return pooling_engine_share(need, gpu_total_bytes())
+
+
 def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
     """vLLM's GPU share when this search's verifier runs on the engine's GPU: 0.9 less what the verifier
     needs (`ttstrain.devices`); None (the config's or the default share) otherwise."""
@@ -268,6 +296,10 @@ def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
 
     if cfg.backend != "vllm" or cfg.gpu_memory_utilization is not None or all(m in NO_VERIFIER for m in cfg.methods):
         return None
+    if not verifier_name(cfg):
+        return None  # load_scorer says what is missing
+    if cfg.prm_backend == "vllm":  # two engines on one GPU: the policy gets what the PRM's leaves of 0.9
+        return round(DEFAULT_VLLM_SHARE - pooling_share(cfg), 2)
     device = resolve_device(cfg.prm_device)
     if not same_gpu(device):
         return None

@@ -26,6 +26,8 @@ Output folder (`output_dir`):
 
 from __future__ import annotations
 
+import torch
+
 from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume
 
 PRM_TRAIN_CONFIG = "prm_train_config.json"
@@ -69,6 +71,10 @@ def run_train_prm(cfg):
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
     if cfg.reference_features:
         from ttstrain.trainers.reference_fit import fit_reference_features
+
+        if torch.cuda.is_available():  # the fit loads the PRM and its reference model where the optimizer state sat
+            trainer.accelerator.free_memory()
+            trainer.optimizer = trainer.lr_scheduler = None
 
         # fitted on the training questions, so the validation questions stay held out for evaluation;
         # every process reads its share of the rows on its device (no rank idles at a barrier meanwhile)
