@@ -109,5 +109,8 @@ step eval_revision_vllm $TT eval-revision --backend vllm --model_name_or_path $O
 step compute_optimal $TT compute-optimal --search_dirs $OUT/search --samples $OUT/samples/samples.parquet \
   --revisions $OUT/eval_revision/chains.parquet --output_dir $OUT/compute_optimal
 
+# -- the whole demo on vLLM: one policy engine at its planned share, shut down before eval-revision starts its own
+step demo_vllm_quick $TT demo --backend vllm --quick --output_dir $OUT/demo
+
 [[ $DRY == 0 ]] && echo "gpu smoke: $passed passed, $failed failed, $skipped skipped (logs in $OUT)"
 [[ $DRY == 1 || $failed == 0 ]]
