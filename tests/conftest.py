@@ -1,9 +1,46 @@
-"""Shared fixtures: the char tokenizer, a BPE tokenizer that merges newlines, a tiny random Llama and its folder."""
+"""Shared fixtures: the data slices, the char tokenizer, a BPE tokenizer that merges newlines, a tiny random Llama
+and its folder.
+
+Every test reads its public data (MATH-500, GSM8K, PRM800K, Math-Shepherd, ProcessBench) from the slices in
+tests/fixtures/data (see its README.md): $TTSTRAIN_DATA_DIR points there for the whole session, whether or not
+the full data sits beside the checkout, so a fresh clone and a developer's checkout run the same tests.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+from ttstrain.paths import DATA_DIR_ENV
+
+DATA_SLICES = Path(__file__).parent / "fixtures" / "data"
+_saved_data_dir: list[str | None] = []
+
+
+def pytest_configure(config):
+    _saved_data_dir.append(os.environ.get(DATA_DIR_ENV))
+    os.environ[DATA_DIR_ENV] = str(DATA_SLICES)  # set before collection, inherited by subprocesses
+
+
+def pytest_unconfigure(config):
+    previous = _saved_data_dir.pop() if _saved_data_dir else None
+    if previous is None:
+        os.environ.pop(DATA_DIR_ENV, None)
+    else:
+        os.environ[DATA_DIR_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def slice_rows():
+    """For each data slice (path under the data directory), the row numbers in the full file of its rows, in
+    order, from tests/fixtures/data/slices.json: slice_rows["gsm8k/train.jsonl.gz"].index(345) is where row
+    345 of the full GSM8K train file sits in the slice."""
+    specs = json.loads((DATA_SLICES / "slices.json").read_text())
+    return {rel: list(spec["rows"]) if "rows" in spec else list(range(spec["first"])) for rel, spec in specs.items()}
 
 
 @pytest.fixture(scope="session")

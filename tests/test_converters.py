@@ -3,7 +3,8 @@
 Fixtures (provenance and licence in tests/fixtures/README.md): `math_shepherd_variants.jsonl`, one
 hand-written row per layout Math-Shepherd's rows use plus one unreadable row; `prm800k_release.jsonl`,
 hand-written rows in the PRM800K release format (openai/prm800k, MIT), phase 1 and phase 2, every
-`finish_reason`. The shared samples under the data directory are real rows (openreasoner/openr, MIT).
+`finish_reason`. The samples under the data directory (the test slices in tests/fixtures/data) are real rows
+(openreasoner/openr, MIT; the first 200 rows of the PRM800K stepwise-critic parquet).
 
 Run: python -m pytest tests/test_converters.py -q
 """

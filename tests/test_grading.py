@@ -1,11 +1,11 @@
 """Tests for ttstrain.grading: answer extraction, equivalence, and the hard time limit.
 
 The equivalence table is tests/fixtures/grading_pairs.jsonl. Each line holds a REAL gold answer
-and where it came from (`source` "math500" = row `row` (0-based line) of the data directory's
+and where it came from (`source` "math500" = row `row` (0-based line) of the full
 math/test.jsonl.gz, field `answer`, with its `unique_id`; "gsm8k_test" = row `row` of
 gsm8k/test.jsonl.gz, the text after "#### " in `answer`), a
-hand-written `pred` and whether it is `expected` to be equivalent. When the data files are
-present, test_fixture_golds_match_the_data checks every gold against its row.
+hand-written `pred` and whether it is `expected` to be equivalent. test_fixture_golds_match_the_data
+checks every gold against its row, in the test data slices (tests/fixtures/data), which keep those rows.
 
 Run: python -m pytest tests/test_grading.py -q
 """
@@ -64,21 +64,19 @@ def test_gold_is_equivalent_to_itself_and_boxed(pair):
     assert is_equivalent(extract_answer(solution), pair["gold"], timeout=TABLE_TIMEOUT_S)
 
 
-def test_fixture_golds_match_the_data():
-    try:
-        data = data_dir()
-    except FileNotFoundError:
-        pytest.skip("offline data not present")
+def test_fixture_golds_match_the_data(slice_rows):
+    data = data_dir()
     math_file, gsm_file = data / "math" / "test.jsonl.gz", data / "gsm8k" / "test.jsonl.gz"
     math_rows = [json.loads(line) for line in gzip.open(math_file, "rt")]
     gsm_rows = [json.loads(line) for line in gzip.open(gsm_file, "rt")]
+    math_at, gsm_at = slice_rows["math/test.jsonl.gz"].index, slice_rows["gsm8k/test.jsonl.gz"].index
     for pair in PAIRS:
         if pair["source"] == "math500":
-            row = math_rows[pair["row"]]
+            row = math_rows[math_at(pair["row"])]
             assert (row["answer"], row["unique_id"]) == (pair["gold"], pair["unique_id"])
         else:
             assert pair["source"] == "gsm8k_test"
-            assert gsm_rows[pair["row"]]["answer"].split("#### ")[-1].strip() == pair["gold"]
+            assert gsm_rows[gsm_at(pair["row"])]["answer"].split("#### ")[-1].strip() == pair["gold"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Problem loading: the built-in sources against the offline data, local files, the Hub path (mocked), errors."""
+"""Problem loading: the built-in sources against the test data slices, local files, the Hub path (mocked), errors.
+
+The built-in sources read tests/fixtures/data (conftest.py points $TTSTRAIN_DATA_DIR there): a few rows of each
+full file, whose row numbers in the full file `slice_rows` gives.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +42,8 @@ def write_jsonl(path: Path, records) -> Path:
 # --- built-in sources ---------------------------------------------------------------------------
 
 
-def test_math500(math500):
-    assert len(math500) == 500
-    assert len(by_id(math500)) == 500
+def test_math500(math500, slice_rows):
+    assert len(math500) == len(by_id(math500)) == len(slice_rows["math/test.jsonl.gz"])
     row = by_id(math500)["test/precalculus/807.json"]
     assert row["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert (row["level"], row["subject"]) == (2, "Precalculus")
@@ -48,9 +51,9 @@ def test_math500(math500):
     assert by_id(math500)["test/algebra/1349.json"]["answer"] == "\\text{Evelyn}"
 
 
-def test_math_train_is_the_rest_of_the_math_test_set(math500, math_train):
-    assert len(math_train) == 4500
-    assert len(by_id(math_train)) == 4500
+def test_math_train_is_the_rest_of_the_math_test_set(math500, math_train, slice_rows):
+    rest = len(slice_rows["math/full_test_5000.jsonl.gz"]) - len(slice_rows["math/test.jsonl.gz"])  # 4500 in full
+    assert len(math_train) == len(by_id(math_train)) == rest
     assert not {r["question"] for r in math_train} & {r["question"] for r in math500}
     row = by_id(math_train)["math-full-0"]
     assert row["question"].startswith("How many vertical asymptotes does the graph of")
@@ -76,16 +79,17 @@ def test_math_rows_complete(source, math500, math_train):
         assert row["subject"]
 
 
-def test_gsm8k():
+def test_gsm8k(slice_rows):
     train, test = load_problems("gsm8k", "train"), load_problems("gsm8k", "test")
-    assert (len(train), len(test)) == (7473, 1319)
-    assert len(by_id(train)) == 7473 and len(by_id(test)) == 1319
+    train_rows, test_rows = slice_rows["gsm8k/train.jsonl.gz"], slice_rows["gsm8k/test.jsonl.gz"]
+    assert (len(train), len(test)) == (len(train_rows), len(test_rows))  # (7473, 1319) in full
+    assert len(by_id(train)) == len(train) and len(by_id(test)) == len(test)
     assert train[0]["id"] == "gsm8k-train-0" and train[0]["answer"] == "72"
     assert train[0]["solution"].endswith("#### 72")  # the worked solution is kept as it is
     assert test[0]["answer"] == "18"
-    assert train[345]["answer"] == "1080"  # "#### 1,080"
-    assert test[201]["answer"] == "114200"  # "#### 114,200"
-    assert train[5715]["answer"] == "-7"
+    assert train[train_rows.index(345)]["answer"] == "1080"  # "#### 1,080"
+    assert test[test_rows.index(201)]["answer"] == "114200"  # "#### 114,200"
+    assert train[train_rows.index(5715)]["answer"] == "-7"
     for row in train + test:
         assert row["question"].strip()
         assert re.fullmatch(r"-?\d+(\.\d+)?", row["answer"]), row
@@ -275,10 +279,13 @@ def test_data_dir_lookup_errors(tmp_path, monkeypatch):
     assert paths.data_dir() == tmp_path / "shared" / "data"  # the checkout's sibling
 
 
-def test_default_data_dir_and_repo_root(monkeypatch):
+def test_default_data_dir_and_repo_root(tmp_path, monkeypatch):
     monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
     assert (paths.repo_root() / "ttstrain" / "problems.py").is_file()
-    assert (paths.data_dir() / problems.MATH500_FILE).is_file()
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path / "checkout")
+    for where in (tmp_path / "shared" / "data", tmp_path / "checkout" / "shared" / "data"):
+        where.mkdir(parents=True)
+    assert paths.data_dir() == tmp_path / "checkout" / "shared" / "data"  # the checkout's own copy before its sibling
 
 
 def test_cache_dir(tmp_path, monkeypatch):
