@@ -97,6 +97,7 @@ Left out: n > 1 per request, min_tokens, logprobs, repetition detection, specula
 from __future__ import annotations
 
 import copy
+import importlib.machinery
 import functools
 import json
 import math
@@ -900,4 +901,7 @@ def module() -> types.ModuleType:
 def modules() -> dict[str, types.ModuleType]:
     """`vllm` and its submodules the pooling side imports, for `sys.modules` (monkeypatch.setitem each)."""
     mod = module()
-    return {"vllm": mod, "vllm.config": mod.config, "vllm.inputs": mod.inputs}
+    out = {"vllm": mod, "vllm.config": mod.config, "vllm.inputs": mod.inputs}
+    for name, m in out.items():  # importlib.util.find_spec (TRL probes for vLLM) needs a spec
+        m.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    return out

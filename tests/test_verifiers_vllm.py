@@ -275,3 +275,24 @@ def test_search_runs_the_policy_and_the_prm_as_two_vllm_engines_on_one_gpu(vllm_
     assert rows and all(r["verifier_flops"] > 0 for r in rows)
     config = json.loads((out / "config.json").read_text())
     assert config["scorer"]["type"] == "VLLMPoolingScorer" and config["scorer"]["reads"]["backend"] == "vllm-pooling"
+
+
+def test_eval_prm_scores_on_the_pooling_runner_from_the_command_line(vllm_fake, folders, tmp_path):
+    """ttstrain eval-prm --prm_backend vllm: ProcessBench scored by a public PRM on vLLM's pooling runner gives the
+    transformers verifier's F1, and the config records what read it."""
+    from ttstrain import cli
+
+    bench = tmp_path / "processbench.json"
+    bench.write_text(json.dumps([
+        {"id": f"t-{i}", "problem": QUESTIONS[i % 2], "steps": STEPS[i % 2], "label": label,
+         "final_answer_correct": label == -1} for i, label in enumerate([-1, 1, -1, 0])]))
+    folder = str(folders("qwen2.5-math-prm"))
+    results = {}
+    for backend in ("transformers", "vllm"):
+        out = tmp_path / backend
+        cli.main(["eval-prm", "--prm_path", folder, "--prm_format", "qwen2.5-math-prm", "--prm_backend", backend,
+                  "--prm_device", "cpu", "--processbench", str(bench), "--processbench_threshold", "0.5",
+                  "--output_dir", str(out)])
+        results[backend] = json.loads((out / "eval_prm.json").read_text())["processbench"][str(bench)]
+    assert results["vllm"]["f1"] == results["transformers"]["f1"]
+    assert json.loads((tmp_path / "vllm" / "config.json").read_text())["verifier"]["backend"] == "vllm-pooling"
