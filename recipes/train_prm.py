@@ -5,7 +5,9 @@ are the fields of `ttstrain.trainers.prm_config.PRMConfig`. Launch commands for 
 processes, CPU or GPU, DDP or DeepSpeed: accelerate_configs/README.md.
 """
 
+from ttstrain.user_errors import report_user_errors
 from ttstrain.stages.train_prm import main
 
 if __name__ == "__main__":
-    main()
+    with report_user_errors("train-prm"):
+        main()

@@ -4,7 +4,9 @@
         --config recipes/default/revision/config_demo.yaml
 """
 
+from ttstrain.user_errors import report_user_errors
 from ttstrain.stages.train_revision import main
 
 if __name__ == "__main__":
-    main()
+    with report_user_errors("train-revision"):
+        main()

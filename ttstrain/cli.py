@@ -6,12 +6,16 @@
 
 Every command also runs as `python <module or script> --config <yaml>`; options are the fields
 of the stage's config dataclass (YAML sets defaults, the command line overrides, unknown keys fail).
+An error the user can cause ends in one line and exit status 1 (`ttstrain.user_errors`;
+`TTSTRAIN_DEBUG=1` shows the traceback).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from ttstrain.user_errors import report_user_errors
 
 COMMANDS = {
     "demo": ("ttstrain.demo", "Run the whole pipeline on the default world and write a report."),
@@ -45,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ttstrain: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
     sys.argv = [f"ttstrain {name}"] + rest
-    module.main(rest)
+    with report_user_errors(name):
+        module = importlib.import_module(COMMANDS[name][0])
+        module.main(rest)
     return 0
 
 

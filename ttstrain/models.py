@@ -218,7 +218,10 @@ def load_causal_lm(
         kw.update(gguf_file=gguf_file, quantization_config=GgufConfig(dequantize=True))
         if kw["dtype"] == "auto":
             kw["dtype"] = torch.float32
-    model = AutoModelForCausalLM.from_pretrained(_resolve_for_loading(name_or_path), **kw)
+    path = _resolve_for_loading(name_or_path)
+    if gguf_file is None:  # a GGUF folder holds one packed file, no config.json
+        check_weight_files(path, "model")
+    model = AutoModelForCausalLM.from_pretrained(path, **kw)
     if gguf_file is not None:
         _drop_gguf_marker(model)
     _set_pad_token_id(model)
@@ -274,6 +277,43 @@ def local_model_folder(name_or_path: str | os.PathLike) -> Path | None:
         return Path(snapshot_download(os.fspath(name_or_path), local_files_only=True))
     except Exception:  # not cached, or not a valid repo id
         return None
+
+
+def check_weight_files(folder: str | os.PathLike, what: str = "checkpoint") -> None:
+    """Refuse a local checkpoint folder whose config or safetensors files are missing or damaged, naming the file
+    (before any loader meets it with a deserialisation traceback). A folder that is not local is left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    config = folder / "config.json"
+    if not config.is_file():
+        raise OSError(f"{what} folder {folder} has no config.json: it is not a complete checkpoint")
+    try:
+        json.loads(config.read_text())
+    except ValueError as exc:
+        raise OSError(f"{what} folder {folder}: config.json is not valid JSON ({exc})") from None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        missing = sorted({f for f in json.loads(index.read_text()).get("weight_map", {}).values()
+                          if not (folder / f).is_file()})
+        if missing:
+            raise OSError(f"{what} folder {folder}: {index.name} names shard(s) not there: {', '.join(missing)}")
+    for f in sorted(folder.glob("*.safetensors")):
+        size = f.stat().st_size
+        with open(f, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            try:
+                header = json.loads(handle.read(length)) if 0 < length <= size - 8 else None
+            except ValueError:
+                header = None
+        if header is None:
+            raise OSError(f"{what} folder {folder}: {f.name} is damaged (its header cannot be read; the file holds "
+                          f"{size} bytes): copy or download it again")
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + length + end > size:
+            raise OSError(f"{what} folder {folder}: {f.name} is truncated ({size} bytes; its header describes "
+                          f"{8 + length + end}): copy or download it again")
 
 
 def checkpoint_parameters(name_or_path: str | os.PathLike) -> int | None:

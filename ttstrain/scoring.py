@@ -121,10 +121,11 @@ class PRMScorer:
         """
         from transformers import AutoModelForTokenClassification
 
-        from ttstrain.models import _torch_dtype, load_tokenizer
+        from ttstrain.models import _torch_dtype, check_weight_files, load_tokenizer
 
         path, device = os.fspath(path), resolve_device(device)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        check_weight_files(path, "PRM")
         model = AutoModelForTokenClassification.from_pretrained(path, dtype=_torch_dtype(dtype), **extra)
         tokenizer = load_tokenizer(path)
         spec = (getattr(model.config, PRM_CONFIG_KEY, None) or {}).get(META_KEY)

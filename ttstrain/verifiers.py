@@ -35,7 +35,7 @@ import torch
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.devices import resolve_device
-from ttstrain.models import local_model_folder
+from ttstrain.models import check_weight_files, local_model_folder, resolve_model
 from ttstrain.prm_format import PRM_CONFIG_KEY
 from ttstrain.public_prms import PRM_FORMATS, PRMFormat
 from ttstrain.steps import LINE, StepFormat
@@ -111,6 +111,9 @@ def resolve_prm_format(name_or_path: str, prm_format: str = "auto") -> str:
         own = "trl"
     if prm_format == "auto":
         found = own or published
+        if found is None and config is None and local_model_folder(name_or_path) is None:
+            raise OSError(f"cannot read the PRM {name_or_path!r}: it is not a local folder nor in the Hugging Face "
+                          "cache, and its config.json could not be downloaded (offline, or no such repository)")
         if found is None:
             raise ValueError(f"cannot tell how to read the PRM {name_or_path!r}: it records no ttstrain_prm, is not a "
                              f"token-classification checkpoint and is not one of the known public PRMs; name its "
@@ -283,6 +286,7 @@ def load_verifier(name_or_path: str, prm_format: str = "auto", *, device: str = 
 
     fmt_name = resolve_prm_format(name_or_path, prm_format)
     device = resolve_device(device)
+    check_weight_files(resolve_model(name_or_path), "PRM")
     if fmt_name in OWN_FORMATS:
         return PRMScorer.from_pretrained(name_or_path, device=device, dtype=dtype, batch_size=batch_size, **prm_kw)
     fmt = PRM_FORMATS[fmt_name]

@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.models import checkpoint_parameters, load_tokenizer, local_model_folder, resolve_model
+from ttstrain.models import check_weight_files, checkpoint_parameters, load_tokenizer, local_model_folder, resolve_model
 from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY, TRL_HEAD_TYPE, layout_from_metadata, prm_inputs, trl_metadata
 from ttstrain.prompts import PromptFormat
 from ttstrain.public_prms import PRM_FORMATS, PRMFormat
@@ -264,6 +264,7 @@ def load_pooling_verifier(name_or_path: str, prm_format: str = "auto", *, gpu_me
     vllm, PoolerConfig = _import_vllm()
     fmt_name = resolve_prm_format(name_or_path, prm_format)
     path = resolve_model(name_or_path)
+    check_weight_files(path, "PRM")
     if fmt_name in OWN_FORMATS:
         from transformers import AutoConfig
 

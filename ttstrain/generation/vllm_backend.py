@@ -64,7 +64,7 @@ import torch
 
 from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
                                       row_seed)
-from ttstrain.models import checkpoint_parameters, resolve_model
+from ttstrain.models import check_weight_files, checkpoint_parameters, resolve_model
 from ttstrain.steps import STEP_SEPARATOR, StepFormat
 
 MAX_TEMPERATURE = 2.0  # vllm.SamplingParams._verify_args refuses more
@@ -185,6 +185,7 @@ class VLLMGenerator(Generator):
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_prefix_caching = enable_prefix_caching
         if llm is None:
+            check_weight_files(self.model_path, "model")  # a damaged local checkpoint, named before vLLM starts
             kwargs = dict(
                 model=self.model_path,
                 tokenizer=resolve_model(tokenizer) if tokenizer else None,

@@ -48,7 +48,7 @@ from ttstrain.devices import (DEFAULT_VLLM_SHARE, checkpoint_bytes, gpu_total_by
                               prm_reference_model, resolve_device, same_gpu, verifier_bytes, vllm_memory_share)
 from ttstrain.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
-from ttstrain.models import model_revision
+from ttstrain.models import check_weight_files, model_revision, resolve_model
 from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
 # --verifier choices, and how messages name them
@@ -321,6 +321,9 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
         get_method(m)
     cfg.search_config(cfg.max_budget).width()  # a beam width that does not divide N fails now, not mid-run
     verifier = verifier_name(cfg)  # with verifier likelihood, a prm_path a recipe still names is not read
+    if verifier and cfg.verifier in PRM_VERIFIERS and any(m not in NO_VERIFIER for m in cfg.methods):
+        resolve_prm_format(verifier, cfg.prm_format)  # a PRM that cannot be read is named before the policy loads
+        check_weight_files(resolve_model(verifier), "PRM")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
