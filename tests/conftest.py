@@ -96,3 +96,20 @@ def smollm2_tokenizer():
     from ttstrain.models import load_tokenizer, resolve_model
 
     return load_tokenizer(resolve_model("smollm2-135m"))
+
+
+@pytest.fixture(scope="module")
+def prm_dir(tmp_path_factory, tiny_llama, char_tokenizer):
+    """An (untrained) ttstrain PRM folder as the trainer writes it: the tiny Llama's body, a value head, metadata."""
+    from ttstrain.trainers.prm_trainer import load_prm_model
+
+    base = tmp_path_factory.mktemp("tiny_causal")
+    tiny_llama.save_pretrained(base)
+    char_tokenizer.save_pretrained(base)
+    model, tok = load_prm_model(str(base))
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.score.weight, std=1.0)  # spread the scores so comparisons mean something
+    out = tmp_path_factory.mktemp("prm")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

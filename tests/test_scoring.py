@@ -22,21 +22,6 @@ def _solutions(n_per_level=2, seed=7):
     return [format_prompt(r["question"]) for r in rows], [split_steps(r["solution"]) for r in rows]
 
 
-@pytest.fixture(scope="module")
-def prm_dir(tmp_path_factory, tiny_llama, char_tokenizer):
-    """An (untrained) PRM folder as the trainer writes it: the tiny Llama's body, a value head, metadata."""
-    base = tmp_path_factory.mktemp("tiny_causal")
-    tiny_llama.save_pretrained(base)
-    char_tokenizer.save_pretrained(base)
-    model, tok = load_prm_model(str(base))
-    torch.manual_seed(0)
-    torch.nn.init.normal_(model.score.weight, std=1.0)  # spread the scores so comparisons mean something
-    out = tmp_path_factory.mktemp("prm")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def test_aggregations_are_the_project_table():
     import ttstrain.aggregation
 

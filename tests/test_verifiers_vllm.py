@@ -109,23 +109,6 @@ def test_math_shepherd_tag_in_the_question_is_matched_by_occurrence(vllm_fake, f
     assert out.outputs.data.shape == (3, 2)  # one question tag + two step tags, two label columns
 
 
-@pytest.fixture(scope="module")
-def prm_dir(tmp_path_factory, tiny_llama, char_tokenizer):
-    """A ttstrain PRM folder as the trainer writes it (the tiny Llama's body, a value head, metadata)."""
-    from ttstrain.trainers.prm_trainer import load_prm_model
-
-    base = tmp_path_factory.mktemp("tiny_causal")
-    tiny_llama.save_pretrained(base)
-    char_tokenizer.save_pretrained(base)
-    model, tok = load_prm_model(str(base))
-    torch.manual_seed(0)
-    torch.nn.init.normal_(model.score.weight, std=1.0)
-    out = tmp_path_factory.mktemp("prm")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _world_solutions():
     rows = problems_split("test", 2, seed=7)
     return [format_prompt(r["question"]) for r in rows], [split_steps(r["solution"]) for r in rows]

@@ -176,7 +176,18 @@ def _load_token_classifier(fmt: PRMFormat, path: str, head_names: str, *, device
 # ---- the conventions -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class MathShepherdFormat(PRMFormat):
+class CausalLMFormat(PRMFormat):
+    """A convention read from a causal LM's logits: it loads as one, its tokenizer checked first."""
+
+    def load(self, name_or_path, *, device="cpu", dtype="auto"):
+        path = resolve_model(name_or_path)
+        tokenizer = load_tokenizer(path)
+        self.check_tokenizer(tokenizer)
+        return load_causal_lm(path, dtype=dtype, device=device), tokenizer
+
+
+@dataclass(frozen=True)
+class MathShepherdFormat(CausalLMFormat):
     step_tag: str = "ки"
     good: str = "+"
     bad: str = "-"
@@ -201,11 +212,6 @@ class MathShepherdFormat(PRMFormat):
         """The (good, bad) token ids whose LM logits `read` compares."""
         return self._ids(tokenizer)[1:]
 
-    def load(self, name_or_path, *, device="cpu", dtype="auto"):
-        path = resolve_model(name_or_path)
-        tokenizer = load_tokenizer(path)
-        self.check_tokenizer(tokenizer)
-        return load_causal_lm(path, dtype=dtype, device=device), tokenizer
 
     def check_tokenizer(self, tokenizer) -> None:
         self._ids(tokenizer)
@@ -238,7 +244,7 @@ class MathShepherdFormat(PRMFormat):
 
 
 @dataclass(frozen=True)
-class RLHFlowFormat(PRMFormat):
+class RLHFlowFormat(CausalLMFormat):
     good: str = "+"
     bad: str = "-"
     chat_tokens: tuple[str, ...] = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
@@ -254,11 +260,6 @@ class RLHFlowFormat(PRMFormat):
         """The (good, bad) token ids whose LM logits `read` compares."""
         return self._ids(tokenizer)
 
-    def load(self, name_or_path, *, device="cpu", dtype="auto"):
-        path = resolve_model(name_or_path)
-        tokenizer = load_tokenizer(path)
-        self.check_tokenizer(tokenizer)
-        return load_causal_lm(path, dtype=dtype, device=device), tokenizer
 
     def check_tokenizer(self, tokenizer) -> None:
         self._need_chat_template(tokenizer)

@@ -43,7 +43,6 @@ other verifiers count them.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import json
 import os
@@ -53,6 +52,7 @@ from pathlib import Path
 import torch
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
+from ttstrain.generation.vllm_backend import shutdown_engine
 from ttstrain.models import check_weight_files, checkpoint_parameters, load_tokenizer, local_model_folder, resolve_model
 from ttstrain.prm_format import HEAD_TYPE, PRM_CONFIG_KEY, TRL_HEAD_TYPE, layout_from_metadata, prm_inputs, trl_metadata
 from ttstrain.prompts import PromptFormat
@@ -239,13 +239,8 @@ class VLLMPoolingScorer:
 
     def close(self) -> None:
         """Shut the engine down and give its GPU memory back."""
-        if self.llm is None:
-            return
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-        if core is not None:
-            core.shutdown()
+        shutdown_engine(self.llm)
         self.llm = None
-        gc.collect()
 
 
 # ---- loading -----------------------------------------------------------------------------------------

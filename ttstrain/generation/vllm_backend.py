@@ -128,6 +128,19 @@ def _vllm_version(vllm_module) -> str | None:
         return None
 
 
+def shutdown_engine(llm) -> None:
+    """Shut a `vllm.LLM` engine down (vLLM 0.32 runs it in a process of its own) and give its GPU memory back;
+    None: nothing to do."""
+    if llm is None:
+        return
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None:
+        core.shutdown()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def map_finish_reason(finish_reason: str | None, stop_reason: Any) -> str:
     """Map vLLM's (finish_reason, stop_reason) of one CompletionOutput to ours.
 
@@ -207,17 +220,9 @@ class VLLMGenerator(Generator):
         self.prompts_too_long = 0  # prompts not sent: no room under max_model_len
 
     def close(self) -> None:
-        """Shut the engine down and give its GPU memory back (vLLM 0.32 runs it in a process of its own);
-        this generator cannot generate after."""
-        if self.llm is None:
-            return
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-        if core is not None:
-            core.shutdown()
+        """Shut the engine down and give its GPU memory back; this generator cannot generate after."""
+        shutdown_engine(self.llm)
         self.llm = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     # -- the contract -------------------------------------------------------------------------
 
