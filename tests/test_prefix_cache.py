@@ -12,7 +12,6 @@ from ttstrain.scoring import PRMScorer
 from ttstrain.steps import split_steps
 from ttstrain.world.task import problems_split
 
-from test_scoring import prm_dir  # noqa: F401  (the fixture)
 
 
 def _beam_like(n=6, seed=3):
