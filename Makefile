@@ -35,10 +35,10 @@ slow_test: install
 # The shipped policies. World v1 (ttstrain/world/v1_policy, `world-v1`): 1200 steps from scratch
 # (operand copying appears between steps 400 and 800), then 700 more from that checkpoint with a
 # fresh warmup and cosine. World v2 in two phases: its checking phase (ttstrain/world/v2_check_policy,
-# `world-v2-check`) reads v1 on for 1200 steps, 90% checked solutions (ttstrain/world/checking.py;
+# `world-v2-check`) reads v1 on for 1200 steps, 90% checked solutions (ttstrain/world_builder/checking.py;
 # recipes/default/world/config_v2_check.yaml); its last phase (ttstrain/world/default_policy, the
 # default) reads that on for 400 steps with solving text that carries locatable mistakes
-# (ttstrain/world/slipped.py; recipes/default/world/config_v2.yaml).
+# (ttstrain/world_builder/slipped.py; recipes/default/world/config_v2.yaml).
 # Each phase saves a resumable state every 3 minutes; after an interruption, `make build-world`
 # again continues the phase it stopped in and skips finished ones. The last steps copy the
 # policies into the package. `make build-world-v2` builds both v2 phases from the shipped v1

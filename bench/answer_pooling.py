@@ -8,7 +8,7 @@ wrong answers (the gold with a digit changed, or a nearby number, each also writ
 of them at higher levels) and a few unparsed (None) answers; the share of right samples falls
 with the level.
 
-(a) ttstrain: an `ttstrain.answer_pooling.AnswerPool` per problem: canonical forms without sympy,
+(a) ttstrain: an `ttstrain.answers.pooling.AnswerPool` per problem: canonical forms without sympy,
     then each new form against each group's first form (`is_equivalent`, with the pairs its fast
     path or two constant values can decide kept out of the sandbox).
 (b) all pairs: `is_equivalent` on every unordered pair of candidates of a problem (both answers
@@ -32,11 +32,11 @@ import re
 import time
 from fractions import Fraction
 
-import ttstrain.grading as grading
-from ttstrain.answer_normalization import canonical_form, normalize_answer
-from ttstrain.answer_pooling import AnswerPool
-from ttstrain.grading import answer_key, is_equivalent, warm_up
-from ttstrain.metrics import weighted_vote
+import ttstrain.answers.grading as grading
+from ttstrain.answers.normalization import canonical_form, normalize_answer
+from ttstrain.answers.pooling import AnswerPool
+from ttstrain.answers.grading import answer_key, is_equivalent, warm_up
+from ttstrain.search.selection import weighted_vote
 from ttstrain.problems import load_problems
 
 RIGHT_SHARE = {1: 0.85, 2: 0.7, 3: 0.55, 4: 0.4, 5: 0.25}  # of a problem's candidates, by level

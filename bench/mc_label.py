@@ -21,7 +21,7 @@ import time
 
 from ttstrain.generation.base import PromptResult, SamplingParams
 from ttstrain.generation.hf import HFGenerator
-from ttstrain.grading import extract_answer, is_equivalent
+from ttstrain.answers.grading import extract_answer, is_equivalent
 from ttstrain.labeling.mc import MCSettings, label_chunk, rollout_correct
 from ttstrain.problems import load_problems
 from ttstrain.prompts import format_prompt

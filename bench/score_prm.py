@@ -63,8 +63,8 @@ def score_per_prefix(scorer, prompts: list[str], steps: list[list[str]], batch_s
 
 
 def load_scorer(prm: str | None, batch_size: int):
-    from ttstrain.scoring import PRMScorer
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.prm.trainer import load_prm_model
 
     if prm:
         # the value head: what the two approaches compute differently (a PRM with reference features adds the

@@ -28,8 +28,8 @@ import torch
 
 
 def load_prm(path: str | None, value_head_only: bool = False, prefix_cache_mb: int = 512):
-    from ttstrain.scoring import PRMScorer
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.prm.trainer import load_prm_model
 
     if path:
         return PRMScorer.from_pretrained(path, use_reference_features=not value_head_only,

@@ -4,7 +4,7 @@ Same tiny model (the default world's 1.2M-parameter Llama body with a token head
 rows (gold solutions of training problems of the arithmetic world, levels 1-5, with seeded random
 soft labels: only speed is measured here), same rows per optimizer step, one epoch:
 
-(a) ttstrain  `ttstrain.trainers.prm_trainer.PRMTrainer` (packed rows, float soft labels at step ends).
+(a) ttstrain  `ttstrain.prm.trainer.PRMTrainer` (packed rows, float soft labels at step ends).
 (b) trl       `trl.experimental.prm.PRMTrainer` (trl 1.13.0) on the hard-labelled export of the same
               rows (`ttstrain.converters.to_trl_stepwise_hard`), a 2-label token classifier, at TRL's
               defaults apart from batch size, steps, saving and logging. Also run as (b') with
@@ -68,8 +68,8 @@ def real_tokens(rows, tokenizer) -> int:
 def run_ttstrain(rows, batch_size: int, out: str) -> float:
     from datasets import Dataset
 
-    from ttstrain.trainers.prm_config import PRMConfig
-    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
+    from ttstrain.prm.config import PRMConfig
+    from ttstrain.prm.trainer import PRMTrainer, load_prm_model
 
     model, tok = load_prm_model("default")
     args = PRMConfig(output_dir=out, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
@@ -114,8 +114,8 @@ def run_bare(rows, batch_size: int) -> float:
     import torch
 
     from ttstrain.steps import step_end_positions
-    from ttstrain.prm_batching import build_batch
-    from ttstrain.trainers.prm_trainer import load_prm_model, step_bce
+    from ttstrain.prm.batching import build_batch
+    from ttstrain.prm.trainer import load_prm_model, step_bce
 
     torch.manual_seed(0)
     model, tok = load_prm_model("default")

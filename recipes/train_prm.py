@@ -1,7 +1,7 @@
 """Train a PRM: `accelerate launch recipes/train_prm.py --config recipes/default/prm/config_demo.yaml`.
 
 Thin wrapper of `ttstrain.stages.train_prm` (also `ttstrain train-prm --config ...`); the options
-are the fields of `ttstrain.trainers.prm_config.PRMConfig`. Launch commands for one or several
+are the fields of `ttstrain.prm.config.PRMConfig`. Launch commands for one or several
 processes, CPU or GPU, DDP or DeepSpeed: accelerate_configs/README.md.
 """
 

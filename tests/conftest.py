@@ -101,7 +101,7 @@ def smollm2_tokenizer():
 @pytest.fixture(scope="module")
 def prm_dir(tmp_path_factory, tiny_llama, char_tokenizer):
     """An (untrained) ttstrain PRM folder as the trainer writes it: the tiny Llama's body, a value head, metadata."""
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.trainer import load_prm_model
 
     base = tmp_path_factory.mktemp("tiny_causal")
     tiny_llama.save_pretrained(base)

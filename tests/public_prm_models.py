@@ -1,4 +1,4 @@
-"""Tiny offline stand-ins for the public PRMs of `ttstrain.public_prms`, for tests: each is a folder that
+"""Tiny offline stand-ins for the public PRMs of `ttstrain.prm.public`, for tests: each is a folder that
 `fmt.load(folder)` loads, with a randomly initialised model of the real architecture and a small tokenizer
 holding the real checkpoint's special tokens and chat markers.
 

@@ -1,4 +1,4 @@
-"""Answers pooled by equivalence in every vote (`ttstrain.answer_pooling`), and what it costs.
+"""Answers pooled by equivalence in every vote (`ttstrain.answers.pooling`), and what it costs.
 
 Each symptom of issue 34 ("votes split answers that grade as equal") is pinned here with the
 output today's text keys gave in a comment; integer answers (the default world's) select exactly
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-import ttstrain.answer_pooling as answer_pooling
-import ttstrain.grading as grading
-from ttstrain.answer_pooling import AnswerPool, constant_values, pool_answers
-from ttstrain.baselines import problem_curves
-from ttstrain.compute_optimal_analysis import revision_accuracy_rows
+import ttstrain.answers.pooling as answer_pooling
+import ttstrain.answers.grading as grading
+from ttstrain.answers.pooling import AnswerPool, constant_values, pool_answers
+from ttstrain.analysis.baselines import problem_curves
+from ttstrain.analysis.compute_optimal import revision_accuracy_rows
 from ttstrain.generation.scripted import ScriptedGenerator
-from ttstrain.grading import answer_key
-from ttstrain.metrics import weighted_vote
-from ttstrain.prm_eval import bon_vs_majority
+from ttstrain.answers.grading import answer_key
+from ttstrain.search.selection import weighted_vote
+from ttstrain.prm.evaluation import bon_vs_majority
 from ttstrain.problems import load_problems
 from ttstrain.revisions.bounds import question_answer_bounds
 from ttstrain.search import Candidate, ScriptedScorer, run_search, select
@@ -227,7 +227,7 @@ def test_constant_expressions_that_differ_skip_the_symbolic_check(monkeypatch):
 
 
 def test_a_pooled_group_is_right_when_the_answer_that_names_it_is():
-    from ttstrain.answer_pooling import correct_keys, pool_answers
+    from ttstrain.answers.pooling import correct_keys, pool_answers
 
     keys = pool_answers(["0.5", "1/2", "3", None])
     assert keys[0] == keys[1] != keys[2]

@@ -1,4 +1,4 @@
-"""Best-of-N prediction (ttstrain.bon_prediction, `ttstrain predict-bon`) on hand-made sample sets."""
+"""Best-of-N prediction (ttstrain.analysis.bon_prediction, `ttstrain predict-bon`) on hand-made sample sets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ttstrain.bon_prediction import observed_curve, predict_question, predicted_accuracy, prediction_report
+from ttstrain.analysis.bon_prediction import observed_curve, predict_question, predicted_accuracy, prediction_report
 from ttstrain.io import write_parquet
 
 

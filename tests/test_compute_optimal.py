@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ttstrain import compute_optimal_analysis as co
+from ttstrain.analysis import compute_optimal as co
 from ttstrain.search.selection import select_over_chains
 from ttstrain.io import write_json, write_parquet
 

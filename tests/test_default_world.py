@@ -49,7 +49,7 @@ def test_world_card_meets_the_accuracy_target():
 
 @needs_policy
 def test_world_v2_samples_locatable_mistakes_its_checking_phase_did_not():
-    """World v2's last phase (ttstrain.world.slipped) makes a wrong operation line a common first
+    """World v2's last phase (ttstrain.world_builder.slipped) makes a wrong operation line a common first
     error of temperature-1 samples (a left-out last line reads as a format error: the answer comes
     a step early); its checking phase made them rarely."""
     from ttstrain.models import world_v2_check_policy_dir
@@ -65,7 +65,7 @@ def test_world_v2_samples_locatable_mistakes_its_checking_phase_did_not():
 
 @needs_policy
 def test_policy_accuracy_falls_with_level(policy):
-    from ttstrain.sampling import sample_solutions
+    from ttstrain.generation.sampling import sample_solutions
 
     rows = sample_solutions(policy, problems_split("test", 40, seed=7), n=1, temperature=0.0, progress=False)
     acc = {lvl: sum(r["correct"] for r in rows if r["level"] == lvl) / 40 for lvl in range(1, 6)}
@@ -94,7 +94,7 @@ def test_step_by_step_generation_agrees_with_whole_solutions(policy):
 
 @needs_policy
 def test_monte_carlo_labels_carry_signal(policy, tmp_path):
-    from ttstrain.shards import load_dataset_dir
+    from ttstrain.runner.shards import load_dataset_dir
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
 
     cfg = LabelMCConfig(output_dir=str(tmp_path / "mc"), per_level=3, num_samples=4, num_rollouts=4, seed=0)
@@ -109,7 +109,7 @@ def test_monte_carlo_labels_carry_signal(policy, tmp_path):
 
 @needs_policy
 def test_quick_demo_end_to_end(tmp_path):
-    from ttstrain.demo import DemoConfig, run_demo
+    from ttstrain.pipeline.demo import DemoConfig, run_demo
 
     out = tmp_path / "demo"
     report = run_demo(DemoConfig(output_dir=str(out), quick=True, set=[
@@ -181,7 +181,7 @@ def test_quick_demo_end_to_end(tmp_path):
 
 
 def test_demo_refuses_an_unknown_revision_selection():
-    from ttstrain.demo import DemoConfig, demo_stage_configs
+    from ttstrain.pipeline.demo import DemoConfig, demo_stage_configs
 
     with pytest.raises(ValueError, match="revision_selection must be majority, hierarchical or weighted, got 'vote'"):
         demo_stage_configs(DemoConfig(output_dir="unused", set=["compute_optimal.revision_selection=vote"]))

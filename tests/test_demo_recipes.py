@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ttstrain.demo import DemoConfig, demo_stage_configs, main
-from ttstrain.demo_recipes import DEFAULT_RECIPES, DEMO_RECIPES, load_stage_settings, parse_override
+from ttstrain.pipeline.demo import DemoConfig, demo_stage_configs, main
+from ttstrain.pipeline.recipes import DEFAULT_RECIPES, DEMO_RECIPES, load_stage_settings, parse_override
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 from ttstrain.generation import SamplingParams, load_generator
 from ttstrain.generation.hf import HFGenerator, counter_uniforms, sample_tokens
 from ttstrain.generation.scripted import ScriptedGenerator
-from ttstrain.sampling import sample_solutions
+from ttstrain.generation.sampling import sample_solutions
 from ttstrain.steps import STEP_SEPARATOR
 
 PROMPTS = ["Problem:\nStart with 5.\n1. Add 7.\nWhat is the result?\nSolution:\n", "Problem:\nabc\nSolution:\n12 + 3 = 15\n"]

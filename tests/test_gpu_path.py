@@ -17,7 +17,7 @@ import fake_vllm  # tests/fake_vllm.py
 from fake_vllm import tokens
 from ttstrain import devices
 from ttstrain.models import load_tokenizer, model_revision, resolve_model
-from ttstrain.sampling import sample_solutions
+from ttstrain.generation.sampling import sample_solutions
 from ttstrain.stages import run_fingerprint, stage_generator
 from ttstrain.stages.run_search import SearchStageConfig, planned_vllm_share, run_search_stage
 from ttstrain.stages.sample import SampleConfig

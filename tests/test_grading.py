@@ -1,4 +1,4 @@
-"""Tests for ttstrain.grading: answer extraction, equivalence, and the hard time limit.
+"""Tests for ttstrain.answers.grading: answer extraction, equivalence, and the hard time limit.
 
 The equivalence table is tests/fixtures/grading_pairs.jsonl. Each line holds a REAL gold answer
 and where it came from (`source` "math500" = row `row` (0-based line) of the full
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-import ttstrain.answer_normalization as answer_normalization
-import ttstrain.grading as grading
-from ttstrain.grading import extract_answer, extract_boxed, grade, is_equivalent, normalize_answer
+import ttstrain.answers.normalization as answer_normalization
+import ttstrain.answers.grading as grading
+from ttstrain.answers.grading import extract_answer, extract_boxed, grade, is_equivalent, normalize_answer
 from ttstrain.paths import data_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading_pairs.jsonl"

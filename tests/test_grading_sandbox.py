@@ -1,6 +1,6 @@
-"""The grading sandbox (ttstrain.grading_sandbox): workers, limits, and start-up failures that say why.
+"""The grading sandbox (ttstrain.answers.sandbox): workers, limits, and start-up failures that say why.
 
-`ttstrain.grading.is_equivalent` is tested in tests/test_grading.py; these drive the pool directly.
+`ttstrain.answers.grading.is_equivalent` is tested in tests/test_grading.py; these drive the pool directly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import ttstrain.grading_sandbox as sandbox
+import ttstrain.answers.sandbox as sandbox
 
 
 def test_pool_compares_normalised_and_whole_pairs():

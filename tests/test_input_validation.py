@@ -55,7 +55,7 @@ def test_a_bad_label_stops_train_prm_before_anything_is_written(tmp_path, base_d
 
 
 def test_string_labels_are_named_as_strings(tmp_path):
-    from ttstrain.prm_data import load_prm_rows
+    from ttstrain.prm.data import load_prm_rows
 
     rows = prm_rows()
     for r in rows:
@@ -66,7 +66,7 @@ def test_string_labels_are_named_as_strings(tmp_path):
 
 
 def test_missing_column_short_labels_and_empty_file_say_where(tmp_path):
-    from ttstrain.prm_data import load_prm_rows
+    from ttstrain.prm.data import load_prm_rows
 
     rows = prm_rows()
     write_parquet(tmp_path / "nolabels.parquet", [{k: v for k, v in r.items() if k != "labels"} for r in rows])
@@ -89,7 +89,7 @@ def test_missing_column_short_labels_and_empty_file_say_where(tmp_path):
 
 
 def test_row_targets_refuses_nan_given_in_memory():
-    from ttstrain.prm_data import row_targets
+    from ttstrain.prm.data import row_targets
 
     row = {"prompt": PROMPT, "completions": STEPS, "labels": [0.5, math.nan, 1.0], "problem_id": "p9"}
     with pytest.raises(InputError, match=r"problem 'p9'.*label 1 is nan"):

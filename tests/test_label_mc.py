@@ -10,7 +10,7 @@ from ttstrain.generation.scripted import ScriptedGenerator
 from ttstrain.io import read_parquet
 from ttstrain.labeling.mc import MCSettings, label_chunk
 from ttstrain.prompts import format_prompt
-from ttstrain.shards import Shard, load_dataset_dir
+from ttstrain.runner.shards import Shard, load_dataset_dir
 from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
 
 Q = "Start with 2.\n1. Add 3.\n2. Multiply by 2.\nWhat is the result?"
@@ -152,7 +152,7 @@ def test_shards_merge_to_the_single_run(tmp_path):
     assert load_dataset_dir(tmp_path / "single").to_list() == load_dataset_dir(tmp_path / "sharded").to_list()
     assert (tmp_path / "sharded" / "config.shard-1-of-2.json").exists()
     # the merged dataset records the prompt format with its step format, as the single run does (train-prm reads it)
-    from ttstrain.stage_rows import recorded_prompt_format
+    from ttstrain.runner.rows import recorded_prompt_format
     merged = recorded_prompt_format(tmp_path / "sharded")
     assert merged == recorded_prompt_format(tmp_path / "single") and merged["step_format"]["separator"] == "\n"
 
@@ -218,7 +218,7 @@ def test_a_sharded_folder_records_its_config(tmp_path):
 
 
 def test_resume_removes_its_own_stale_temporaries_only(tmp_path):
-    from ttstrain.shards import remove_stale_temporaries
+    from ttstrain.runner.shards import remove_stale_temporaries
 
     chunks = tmp_path / "x" / "chunks"
     chunks.mkdir(parents=True)

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from ttstrain.likelihood_baseline import LikelihoodScorer
+from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 from ttstrain.models import default_policy_dir
 from ttstrain.prompts import format_prompt
 from ttstrain.steps import join_steps
@@ -59,7 +59,7 @@ def _slip(solution: str) -> str:
 
 @needs_policy
 def test_the_shipped_policy_finds_right_arithmetic_more_likely():
-    from ttstrain.prm_eval import auroc
+    from ttstrain.analysis.metrics import auroc
     from ttstrain.steps import split_steps
     from ttstrain.world.task import problems_split
 
@@ -79,9 +79,9 @@ def test_eval_prm_reports_the_baseline_on_the_same_samples(tmp_path, tiny_llama,
     import pyarrow.parquet as pq
 
     from ttstrain.io import read_parquet
-    from ttstrain.prm_eval import sample_scores
+    from ttstrain.prm.evaluation import sample_scores
     from ttstrain.stages.eval_prm import EvalPRMConfig, run_eval_prm
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.trainer import load_prm_model
 
     model, tok = load_prm_model(str(base_dir))
     prm = tmp_path / "prm"

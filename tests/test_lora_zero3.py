@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ttstrain.io import write_parquet
-from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 
 from test_prm_trainer import PROMPT, REPO, STEPS, _free_port, synthetic_rows
 
@@ -29,7 +29,7 @@ WORKER = textwrap.dedent("""
     import deepspeed
     import torch
     from ttstrain.stages.train_prm import make_parser, run_train_prm
-    from ttstrain.trainers.prm_trainer import PRMTrainer
+    from ttstrain.prm.trainer import PRMTrainer
 
     save_prm = PRMTrainer.save_prm
 
@@ -61,9 +61,9 @@ def test_lora_prm_under_zero3_saves_the_merged_full_weights(tmp_path, base_dir, 
     from peft import get_peft_model
     from safetensors.torch import load_file
 
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.scoring import PRMScorer
     from ttstrain.stages.train_prm import make_parser
-    from ttstrain.trainers.prm_trainer import load_prm_model, lora_config
+    from ttstrain.prm.trainer import load_prm_model, lora_config
 
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from ttstrain.baselines import sampling_baselines
-from ttstrain.metrics import pass_at_k, power_of_two_budgets, voted_accuracy_at_budgets, weighted_vote
+from ttstrain.analysis.baselines import sampling_baselines
+from ttstrain.analysis.metrics import pass_at_k, power_of_two_budgets, voted_accuracy_at_budgets, weighted_vote
 
 
 def test_pass_at_k():

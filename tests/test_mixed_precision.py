@@ -14,8 +14,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from ttstrain.trainers.prm_config import PRMConfig
-from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
+from ttstrain.prm.config import PRMConfig
+from ttstrain.prm.trainer import PRMTrainer, load_prm_model
 from ttstrain.trainers.revision_config import RevisionConfig
 
 from test_prm_trainer import REPO, synthetic_rows

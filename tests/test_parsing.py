@@ -63,14 +63,14 @@ def test_one_name_per_concept_across_stage_configs():
     """Every stage that takes a policy calls it model_name_or_path, every stage that takes a PRM prm_path."""
     import dataclasses
 
-    from ttstrain.demo import DemoConfig
+    from ttstrain.pipeline.demo import DemoConfig
     from ttstrain.stages.build_revisions import BuildRevisionsConfig
     from ttstrain.stages.eval_prm import EvalPRMConfig
     from ttstrain.stages.eval_revision import EvalRevisionConfig
     from ttstrain.stages.label_mc import LabelMCConfig
     from ttstrain.stages.run_search import SearchStageConfig
     from ttstrain.stages.sample import SampleConfig
-    from ttstrain.trainers.prm_config import PRMConfig
+    from ttstrain.prm.config import PRMConfig
     from ttstrain.trainers.revision_config import RevisionConfig
 
     for cls in (DemoConfig, BuildRevisionsConfig, EvalRevisionConfig, LabelMCConfig, SearchStageConfig, SampleConfig,

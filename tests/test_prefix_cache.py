@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ttstrain.prefix_cache import PrefixKVCache, cached_forward, next_token_logprobs, value_head_logits
+from ttstrain.generation.prefix_cache import PrefixKVCache, cached_forward, next_token_logprobs, value_head_logits
 from ttstrain.prompts import format_prompt
-from ttstrain.reference_features import token_logprobs
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm.reference_features import token_logprobs
+from ttstrain.prm.scoring import PRMScorer
 from ttstrain.steps import split_steps
 from ttstrain.world.task import problems_split
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from ttstrain.paths import data_dir
-from ttstrain.prm_eval import (auroc, bon_vs_majority, first_below, heldout_metrics, load_processbench,
+from ttstrain.prm.evaluation import (auroc, bon_vs_majority, first_below, heldout_metrics, load_processbench,
                                processbench_f1, processbench_scores)
 from ttstrain.prompts import format_prompt
 
@@ -176,7 +176,7 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     import torch
 
     from ttstrain.stages.eval_prm import EvalPRMConfig, run_eval_prm
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.trainer import load_prm_model
 
     base = tmp_path / "base"
     tiny_llama.save_pretrained(base)
@@ -207,8 +207,8 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
     assert json.loads((tmp_path / "out" / "config.json").read_text())["labels_split"] == "all"
     # every sample's score, as the scorer gives it, for predict-bon
     from ttstrain.io import read_parquet
-    from ttstrain.prm_eval import sample_scores
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.evaluation import sample_scores
+    from ttstrain.prm.scoring import PRMScorer
 
     scored = read_parquet(tmp_path / "out" / "sample_scores.parquet")
     graded = _samples()
@@ -222,7 +222,7 @@ def test_eval_prm_stage_runs_every_part(tmp_path, tiny_llama, char_tokenizer):
 
 
 def test_paired_se_is_the_standard_error_of_per_problem_differences():
-    from ttstrain.prm_eval import paired_se
+    from ttstrain.prm.evaluation import paired_se
 
     a = [{4: 1.0, 16: 1.0}, {4: 0.5, 16: 1.0}, {4: 0.0, 16: 0.0}]
     b = [{4: 0.0, 16: 1.0}, {4: 0.5, 16: 1.0}, {4: 0.0, 16: 0.0}]
@@ -232,7 +232,7 @@ def test_paired_se_is_the_standard_error_of_per_problem_differences():
 
 
 def test_threshold_calibration_resolves_scores_below_1e_4():
-    from ttstrain.prm_eval import _best_threshold
+    from ttstrain.prm.evaluation import _best_threshold
 
     # out-of-domain text can put every step far below 0.5: the ranking must still be usable
     scores = [[1e-5, 1e-7, 1e-5], [1e-5, 2e-5, 1e-5], [3e-6, 1e-5, 1e-5]]

@@ -21,9 +21,9 @@ with warnings.catch_warnings():  # the pinned TRL (1.13) keeps its PRMTrainer un
     warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
     from trl.experimental import prm as trl_prm
 
-from ttstrain.prm_data import tokenize_row
-from ttstrain.prm_format import PRM_CONFIG_KEY, PRMLayout, prm_inputs
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm.data import tokenize_row
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY, PRMLayout, prm_inputs
+from ttstrain.prm.scoring import PRMScorer
 from ttstrain.steps import LINE, StepFormat
 
 TRL = PRMLayout(LINE, "separator", "trl")
@@ -118,7 +118,7 @@ def test_a_trl_trained_prm_is_scored_at_trls_positions(trl_checkpoint, smollm2_t
     out, _ = trl_checkpoint
     tok = smollm2_tokenizer
     rows = stepwise_rows(tok)
-    with caplog.at_level(logging.WARNING, logger="ttstrain.scoring"):
+    with caplog.at_level(logging.WARNING, logger="ttstrain.prm.scoring"):
         prm = PRMScorer.from_pretrained(out)
     assert "TRL's PRMTrainer" in caplog.text and repr("\n") in caplog.text, caplog.text
     assert prm.layout == TRL and prm.metadata["activation"] == "softmax"
@@ -145,8 +145,8 @@ def test_a_ttstrain_prm_in_trl_placement_trains_and_scores_as_trl(tmp_path, trl_
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ttstrain.trainers.prm_config import PRMConfig
-    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
+    from ttstrain.prm.config import PRMConfig
+    from ttstrain.prm.trainer import PRMTrainer, load_prm_model
 
     _, trl_data = trl_checkpoint
     tok = smollm2_tokenizer
@@ -181,8 +181,8 @@ def test_a_ttstrain_prm_in_trl_placement_trains_and_scores_as_trl(tmp_path, trl_
 
 
 def test_placement_and_bos_are_settings_with_checked_values(tmp_path, char_tokenizer):
-    from ttstrain.prm_format import layout_from_metadata, prm_metadata
-    from ttstrain.trainers.prm_config import PRMConfig
+    from ttstrain.prm.checkpoint import layout_from_metadata, prm_metadata
+    from ttstrain.prm.config import PRMConfig
 
     with pytest.raises(ValueError, match="label_placement"):
         PRMConfig(output_dir=str(tmp_path), label_placement="after")

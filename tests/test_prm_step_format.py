@@ -8,10 +8,10 @@ import json
 import pytest
 
 from ttstrain.io import write_json, write_parquet
-from ttstrain.prm_data import rows_prompt_format
-from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.prm.data import rows_prompt_format
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 from ttstrain.prompts import PromptFormat, format_prompt
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm.scoring import PRMScorer
 from ttstrain.steps import LINE, PARAGRAPH, step_end_positions
 from ttstrain.world.task import problems_split
 
@@ -72,7 +72,7 @@ def test_a_paragraph_prm_records_its_format_and_is_scored_at_paragraph_ends(para
 
 
 def test_processbench_steps_are_flattened_in_the_prms_format(paragraph_prm):
-    from ttstrain.prm_eval import processbench_f1
+    from ttstrain.prm.evaluation import processbench_f1
 
     root, _, _ = paragraph_prm
     prm = PRMScorer.from_pretrained(root / "prm")

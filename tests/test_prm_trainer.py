@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from ttstrain.io import write_parquet
 from ttstrain.prompts import format_prompt
 from ttstrain.steps import split_steps, step_end_positions
-from ttstrain.trainers.prm_config import PRMConfig
-from ttstrain.prm_batching import build_batch, pack_rows
-from ttstrain.prm_data import load_prm_rows, row_targets, split_by_question, tokenize_dataset, tokenize_row
-from ttstrain.prm_format import PRM_CONFIG_KEY
-from ttstrain.trainers.prm_trainer import IGNORE_INDEX, PRMDataCollator, PRMTrainer, load_prm_model
+from ttstrain.prm.config import PRMConfig
+from ttstrain.prm.batching import build_batch, pack_rows
+from ttstrain.prm.data import load_prm_rows, row_targets, split_by_question, tokenize_dataset, tokenize_row
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
+from ttstrain.prm.trainer import IGNORE_INDEX, PRMDataCollator, PRMTrainer, load_prm_model
 from ttstrain.world.task import problems_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +245,7 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, base_dir):
 def test_smoke_train_lowers_validation_loss_and_saves_a_loadable_prm(tmp_path, base_dir, data_dir):
     from safetensors.torch import load_file
 
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.scoring import PRMScorer
     from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG, run_train_prm
 
     out = tmp_path / "prm"
@@ -274,7 +274,7 @@ def test_smoke_train_lowers_validation_loss_and_saves_a_loadable_prm(tmp_path, b
 
 
 def test_lora_trains_and_saves_merged_weights(tmp_path, base_dir, data_dir):
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.scoring import PRMScorer
 
     model, tok = load_prm_model(str(base_dir))
     train, val = split_by_question(load_prm_rows(data_dir), 0.2, seed=0)
@@ -411,8 +411,8 @@ def test_two_process_deepspeed_on_cpu(tmp_path, base_dir, data_dir, config):
 def test_truncation_is_counted_and_max_length_defaults_to_the_context(tmp_path, base_dir, char_tokenizer, caplog):
     from datasets import Dataset
 
-    from ttstrain.prm_data import truncation_warning
-    from ttstrain.trainers.prm_trainer import context_length
+    from ttstrain.prm.data import truncation_warning
+    from ttstrain.prm.trainer import context_length
 
     row = _row([1.0, 0.5, 0.0])
     st = step_end_positions(char_tokenizer, PROMPT, STEPS)

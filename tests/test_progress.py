@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ttstrain.generation import SamplingParams
 from ttstrain.generation.scripted import ScriptedGenerator
-from ttstrain.progress import StageProgress
+from ttstrain.runner.progress import StageProgress
 
 
 def test_the_bar_moves_with_each_generate_call_and_restores_the_hook():

@@ -56,7 +56,7 @@ def _wrong(prompt, j, params):
 
 
 def test_stages_record_their_format_and_the_prm_applies_it(tmp_path, base_dir):
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.scoring import PRMScorer
     from ttstrain.stages.eval_prm import EvalPRMConfig, run_eval_prm
     from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
     from ttstrain.stages.sample import SampleConfig, run_sample
@@ -108,7 +108,7 @@ def test_revision_prompts_are_recorded_and_chains_check_them(tmp_path, chat_toke
 
 
 def test_eval_prm_scoring_moves_a_bar_per_batch():
-    from ttstrain.prm_eval import sample_scores
+    from ttstrain.prm.evaluation import sample_scores
     from ttstrain.search.scripted_scorer import ScriptedScorer
 
     class Batched(ScriptedScorer):

@@ -1,4 +1,4 @@
-"""The public PRM conventions (`ttstrain.public_prms`) against hand computations on tiny offline stand-ins.
+"""The public PRM conventions (`ttstrain.prm.public`) against hand computations on tiny offline stand-ins.
 
 For each format the tokens are rebuilt the way its reference code builds them (the model card's or repository's
 own recipe), the model is run by hand, the positions indexed by hand and the formula applied by hand; the
@@ -14,7 +14,7 @@ import torch
 
 from tests.public_prm_models import (build_prm_folder, llama3_like_tokenizer, qwen_like_tokenizer,
                                      skywork_value_head)
-from ttstrain.public_prms import PRM_FORMATS, PRMInput
+from ttstrain.prm.public import PRM_FORMATS, PRMInput
 
 QUESTION = "What is 2 + 3 - 1?"
 STEPS = ["2 + 3 = 2+3 = 5.", "Then 5 - 1 = 4.", "The answer is \\boxed{4}."]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ttstrain.published_figures import FORMATS, PROCESSBENCH_F1, SPLITS, published_processbench, split_name
+from ttstrain.analysis.published_figures import FORMATS, PROCESSBENCH_F1, SPLITS, published_processbench, split_name
 
 
 @pytest.mark.parametrize("model", sorted(PROCESSBENCH_F1))
@@ -57,8 +57,8 @@ def test_split_name():
 def test_agrees_with_the_format_table(model):
     """A model with a published figure is one its format says it reads (`PRMFormat.known_models`), so
     `--prm_format auto` detects it; skipped while that format is not registered."""
-    public_prms = pytest.importorskip("ttstrain.public_prms")
+    public_prms = pytest.importorskip("ttstrain.prm.public")
     fmt = public_prms.PRM_FORMATS.get(PROCESSBENCH_F1[model]["format"])
     if fmt is None:
-        pytest.skip(f"format {PROCESSBENCH_F1[model]['format']!r} is not registered in ttstrain.public_prms yet")
+        pytest.skip(f"format {PROCESSBENCH_F1[model]['format']!r} is not registered in ttstrain.prm.public yet")
     assert model.lower() in {m.lower() for m in fmt.known_models}

@@ -50,7 +50,7 @@ def smollm2():
 
 
 def test_smollm2_chain_sample_label_train_search(tmp_path, smollm2):
-    from ttstrain.shards import load_dataset_dir
+    from ttstrain.runner.shards import load_dataset_dir
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
     from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
     from ttstrain.stages.sample import SampleConfig, run_sample
@@ -94,7 +94,7 @@ def test_smollm2_gsm8k_paragraph_steps_sample_and_label(tmp_path, smollm2):
     and Monte Carlo labels sit on paragraph steps, rolled out from paragraph prefixes."""
     import pandas as pd
 
-    from ttstrain.shards import load_dataset_dir
+    from ttstrain.runner.shards import load_dataset_dir
     from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
     from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
     from ttstrain.stages.sample import SampleConfig, run_sample

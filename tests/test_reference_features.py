@@ -12,10 +12,10 @@ import torch
 
 from ttstrain.io import write_parquet
 from ttstrain.prompts import format_prompt
-from ttstrain.prm_format import PRM_CONFIG_KEY
-from ttstrain.reference_features import META_KEY, combined_logits, prefix_features, token_logprobs
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
+from ttstrain.prm.reference_features import META_KEY, combined_logits, prefix_features, token_logprobs
 from ttstrain.steps import split_steps
-from ttstrain.trainers.reference_fit import fit_combiner, record_spec
+from ttstrain.prm.reference_fit import fit_combiner, record_spec
 from ttstrain.world.task import problems_split
 
 from test_prm_trainer import PROMPT, STEPS, synthetic_rows, train_prm_cli
@@ -53,7 +53,7 @@ def test_fit_combiner_recovers_known_weights_and_lowers_the_bce():
 
 
 def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, base_dir):
-    from ttstrain.scoring import PRMScorer
+    from ttstrain.prm.scoring import PRMScorer
     from ttstrain.stages.train_prm import run_train_prm
 
     data = tmp_path / "data"
@@ -107,7 +107,7 @@ def test_train_prm_with_reference_features_scores_with_both_models(tmp_path, bas
 
 
 def test_reference_features_refuse_random_init():
-    from ttstrain.trainers.prm_config import PRMConfig
+    from ttstrain.prm.config import PRMConfig
 
     with pytest.raises(ValueError, match="random_init"):
         PRMConfig(output_dir="x", reference_features=True, random_init=True, use_cpu=True)
@@ -115,8 +115,8 @@ def test_reference_features_refuse_random_init():
 
 def test_world_policy_log_probs_rank_a_right_step_above_its_arithmetic_slip(tmp_path):
     """The signal the combiner exists for: the shipped policy finds `a + b = wrong` unlikely."""
-    from ttstrain.scoring import PRMScorer
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.prm.trainer import load_prm_model
 
     torch.manual_seed(0)
     model, tok = load_prm_model("default", head_dropout=0.0, model_dropout=0.0)
@@ -142,8 +142,8 @@ def test_world_policy_log_probs_rank_a_right_step_above_its_arithmetic_slip(tmp_
 
 def test_combined_scores_keep_their_order_far_below_float32s_range(tmp_path, base_dir):
     """Out-of-domain text can push combined logits to -100 and below; the scores must not all become 0."""
-    from ttstrain.scoring import PRMScorer
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.prm.trainer import load_prm_model
 
     model, tok = load_prm_model(str(base_dir), head_dropout=0.0, model_dropout=0.0)
     model.save_pretrained(tmp_path)

@@ -29,7 +29,7 @@ WORKER = textwrap.dedent(f"""
     import sys, time
     from datetime import timedelta
     import torch.distributed as dist
-    import ttstrain.trainers.reference_fit as fit
+    import ttstrain.prm.reference_fit as fit
     from ttstrain.stages.train_prm import make_parser, run_train_prm
 
     step_features = fit.step_features

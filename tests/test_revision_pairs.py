@@ -11,7 +11,7 @@ import pytest
 from ttstrain.generation.scripted import ScriptedGenerator
 from ttstrain.revisions.pairs import (build_revision_rows, closest_by_edit_distance, fit_revision_prompt,
                                      format_revision_prompt)
-from ttstrain.shards import load_dataset_dir
+from ttstrain.runner.shards import load_dataset_dir
 from ttstrain.stages.build_revisions import BuildRevisionsConfig, run_build_revisions
 
 PROBLEM = {"id": "q1", "question": "Start with 5.\n1. Add 7.\nWhat is the result?", "answer": "12", "level": 1}

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from ttstrain.prompts import format_prompt
-from ttstrain.scoring import AGGREGATIONS, DEFAULT_AGGREGATION, PRMScorer, aggregate
+from ttstrain.prm.scoring import AGGREGATIONS, DEFAULT_AGGREGATION, PRMScorer, aggregate
 from ttstrain.steps import split_steps, step_end_positions
-from ttstrain.prm_data import tokenize_row
-from ttstrain.prm_format import PRM_CONFIG_KEY
-from ttstrain.trainers.prm_trainer import PRMDataCollator, load_prm_model
+from ttstrain.prm.data import tokenize_row
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
+from ttstrain.prm.trainer import PRMDataCollator, load_prm_model
 from ttstrain.world.task import problems_split
 
 
@@ -50,7 +50,7 @@ def test_scoring_reads_the_positions_training_labels(char_tokenizer, merging_tok
 def _dummy_prm(tok):
     from transformers import LlamaConfig, LlamaForTokenClassification
 
-    from ttstrain.prm_format import prm_metadata
+    from ttstrain.prm.checkpoint import prm_metadata
 
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id)

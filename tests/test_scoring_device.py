@@ -1,5 +1,5 @@
 """Stages that score with a PRM or the likelihood model load it on the device asked for; `auto` is cuda when
-torch sees a GPU, else cpu (`ttstrain.scoring.resolve_device`)."""
+torch sees a GPU, else cpu (`ttstrain.prm.scoring.resolve_device`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ttstrain.likelihood_baseline import LikelihoodScorer
+from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 from ttstrain.prompts import format_prompt
-from ttstrain import scoring
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm import scoring
+from ttstrain.prm.scoring import PRMScorer
 
 
 class Stop(Exception):
@@ -35,7 +35,7 @@ def record_loads(monkeypatch, cls, seen: list, stop: bool = False):
 
 @pytest.fixture()
 def prm_and_samples(tmp_path, base_dir):
-    from ttstrain.trainers.prm_trainer import load_prm_model
+    from ttstrain.prm.trainer import load_prm_model
 
     model, tok = load_prm_model(str(base_dir))
     prm = tmp_path / "prm"

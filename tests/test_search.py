@@ -659,7 +659,7 @@ def test_slg_weighted_selects_by_summed_score():
 
 
 def test_paired_comparison_with_standard_errors_overall_and_by_bin():
-    from ttstrain.method_comparison import compare_methods, verdict
+    from ttstrain.reporting.method_comparison import compare_methods, verdict
 
     rows = [{"problem_id": p, "method": m, "budget": 4, "accuracy": acc}
             for p, m, acc in [("a", "x", 1.0), ("b", "x", 1.0), ("c", "x", 0.0), ("d", "x", 1.0),
@@ -693,7 +693,7 @@ def test_stage_searches_with_the_policy_likelihood_as_verifier(tmp_path):
     every right candidate outscores every wrong one and weighted best-of-4 and beam search pick 5
     (majority sees a tie of two 5s and two 8s); the candidates' scores are LikelihoodScorer's, and
     the config names the scorer."""
-    from ttstrain.likelihood_baseline import LikelihoodScorer
+    from ttstrain.prm.likelihood_baseline import LikelihoodScorer
     from ttstrain.prompts import format_prompt
     from ttstrain.stages.run_search import make_parser, run_search_stage
 

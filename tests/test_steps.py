@@ -161,7 +161,7 @@ def test_paragraph_step_end_positions_on_smollm2(smollm2_tokenizer):
 def test_run_fingerprint_counts_the_resolved_step_format(tmp_path):
     """A run folder from before step formats (no step fields in its fingerprint) resumes when the options
     resolve to LINE, as every run then had; a chat run, now paragraphs by default, is refused."""
-    from ttstrain.shards import check_or_write_config
+    from ttstrain.runner.shards import check_or_write_config
     from ttstrain.stages import run_fingerprint
     from ttstrain.stages.sample import SampleConfig
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ttstrain import prefix_cache
-from ttstrain.likelihood_baseline import LikelihoodScorer
+from ttstrain.generation import prefix_cache
+from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 from ttstrain.models import load_causal_lm, load_tokenizer
-from ttstrain.prefix_cache import PrefixKVCache
+from ttstrain.generation.prefix_cache import PrefixKVCache
 from ttstrain.prompts import format_prompt
-from ttstrain.reference_features import token_logprobs
+from ttstrain.prm.reference_features import token_logprobs
 from ttstrain.steps import split_steps
 from ttstrain.world.task import problems_split
 

@@ -1,4 +1,4 @@
-"""The verifier table (`ttstrain.verifiers`): which convention reads a checkpoint, a public PRM behind the
+"""The verifier table (`ttstrain.prm.verifiers`): which convention reads a checkpoint, a public PRM behind the
 verifier interface (batched as one solution alone, the question taken back out of the policy's prompt),
 and search and eval-prm run from the command line with a tiny model in each public format
 (`tests/public_prm_models.py`: random weights, offline tokenizers with the real special tokens)."""
@@ -13,11 +13,11 @@ import torch
 from public_prm_models import build_prm_folder
 from ttstrain import cli
 from ttstrain.io import read_parquet
-from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 from ttstrain.prompts import PromptFormat
-from ttstrain.public_prms import PRM_FORMATS
+from ttstrain.prm.public import PRM_FORMATS
 from ttstrain.steps import PARAGRAPH
-from ttstrain.verifiers import ConventionScorer, QuestionReader, load_verifier, resolve_prm_format
+from ttstrain.prm.verifiers import ConventionScorer, QuestionReader, load_verifier, resolve_prm_format
 
 FORMATS = list(PRM_FORMATS)
 QUESTION = "What is 3 + 4 * 2?"
@@ -119,7 +119,7 @@ def test_search_and_eval_prm_run_with_each_public_format(folders, name, tmp_path
     bench.write_text(json.dumps([
         {"id": f"t-{i}", "problem": QUESTION, "steps": steps, "label": label, "final_answer_correct": label == -1}
         for i, (steps, label) in enumerate([(STEPS[0], -1), (STEPS[1], 1), (STEPS[0], -1), (STEPS[1], 0)])]))
-    monkeypatch.setattr("ttstrain.published_figures.published_processbench",
+    monkeypatch.setattr("ttstrain.analysis.published_figures.published_processbench",
                         lambda model, split: {"model": model, "f1": 12.3, "source": "a test"})
     cli.main(["eval-prm", "--prm_path", folders[name], "--prm_format", name, "--prm_device", "cpu",
               "--processbench", str(bench), "--processbench_threshold", "0.5", "--output_dir", str(tmp_path / "ev")])

@@ -1,4 +1,4 @@
-"""The vLLM pooling-runner verifier (`ttstrain.verifiers_vllm`) against the transformers verifiers, on CPU.
+"""The vLLM pooling-runner verifier (`ttstrain.prm.verifiers_vllm`) against the transformers verifiers, on CPU.
 
 The engine is `tests/fake_vllm.py`'s pooling side (vLLM 0.32.0's runner/convert resolution, `encode` checks,
 STEP/ALL pooling, classifier head and activation, read from its source) running the real tiny checkpoints of
@@ -20,13 +20,13 @@ import torch
 
 import fake_vllm  # tests/fake_vllm.py
 from public_prm_models import build_prm_folder
-from ttstrain.prm_format import PRM_CONFIG_KEY
+from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 from ttstrain.prompts import format_prompt
-from ttstrain.reference_features import META_KEY
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm.reference_features import META_KEY
+from ttstrain.prm.scoring import PRMScorer
 from ttstrain.steps import split_steps
-from ttstrain.verifiers import load_verifier, reads_questions
-from ttstrain.verifiers_vllm import VLLMPoolingScorer, convert_skywork_checkpoint, load_pooling_verifier
+from ttstrain.prm.verifiers import load_verifier, reads_questions
+from ttstrain.prm.verifiers_vllm import VLLMPoolingScorer, convert_skywork_checkpoint, load_pooling_verifier
 from ttstrain.world.task import problems_split
 
 QUESTIONS = ["What is 2 + 3 - 1?", "Janet has 16 eggs. She eats 3 and bakes 4. How many are left?", "What is 7 - 4?"]

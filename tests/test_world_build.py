@@ -1,4 +1,4 @@
-"""World building (ttstrain.world.build, ttstrain.world.checking): the v2 mixture's checked
+"""World building (ttstrain.world_builder.build, ttstrain.world_builder.checking): the v2 mixture's checked
 solutions, resumable builds that end where an uninterrupted one does, and v1 kept by name."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import random
 import pytest
 import torch
 
-from ttstrain.world.build import RESUME_DIR, BuildWorldConfig, train_policy, training_batch
-from ttstrain.world.checking import ALL_RIGHT, WRONG_MARK, check_example, check_prompt, checked_solution, wrong_step
+from ttstrain.world_builder.build import RESUME_DIR, BuildWorldConfig, train_policy, training_batch
+from ttstrain.world_builder.checking import ALL_RIGHT, WRONG_MARK, check_example, check_prompt, checked_solution, wrong_step
 from ttstrain.world.task import first_error, generate_problems
 from ttstrain.world.tokenizer import build_char_tokenizer
 from ttstrain.steps import join_steps
@@ -124,7 +124,7 @@ def test_reports_name_the_world_version():
 
 
 def test_verdict_weight_weighs_the_verdict_tokens_only(tmp_path):
-    from ttstrain.world.build import make_model, weighted_loss
+    from ttstrain.world_builder.build import make_model, weighted_loss
 
     tok = build_char_tokenizer()
     model = make_model(tiny(tmp_path), tok)
@@ -145,7 +145,7 @@ def test_verdict_weight_weighs_the_verdict_tokens_only(tmp_path):
 
 
 def test_every_step_checking_judges_each_step_against_what_was_written():
-    from ttstrain.world.checking import every_step_checked
+    from ttstrain.world_builder.checking import every_step_checked
 
     rng = random.Random(4)
     wrong_seen = 0
@@ -166,8 +166,8 @@ def test_every_step_checking_judges_each_step_against_what_was_written():
 
 
 def test_card_checking_measures_scripted_verdicts(monkeypatch):
-    import ttstrain.world.checking as checking
-    from ttstrain.world.card import measure_checking
+    import ttstrain.world_builder.checking as checking
+    from ttstrain.world_builder.card import measure_checking
 
     rows, scripted = [], []
     for k, p in enumerate(generate_problems("test", 1, 2, seed=0)):
@@ -188,7 +188,7 @@ def test_card_checking_measures_scripted_verdicts(monkeypatch):
 
 
 def test_carry_slips_keep_the_units_digit_and_are_still_wrong_at_their_step():
-    from ttstrain.world.checking import _carry_slip
+    from ttstrain.world_builder.checking import _carry_slip
 
     rng = random.Random(5)
     values = [rng.randrange(10, 5000) for _ in range(400)]
@@ -208,7 +208,7 @@ def test_carry_slips_keep_the_units_digit_and_are_still_wrong_at_their_step():
 
 
 def test_build_refuses_an_unknown_slip_kind_before_writing(tmp_path):
-    from ttstrain.world.build import build_world
+    from ttstrain.world_builder.build import build_world
 
     with pytest.raises(SystemExit, match="check_slips 'typo' is not one of"):
         build_world(tiny(tmp_path, check_slips="typo"))

@@ -6,7 +6,7 @@ import torch
 
 from ttstrain.prompts import QUESTION_HEAD, SOLUTION_HEAD
 from ttstrain.revisions.pairs import ATTEMPT_HEAD
-from ttstrain.world.build import training_batch
+from ttstrain.world_builder.build import training_batch
 from ttstrain.world.task import CONTEXT_CHARS
 from ttstrain.world.tokenizer import build_char_tokenizer
 

@@ -1,4 +1,4 @@
-"""Solving text with locatable mistakes (ttstrain.world.slipped), world v2's third phase: the
+"""Solving text with locatable mistakes (ttstrain.world_builder.slipped), world v2's third phase: the
 mistakes are where first_error finds them, concentrate on one answer per left-out line, come at
 the rate asked for, and reach the training batch's labels."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 
 from ttstrain.steps import split_steps
-from ttstrain.world.build import training_batch
-from ttstrain.world.slipped import slipped_solution, slipped_steps
+from ttstrain.world_builder.build import training_batch
+from ttstrain.world_builder.slipped import slipped_solution, slipped_steps
 from ttstrain.world.task import ArithmeticProblem, apply_op, first_error, generate_problems
 from ttstrain.world.tokenizer import build_char_tokenizer
 
@@ -73,7 +73,7 @@ def test_training_batch_trains_on_slipped_solutions():
 
 
 def test_checked_solutions_can_judge_slipped_mistakes():
-    from ttstrain.world.checking import WRONG_MARK, every_step_checked
+    from ttstrain.world_builder.checking import WRONG_MARK, every_step_checked
     from ttstrain.world.task import parse_question
 
     problems = generate_problems("train", 4, 40, seed=8)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ttstrain.grading import extract_answer
+from ttstrain.answers.grading import extract_answer
 from ttstrain.steps import split_steps
 from ttstrain.world.task import (LEVEL_SPECS, MAX_VALUE, first_error, generate_problems, is_test_question,
                                  parse_question, problems_split, sample_training_problem)

@@ -18,8 +18,8 @@ import sys
 from ttstrain.user_errors import report_user_errors
 
 COMMANDS = {
-    "demo": ("ttstrain.demo", "Run the whole pipeline on the default world and write a report."),
-    "build-world": ("ttstrain.world.build", "Pretrain the default world's policy (the shipped checkpoint)."),
+    "demo": ("ttstrain.pipeline.demo", "Run the whole pipeline on the default world and write a report."),
+    "build-world": ("ttstrain.world_builder.build", "Pretrain the default world's policy (the shipped checkpoint)."),
     "sample": ("ttstrain.stages.sample", "Sample and grade N solutions per problem with any backend."),
     "build-revisions": ("ttstrain.stages.build_revisions", "Revision SFT data: correct answers paired with wrong attempts."),
     "train-revision": ("ttstrain.stages.train_revision", "Revision SFT (loss on the correct answer only)."),

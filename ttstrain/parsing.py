@@ -21,7 +21,8 @@ from trl import TrlParser
 NONE_WORDS = ("none", "null")
 # options renamed to the names of ttstrain.stages.arguments; the parser says which name to use instead
 RENAMED_OPTIONS = {"model": "model_name_or_path", "policy": "model_name_or_path", "prm": "prm_path",
-                   "orm": "orm_path", "out": "output_dir"}
+                   "orm": "orm_path", "out": "output_dir", "model_dtype": "dtype", "dropout": "model_dropout",
+                   "batch_size": "prm_batch_size"}
 
 
 class StageParser(TrlParser):

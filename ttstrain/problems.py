@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from ttstrain.grading import extract_boxed
+from ttstrain.answers.grading import extract_boxed
 from ttstrain.paths import DATA_DIR_ENV, data_dir as resolve_data_dir
 from ttstrain.world import task
 

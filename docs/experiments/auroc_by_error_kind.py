@@ -10,7 +10,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-from ttstrain.prm_eval import auroc
+from ttstrain.analysis.metrics import auroc
 from ttstrain.world.task import first_error
 
 run = sys.argv[1]

@@ -25,7 +25,7 @@ from pathlib import Path
 from ttstrain.generation import load_generator
 from ttstrain.io import write_parquet
 from ttstrain.problems import load_problems
-from ttstrain.sampling import sample_solutions
+from ttstrain.generation.sampling import sample_solutions
 from ttstrain.world.task import first_error
 
 

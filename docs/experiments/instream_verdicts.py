@@ -10,7 +10,7 @@ verdict ranks a demo's answers within a question.
     # P(step is wrong) after each step under Solution:, on the first 16 samples of each test question
     python docs/experiments/instream_verdicts.py score runs/world/v2i runs/demo/samples.parquet
 
-`build` is `ttstrain build-world` with `ttstrain.world.checking.check_prompt` replaced for the run
+`build` is `ttstrain build-world` with `ttstrain.world_builder.checking.check_prompt` replaced for the run
 (its card's `checking` block is then measured under `Solution:` too).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import sys
 
-import ttstrain.world.checking as checking
+import ttstrain.world_builder.checking as checking
 from ttstrain.prompts import format_prompt
 
 
@@ -30,7 +30,7 @@ def solution_head_prompt(question: str) -> str:
 def score(model_path: str, samples_path: str, per_question: int = 16) -> None:
     from ttstrain.io import read_parquet
     from ttstrain.models import load_causal_lm, load_tokenizer
-    from ttstrain.prm_eval import auroc
+    from ttstrain.analysis.metrics import auroc
 
     model, tokenizer = load_causal_lm(model_path), load_tokenizer(model_path)
     rows = [r for r in read_parquet(samples_path) if int(r["sample_index"]) < per_question]
@@ -47,7 +47,7 @@ def main() -> None:
     checking.check_prompt = solution_head_prompt
     command, args = sys.argv[1], sys.argv[2:]
     if command == "build":
-        from ttstrain.world.build import main as build_world
+        from ttstrain.world_builder.build import main as build_world
 
         build_world(args)
     elif command == "score":

@@ -1,5 +1,5 @@
 """Experiment: what a world policy's own temperature-1 slips look like, and how well its `Check:` head
-judges them, against the synthetic mistakes of the checking mixture (ttstrain.world.checking).
+judges them, against the synthetic mistakes of the checking mixture (ttstrain.world_builder.checking).
 
 Prints (1) where the policy's own arithmetic first errors differ from the right result (only above
 the units digit, only the units, a length change; off by +-10 or +-20), (2) mean P(wrong) after the
@@ -16,9 +16,9 @@ import torch
 
 from ttstrain.generation.hf import HFGenerator
 from ttstrain.models import load_causal_lm, load_tokenizer
-from ttstrain.sampling import sample_solutions
+from ttstrain.generation.sampling import sample_solutions
 from ttstrain.steps import join_steps, split_steps
-from ttstrain.world.checking import check_scores, wrong_step
+from ttstrain.world_builder.checking import check_scores, wrong_step
 from ttstrain.world.task import ArithmeticProblem, apply_op, first_error, parse_question, problems_split
 
 p = argparse.ArgumentParser()

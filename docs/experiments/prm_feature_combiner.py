@@ -6,13 +6,13 @@ Prints within-question AUROC and weighted-minus-majority at 4 and 16 on the test
 """
 import json, sys, math
 import torch, pyarrow.parquet as pq
-from ttstrain.prm_data import load_prm_rows, split_by_question, row_targets
-from ttstrain.scoring import PRMScorer
-from ttstrain.reference_features import load_reference_model, prefix_features, token_logprobs
-from ttstrain.trainers.reference_fit import fit_combiner
-from ttstrain.prm_eval import bon_vs_majority, sample_prompt
+from ttstrain.prm.data import load_prm_rows, split_by_question, row_targets
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prm.reference_features import load_reference_model, prefix_features, token_logprobs
+from ttstrain.prm.reference_fit import fit_combiner
+from ttstrain.prm.evaluation import bon_vs_majority, sample_prompt
 from ttstrain.prompts import SOLUTION_HEAD
-from ttstrain.world.checking import CHECK_HEAD
+from ttstrain.world_builder.checking import CHECK_HEAD
 from ttstrain.steps import step_end_positions
 
 prm_dir, labels, samples_path = sys.argv[1:4]

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ttstrain.aggregation import aggregate
-from ttstrain.prm_data import load_prm_rows, split_by_question, tokenize_dataset
-from ttstrain.prm_eval import bon_vs_majority, sample_prompt
+from ttstrain.prm.data import load_prm_rows, split_by_question, tokenize_dataset
+from ttstrain.prm.evaluation import bon_vs_majority, sample_prompt
 from ttstrain.prompts import SOLUTION_HEAD
-from ttstrain.scoring import PRMScorer
-from ttstrain.world.checking import CHECK_HEAD
-from ttstrain.prm_batching import build_batch
-from ttstrain.trainers.prm_trainer import load_prm_model
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.world_builder.checking import CHECK_HEAD
+from ttstrain.prm.batching import build_batch
+from ttstrain.prm.trainer import load_prm_model
 
 p = argparse.ArgumentParser()
 p.add_argument("--labels"); p.add_argument("--samples"); p.add_argument("--model", default="default")

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from ttstrain.aggregation import aggregate
-from ttstrain.prm_data import load_prm_rows, split_by_question
-from ttstrain.prm_eval import bon_vs_majority, sample_prompt
+from ttstrain.prm.data import load_prm_rows, split_by_question
+from ttstrain.prm.evaluation import bon_vs_majority, sample_prompt
 from ttstrain.steps import step_end_positions
-from ttstrain.trainers.prm_trainer import load_prm_model
+from ttstrain.prm.trainer import load_prm_model
 
 p = argparse.ArgumentParser()
 p.add_argument("--labels", required=True); p.add_argument("--samples", required=True)

@@ -6,13 +6,13 @@ prints within-question AUROC and weighted-minus-majority at 16 on the test sampl
 """
 import argparse, json, sys, time
 import pyarrow.parquet as pq
-from ttstrain.prm_data import load_prm_rows, split_by_question
-from ttstrain.trainers.prm_config import PRMConfig
-from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
-from ttstrain.scoring import PRMScorer
-from ttstrain.prm_eval import bon_vs_majority, sample_prompt
+from ttstrain.prm.data import load_prm_rows, split_by_question
+from ttstrain.prm.config import PRMConfig
+from ttstrain.prm.trainer import PRMTrainer, load_prm_model
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prm.evaluation import bon_vs_majority, sample_prompt
 from ttstrain.prompts import SOLUTION_HEAD
-from ttstrain.world.checking import CHECK_HEAD
+from ttstrain.world_builder.checking import CHECK_HEAD
 
 p = argparse.ArgumentParser()
 p.add_argument("--labels"); p.add_argument("--samples"); p.add_argument("--out")

@@ -13,7 +13,7 @@ import sys
 import pyarrow.parquet as pq
 import torch
 
-from ttstrain.grading import grade
+from ttstrain.answers.grading import grade
 from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
 from ttstrain.prompts import format_prompt
 from ttstrain.revisions.pairs import format_revision_prompt

@@ -10,8 +10,8 @@ import sys
 import pyarrow.parquet as pq
 
 from ttstrain.aggregation import aggregate
-from ttstrain.prm_eval import bon_vs_majority, sample_prompt
-from ttstrain.scoring import PRMScorer
+from ttstrain.prm.evaluation import bon_vs_majority, sample_prompt
+from ttstrain.prm.scoring import PRMScorer
 
 run = sys.argv[1]
 scorer = PRMScorer.from_pretrained(f"{run}/prm", use_reference_features=False)

@@ -112,7 +112,7 @@ class Generator(ABC):
     def __init__(self):
         self.stats = GenerationStats()
         # progress_hook(rows_done, rows_total, tokens_so_far, finished): called as a call's continuations
-        # finish (throttled) and once at its end; stage progress bars set it (ttstrain.progress)
+        # finish (throttled) and once at its end; stage progress bars set it (ttstrain.runner.progress)
         self.progress_hook = None
 
     def report_progress(self, rows_done: int, rows_total: int, tokens: int, finished: bool = False) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
                                       row_seed)
-from ttstrain.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
+from ttstrain.generation.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
 from ttstrain.steps import STEP_SEPARATOR
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

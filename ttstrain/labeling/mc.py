@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer, is_equivalent, normalize_answer
+from ttstrain.answers.grading import extract_answer, is_equivalent, normalize_answer
 from ttstrain.prompts import PromptFormat, format_prompt, step_format_of
 from ttstrain.steps import StepFormat
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ttstrain.io import write_json, write_text
-from ttstrain.method_comparison import comparison_markdown
+from ttstrain.reporting.method_comparison import comparison_markdown
 from ttstrain.reporting.finding_targets import finding_rows
 from ttstrain.reporting.markdown import fmt
 from ttstrain.reporting.markdown import md_table

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 from ttstrain.io import read_parquet
-from ttstrain.method_comparison import compare_methods
-from ttstrain.shards import load_dataset_dir
+from ttstrain.reporting.method_comparison import compare_methods
+from ttstrain.runner.shards import load_dataset_dir
 
 
 def search_methods_vs_bon(search_dir: Path, co_report: dict) -> dict:

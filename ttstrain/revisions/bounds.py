@@ -6,7 +6,7 @@ as often as the policy is, and excluding its answer pays only where the policy's
 are concentrated on a few values; where they are spread thin, excluding one of them gains little
 and excluding a right one loses everything. Per question, with q_c the share of the base policy's
 samples that are right and q_w the share of each distinct wrong answer (answers that grade as equal
-are one, `ttstrain.answer_pooling`; no answer counts as one):
+are one, `ttstrain.answers.pooling`; no answer counts as one):
 
     first_attempt            q_c
     exclude_previous         sum_w q_w * q_c / (1 - q_w)   the next attempt is a fresh sample with the
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable
 
-from ttstrain.answer_pooling import AnswerPool
+from ttstrain.answers.pooling import AnswerPool
 from ttstrain.revisions.chains import consecutive_attempts
 
 NO_ANSWER = object()  # one shared class for samples without a parsable answer

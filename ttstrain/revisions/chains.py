@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from tqdm.auto import tqdm
 
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer, is_equivalent
+from ttstrain.answers.grading import extract_answer, is_equivalent
 from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 from ttstrain.steps import LINE, StepFormat
 

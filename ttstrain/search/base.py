@@ -1,7 +1,7 @@
 """What every search method shares: the verifier interface, one config, one result, one cost record.
 
 A search method takes a policy (`ttstrain.generation.Generator`), a verifier (anything with the
-`Verifier.score` signature; the PRM scorer of `ttstrain.scoring` or the `ScriptedScorer` of the
+`Verifier.score` signature; the PRM scorer of `ttstrain.prm.scoring` or the `ScriptedScorer` of the
 tests), the prompts of many problems and one `SearchConfig`, and returns one `SearchResult` per
 prompt. Methods run all problems together, so one generate call and one score call per round
 serve every problem at once (the wall-time of step-level search hangs on that).
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
-from ttstrain.grading import answer_key
+from ttstrain.answers.grading import answer_key
 from ttstrain.generation.base import Generator, PromptResult, SamplingParams
 from ttstrain.steps import LINE, StepFormat
 

@@ -37,7 +37,7 @@ from typing import Sequence
 
 from ttstrain.aggregation import aggregate
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer
+from ttstrain.answers.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_charged, verifier_parameters)
 from ttstrain.search.selection import select

@@ -4,7 +4,7 @@ All problems' samples come from ONE generate call (stop="solution", n=N) and are
 score call. The final answer is picked by a selection from `ttstrain.search.selection.SELECTIONS`:
 
     weighted  Snell et al.'s "best-of-N weighted": sum the aggregated scores of the samples that
-              reach each answer (answers pooled by equivalence, `ttstrain.answer_pooling`), take the largest.
+              reach each answer (answers pooled by equivalence, `ttstrain.answers.pooling`), take the largest.
     naive     the sample with the highest aggregated score.
     majority  the most frequent answer; the verifier is not called and costs nothing.
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from ttstrain.answer_pooling import AnswerPool
+from ttstrain.answers.pooling import AnswerPool
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer
+from ttstrain.answers.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_candidates, verifier_parameters)
 from ttstrain.search.selection import select

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.answer_pooling import AnswerPool
+from ttstrain.answers.pooling import AnswerPool
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer
+from ttstrain.answers.grading import extract_answer
 from ttstrain.prompts import format_prompt, question_from_prompt
 from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,

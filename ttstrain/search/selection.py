@@ -3,7 +3,7 @@
     select(candidates, "weighted")     # index of the chosen candidate (None: no answer)
     select_over_chains(chains, "hierarchical")   # the chosen (pooled) answer key
 
-Answers pool by equivalence (`ttstrain.answer_pooling`), so `1/2`, `\\dfrac{1}{2}` and `0.5` are
+Answers pool by equivalence (`ttstrain.answers.pooling`), so `1/2`, `\\dfrac{1}{2}` and `0.5` are
 one answer, pooled over the candidates of the one problem being selected for (or over `pool`, a
 problem's `AnswerPool`, when the caller passes one). A candidate is anything with `answer` (its
 final answer, None if it has none) and `score` (its aggregated verifier score, None if never
@@ -12,10 +12,29 @@ scored): `ttstrain.search.base.Candidate`.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from collections import defaultdict
+from typing import Callable, Hashable, Iterable, Mapping, Protocol, Sequence
 
-from ttstrain.answer_pooling import AnswerPool
-from ttstrain.metrics import weighted_vote
+from ttstrain.answers.pooling import AnswerPool
+
+
+def weighted_vote(answers: Sequence[Hashable | None], weights: Sequence[float] | None = None) -> Hashable | None:
+    """The answer with the largest summed weight (weights=None: majority vote). None answers never win.
+
+    Ties go to the answer seen first, so the result is deterministic for a given sample order.
+    Answers count as equal only when they are equal as given: vote over pooled keys
+    (`ttstrain.answers.pooling`) so that answers that grade as equal count as one.
+    """
+    totals: dict = defaultdict(float)
+    first: dict = {}
+    for i, a in enumerate(answers):
+        if a is None:
+            continue
+        totals[a] += 1.0 if weights is None else float(weights[i])
+        first.setdefault(a, i)
+    if not totals:
+        return None
+    return max(totals, key=lambda a: (totals[a], -first[a]))
 
 
 class Scored(Protocol):

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ttstrain.generation.base import Generator, SamplingParams
-from ttstrain.grading import extract_answer
+from ttstrain.answers.grading import extract_answer
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_candidates, verifier_parameters)
 from ttstrain.search.selection import select

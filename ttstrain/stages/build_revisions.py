@@ -3,7 +3,7 @@
     ttstrain build-revisions --config recipes/default/build_revisions/config_paper.yaml
     ttstrain build-revisions --config ... --shard 1/4          # one of 4 jobs; --merge_only true to merge
 
-Output folder (same resume/shard/atomic guarantees as `ttstrain label-mc`, see ttstrain.shards):
+Output folder (same resume/shard/atomic guarantees as `ttstrain label-mc`, see ttstrain.runner.shards):
   data/train-*.parquet  problem_id, question, gold, level, previous_attempts, previous_answers,
                         attempt_sample_indices, target, target_sample_index, k, closest_edit_distance
   config.json, summary.json (questions without a correct / an incorrect answer, histogram of k)
@@ -15,11 +15,11 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ttstrain.progress import StageProgress
+from ttstrain.runner.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
-from ttstrain.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
+from ttstrain.runner.shards import (Shard, check_or_write_config, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 
@@ -50,7 +50,7 @@ class BuildRevisionsConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 def revision_chunk(generator, problems, cfg: BuildRevisionsConfig, prompt_format=None) -> tuple[list[dict], dict]:
     from ttstrain.revisions.pairs import build_revision_rows
-    from ttstrain.sampling import group_by_problem, sample_solutions
+    from ttstrain.generation.sampling import group_by_problem, sample_solutions
 
     samples = sample_solutions(generator, problems, n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, few_shot=prompt_format, progress=False)

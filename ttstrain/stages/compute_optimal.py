@@ -28,7 +28,7 @@ Inputs:
 Output folder: compute_optimal.md, compute_optimal.json, accuracy_<family>.png,
 bins_<family>_<oracle|predicted>.png, revision_ratio_sweep.png (with revisions), bins.parquet
 (problem_id, oracle/predicted value and bin), config.json. Definitions and the analysis (pure
-functions): ttstrain.compute_optimal_analysis; the markdown and plots: ttstrain.reporting.
+functions): ttstrain.analysis.compute_optimal; the markdown and plots: ttstrain.reporting.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 from ttstrain.reporting.compute_optimal_report import markdown_report
 from ttstrain.reporting.plots import family_plots, plot_ratio_sweep
 from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
-from ttstrain.stage_rows import read_rows, row_columns
+from ttstrain.runner.rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_result_rows, check_sample_rows, probability, require_columns
 
 
@@ -106,7 +106,7 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
 
 
 def load_revision_rows(path: str, selection: str = "auto", score_column: str = "score") -> list[dict]:
-    from ttstrain.compute_optimal_analysis import revision_accuracy_rows, revision_strategy
+    from ttstrain.analysis.compute_optimal import revision_accuracy_rows, revision_strategy
 
     rows = read_rows(path, columns=["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
                                     "parallel", "accuracy"])
@@ -128,7 +128,7 @@ def load_revision_rows(path: str, selection: str = "auto", score_column: str = "
 
 
 def _bin_summary(values: dict[str, float], bins: dict[str, int]) -> dict:
-    from ttstrain.compute_optimal_analysis import bin_members
+    from ttstrain.analysis.compute_optimal import bin_members
 
     members = bin_members(bins)
     return {"sizes": {b: len(ps) for b, ps in members.items()},
@@ -155,7 +155,7 @@ DEFINITIONS = {
 
 
 def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dict:
-    from ttstrain import compute_optimal_analysis as co
+    from ttstrain.analysis import compute_optimal as co
 
     if not cfg.search_dirs and not cfg.revisions:
         raise ValueError("give search_dirs (ttstrain search outputs) and/or revisions")

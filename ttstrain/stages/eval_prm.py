@@ -1,5 +1,5 @@
 """Evaluate a trained PRM: held-out BCE and step AUROC on Monte Carlo labels, PRM-weighted best-of-N
-vs majority vote on graded samples, and ProcessBench first-error F1 (definitions: ttstrain.prm_eval).
+vs majority vote on graded samples, and ProcessBench first-error F1 (definitions: ttstrain.prm.evaluation).
 
     ttstrain eval-prm --prm_path runs/demo/prm --labels runs/demo/label_mc-24x8x8-seed0 \\
         --samples runs/demo/samples.parquet --output_dir runs/demo/eval_prm
@@ -16,7 +16,7 @@ number, or `calibrate`: chosen on `processbench_calibration` (a file of the same
 given, else on the id-hash calibration half of each file and reported on the other half. A PRM
 trained with `--reference_features true` is also scored by its value head alone (`value_head_only`,
 the ablation). `likelihood_baseline` also scores the samples by a causal LM's
-mean token likelihood (`ttstrain.likelihood_baseline`; `auto`: the model the PRM was trained from),
+mean token likelihood (`ttstrain.prm.likelihood_baseline`; `auto`: the model the PRM was trained from),
 the verifier a trained PRM has to beat. The PRM, its reference model and the likelihood model load on
 `prm_device` in `prm_dtype` (search's names for its verifier; `auto`: cuda when torch sees a GPU, and
 config.json records the device resolved). Output: eval_prm.json and config.json in output_dir, and with
@@ -34,10 +34,10 @@ from pathlib import Path
 from ttstrain.io import write_json, write_parquet, write_resolved_config
 from ttstrain.prompts import PromptFormat, check_same_format
 from ttstrain.steps import check_same_steps
-from ttstrain.stage_rows import read_rows, recorded_prompt_format, rows_path
+from ttstrain.runner.rows import read_rows, recorded_prompt_format, rows_path
 from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG
 from ttstrain.validation import InputError
-from ttstrain.verifiers import prm_format_choices
+from ttstrain.prm.verifiers import prm_format_choices
 
 
 @dataclass
@@ -76,7 +76,7 @@ def recorded_training(prm_path: str) -> tuple[Path, dict]:
 
 
 def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
-    from ttstrain.prm_data import load_prm_rows, split_by_question
+    from ttstrain.prm.data import load_prm_rows, split_by_question
 
     rows = load_prm_rows(cfg.labels)
     if cfg.labels_split == "all":
@@ -119,12 +119,12 @@ def load_samples(path: str) -> list[dict]:
 
 
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
-    from ttstrain.prm_eval import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
+    from ttstrain.prm.evaluation import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
                                    sample_scores)
     from ttstrain.devices import resolve_device
-    from ttstrain.published_figures import published_processbench
-    from ttstrain.scoring import PRMScorer
-    from ttstrain.verifiers import load_verifier, reads_questions, resolve_prm_format
+    from ttstrain.analysis.published_figures import published_processbench
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.prm.verifiers import load_verifier, reads_questions, resolve_prm_format
 
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
@@ -136,7 +136,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     baseline = likelihood_model(cfg) if cfg.samples else None
     own = {"step_separator": cfg.step_separator}
     if cfg.prm_backend == "vllm":
-        from ttstrain.verifiers_vllm import load_pooling_verifier
+        from ttstrain.prm.verifiers_vllm import load_pooling_verifier
 
         scorer = load_pooling_verifier(cfg.prm_path, cfg.prm_format, dtype=cfg.prm_dtype, batch_size=cfg.batch_size,
                                        gpu_memory_utilization=0.8, **own)
@@ -192,7 +192,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         result["value_head_only"] = evaluate(alone)
         result["reference_features"] = reference_spec
     if baseline is not None:
-        from ttstrain.likelihood_baseline import LikelihoodScorer
+        from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 
         if reference_spec and scorer.reference_model is not None and reference_spec.get("reference_model") == baseline:
             # the policy the combiner already loaded (same tokenizer, checked then): no second copy in memory

@@ -22,7 +22,7 @@ What it writes to output_dir:
   config.json           the resolved config
   chunks/               the chains of each chunk of problems, written atomically: kill the run and
                         run the same command again, and only unfinished chunks are sampled (a
-                        resume with settings that change the chains is refused; see ttstrain.shards)
+                        resume with settings that change the chains is refused; see ttstrain.runner.shards)
 
 The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
 is the measure to pick a checkpoint by (run this on each `checkpoint-*` folder).
@@ -34,15 +34,15 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ttstrain.progress import StageProgress
+from ttstrain.runner.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
+from ttstrain.runner.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
 from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
-from ttstrain.verifiers import prm_format_choices
+from ttstrain.prm.verifiers import prm_format_choices
 from ttstrain.prompts import check_same_format
 from ttstrain.revisions.pairs import revision_prompt_record
-from ttstrain.stage_rows import read_rows
+from ttstrain.runner.rows import read_rows
 from ttstrain.steps import StepFormat
 
 
@@ -74,8 +74,8 @@ class EvalRevisionConfig(PolicyArguments, ProblemArguments):
 
 
 def verifier_summary(rows: list[dict], key: str) -> dict:
-    from ttstrain.compute_optimal_analysis import revision_accuracy_rows
-    from ttstrain.prm_eval import auroc
+    from ttstrain.analysis.compute_optimal import revision_accuracy_rows
+    from ttstrain.analysis.metrics import auroc
 
     scores = [r[key] if r[key] is not None else 0.0 for r in rows]
     later = [i for i, r in enumerate(rows) if r["step"] > 0]
@@ -101,12 +101,12 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
 
 def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
                       progress: bool = True) -> dict:
-    from ttstrain.compute_optimal_analysis import revision_accuracy_rows
+    from ttstrain.analysis.compute_optimal import revision_accuracy_rows
     from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
     from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
     from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
     from ttstrain.devices import resolve_device
-    from ttstrain.verifiers import load_verifier
+    from ttstrain.prm.verifiers import load_verifier
 
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling

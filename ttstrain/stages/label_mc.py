@@ -10,7 +10,7 @@ Output folder:
                                      rollouts_per_step, hard_labels, question, gold, level
   config.json                        the resolved config and the generator's identity
   summary.json                       problems, samples kept/dropped, steps, rollouts, tokens, time
-  chunks/                            the resumable unit of work (see ttstrain.shards)
+  chunks/                            the resumable unit of work (see ttstrain.runner.shards)
 
 Kill it at any moment and run the same command again: finished chunks are kept, the rest is
 recomputed with the same seeds, and the merged dataset equals an uninterrupted run's.
@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.data_guards import label_warnings, report_warnings
-from ttstrain.progress import StageProgress
+from ttstrain.runner.progress import StageProgress
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.labeling.mc import MCSettings, label_chunk
-from ttstrain.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
+from ttstrain.runner.shards import (Shard, check_or_write_config, load_dataset_dir, merge_chunks, missing_chunks, run_chunks,
                              shard_configs)
 
 

@@ -11,7 +11,7 @@ exists (file order otherwise); the first `fit_samples` predict, all of them chec
 Output folder: predict_bon.json (per N: predicted and observed mean best-of-N accuracy and
 reward, their mean absolute errors over questions, the error of the mean), predict_bon.png
 (predicted against observed curves) and config.json. How the prediction is made:
-`ttstrain.bon_prediction`.
+`ttstrain.analysis.bon_prediction`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttstrain.bon_prediction import prediction_report
+from ttstrain.analysis.bon_prediction import prediction_report
 from ttstrain.io import write_json, write_resolved_config
 from ttstrain.reporting.plots import plot_prediction
-from ttstrain.stage_rows import read_rows, row_columns
+from ttstrain.runner.rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_sample_rows
 
 

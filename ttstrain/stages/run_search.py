@@ -21,12 +21,12 @@ Output folder:
                       answer, correct, finish reason, tokens, selected
   summary.json        accuracy and mean cost per method and budget, overall and by level; seconds
   config.json         the resolved config, the generator's and scorer's identity
-  chunks/             the resumable unit of work (see ttstrain.shards)
+  chunks/             the resumable unit of work (see ttstrain.runner.shards)
 
-The verifier is the PRM, `ttstrain.scoring.PRMScorer.from_pretrained(prm_path)` (imported only
+The verifier is the PRM, `ttstrain.prm.scoring.PRMScorer.from_pretrained(prm_path)` (imported only
 when a method needs one; `--verifier value_head` scores with its value head alone, the ablation of a
 PRM trained with reference features), or with `--verifier likelihood` the untrained baseline of
-`ttstrain.likelihood_baseline`: a causal LM's geometric-mean token probability of each solution so
+`ttstrain.prm.likelihood_baseline`: a causal LM's geometric-mean token probability of each solution so
 far (`--likelihood_model`, the policy when unset), the search counterpart of `eval-prm
 --likelihood_baseline`. `run_search_stage(cfg, generator=..., scorer=...)` takes others (tests
 pass the scripted ones).
@@ -39,17 +39,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ttstrain.progress import StageProgress
-from ttstrain.answer_pooling import AnswerPool
+from ttstrain.runner.progress import StageProgress
+from ttstrain.answers.pooling import AnswerPool
 from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
 from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
                              stage_prompt_format)
 from ttstrain.devices import (DEFAULT_VLLM_SHARE, checkpoint_bytes, gpu_total_bytes, pooling_engine_share,
                               prm_reference_model, resolve_device, same_gpu, verifier_bytes, vllm_memory_share)
-from ttstrain.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
+from ttstrain.prm.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 from ttstrain.models import check_weight_files, model_revision, resolve_model
-from ttstrain.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
+from ttstrain.runner.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
 
 # --verifier choices, and how messages name them
 VERIFIERS = {"prm": "PRM", "value_head": "PRM's value head", "likelihood": "likelihood model"}
@@ -93,7 +93,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
     seed: int = field(default=0, metadata={"help": "Seed of sampling, few-shot selection and resamplings."})
 
     def budgets(self) -> list[int]:
-        from ttstrain.metrics import power_of_two_budgets
+        from ttstrain.analysis.metrics import power_of_two_budgets
 
         out = power_of_two_budgets(self.max_budget)
         return out if out[-1] == self.max_budget else out + [self.max_budget]
@@ -141,7 +141,7 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     name = verifier_name(cfg)
     device = resolve_device(cfg.prm_device)
     if cfg.verifier == "likelihood":
-        from ttstrain.likelihood_baseline import LikelihoodScorer
+        from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 
         return LikelihoodScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype,
                                                 batch_size=cfg.prm_batch_size, prompt_format=prompt_format)
@@ -150,7 +150,7 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
                          f"(or --verifier likelihood)")
     fmt = resolve_prm_format(name, cfg.prm_format)
     if cfg.prm_backend == "vllm":
-        from ttstrain.verifiers_vllm import load_pooling_verifier
+        from ttstrain.prm.verifiers_vllm import load_pooling_verifier
 
         if cfg.verifier != "prm":
             raise ValueError(f"--prm_backend vllm serves a PRM as it is; --verifier {cfg.verifier} runs on transformers")
@@ -176,8 +176,8 @@ class _Grader:
         self.cache: dict = {}
 
     def __call__(self, problem: dict, answer: str | None) -> bool:
-        from ttstrain.grading import answer_key
-        from ttstrain.grading import is_equivalent
+        from ttstrain.answers.grading import answer_key
+        from ttstrain.answers.grading import is_equivalent
 
         if answer is None:
             return False

@@ -3,9 +3,9 @@
     ttstrain sample --config recipes/default/sample/config_world.yaml
     python data_gen/sample_solutions.py --config recipes/smollm2-135m/sample/config_gsm8k.yaml --limit 8
 
-Writes `<output_dir>/samples.parquet` (one row per sample, see ttstrain.sampling), the resolved
+Writes `<output_dir>/samples.parquet` (one row per sample, see ttstrain.generation.sampling), the resolved
 `config.json` with the generator's identity, and `summary.json` (accuracy, tokens, wall time).
-Problems are sampled in chunks (`chunks/`, see ttstrain.shards), each written atomically: kill
+Problems are sampled in chunks (`chunks/`, see ttstrain.runner.shards), each written atomically: kill
 the run at any moment and run the same command again, and it samples only the unfinished
 chunks; samples.parquet equals an uninterrupted run's (every sample's seed depends on its
 problem and index, not on its batch). A resume with settings that change the samples is refused.
@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttstrain.data_guards import report_warnings, sample_warnings
-from ttstrain.progress import StageProgress
+from ttstrain.runner.progress import StageProgress
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.shards import Shard, check_or_write_config, read_chunks, run_chunks
+from ttstrain.runner.shards import Shard, check_or_write_config, read_chunks, run_chunks
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
 from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
 
@@ -41,7 +41,7 @@ class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments):
 
 
 def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict:
-    from ttstrain.sampling import sample_solutions
+    from ttstrain.generation.sampling import sample_solutions
 
     out = Path(cfg.output_dir)
     problems = stage_problems(cfg)

@@ -7,14 +7,14 @@
     accelerate launch --config_file accelerate_configs/multi_gpu_ddp.yaml --num_processes 2 \\
         recipes/train_prm.py --config recipes/default/prm/config_demo.yaml       # 2 processes (GPUs, or CPU + gloo)
 
-Options are the fields of `ttstrain.trainers.prm_config.PRMConfig` (every
+Options are the fields of `ttstrain.prm.config.PRMConfig` (every
 `transformers.TrainingArguments` field plus the PRM's own): the YAML sets them, the command line
 overrides, unknown keys fail. `--resume_from_checkpoint last` continues from the newest
 checkpoint in `output_dir` (or give a checkpoint folder).
 
 Output folder (`output_dir`):
   model.safetensors, config.json, tokenizer*  the PRM (best validation checkpoint), loadable with
-                                              `ttstrain.scoring.PRMScorer.from_pretrained(output_dir)`;
+                                              `ttstrain.prm.scoring.PRMScorer.from_pretrained(output_dir)`;
                                               config.json's ttstrain_prm records the rows' prompt and
                                               step format, label placement and BOS
   README.md                                   model card: data, settings, validation losses
@@ -48,9 +48,9 @@ def run_train_prm(cfg):
     from transformers import set_seed
 
     from ttstrain.io import write_resolved_config
-    from ttstrain.prm_data import load_prm_rows, split_by_question
-    from ttstrain.stage_rows import recorded_prompt_format
-    from ttstrain.trainers.prm_trainer import PRMTrainer, load_prm_model
+    from ttstrain.prm.data import load_prm_rows, split_by_question
+    from ttstrain.runner.rows import recorded_prompt_format
+    from ttstrain.prm.trainer import PRMTrainer, load_prm_model
 
     default_wandb_offline(cfg.report_to)
     set_seed(cfg.seed)
@@ -70,7 +70,7 @@ def run_train_prm(cfg):
     trainer.log_metrics("all", metrics)
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
     if cfg.reference_features:
-        from ttstrain.trainers.reference_fit import fit_reference_features
+        from ttstrain.prm.reference_fit import fit_reference_features
 
         if torch.cuda.is_available():  # the fit loads the PRM and its reference model where the optimizer state sat
             trainer.accelerator.free_memory()
@@ -103,7 +103,7 @@ def run_train_prm(cfg):
 
 def make_parser():
     from ttstrain.parsing import StageParser
-    from ttstrain.trainers.prm_config import PRMConfig
+    from ttstrain.prm.config import PRMConfig
 
     return StageParser((PRMConfig,))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ttstrain.revisions.pairs import fit_revision_prompt, revision_prompt_record
-from ttstrain.stage_rows import recorded_prompt_format
+from ttstrain.runner.rows import recorded_prompt_format
 from ttstrain.steps import StepFormat
 from ttstrain.trainers.run_setup import default_wandb_offline, float32_trainable, resolve_resume, set_dropout
 
@@ -38,7 +38,7 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
     from trl import SFTTrainer
 
     from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
-    from ttstrain.shards import load_dataset_dir
+    from ttstrain.runner.shards import load_dataset_dir
     from ttstrain.validation import check_revision_rows
 
     if model is None:

@@ -1,0 +1,1 @@
+"""Answers: extraction, normalisation, equivalence (in a sandbox) and pooling of equal answers."""

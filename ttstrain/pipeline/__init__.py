@@ -1,0 +1,1 @@
+"""The whole method in one run: the demo and its recipes."""

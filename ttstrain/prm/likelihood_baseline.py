@@ -1,0 +1,86 @@
+"""The policy-likelihood baseline: rank solutions by how probable the policy finds their tokens.
+
+A PRM is worth training only if it ranks a question's answers better than what the policy already
+knows for free. The cheapest such verifier is the policy's own confidence: the geometric mean of
+its token probabilities over the solution (exp of the mean token log-prob, prompt excluded), read
+at every step end so it aggregates like a PRM's step scores (`last` is the whole solution's).
+`ttstrain eval-prm --likelihood_baseline auto` scores the same samples with it next to the PRM;
+on the default world v2 it ranks answers within a question better than the trained value head
+(docs/results.md). `ttstrain search --verifier likelihood` searches with it.
+
+    from ttstrain.prm.likelihood_baseline import LikelihoodScorer
+    lik = LikelihoodScorer.from_pretrained("default")
+    lik.score([prompt], [["3 + 4 = 7", "The answer is \\\\boxed{7}."]])   # [[p_step1, p_step2]]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
+from ttstrain.prompts import PromptFormat
+from ttstrain.prm.reference_features import token_logprobs
+from ttstrain.devices import resolve_device
+from ttstrain.steps import step_end_positions
+
+
+class LikelihoodScorer:
+    """A causal LM scoring each step end by exp(mean log p of the solution's tokens so far).
+
+    The interface is `PRMScorer`'s (`score`, `score_solutions`, `prompt_for`, `stats`), so the
+    evaluation and search code that takes a PRM scorer takes this one too.
+    """
+
+    def __init__(self, model, tokenizer, *, name: str = "", batch_size: int = 32,
+                 prompt_format: PromptFormat | None = None):
+        self.model, self.tokenizer, self.name, self.batch_size = model.eval(), tokenizer, name, batch_size
+        self.prompt_format = prompt_format or PromptFormat()
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError(f"the tokenizer of {name or 'the likelihood model'} has neither a pad nor an eos token")
+        self.pad_token_id = pad
+        self.stats = {"solutions": 0, "tokens": 0}
+        self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, device: str = "auto", dtype: str = "auto", **kw) -> "LikelihoodScorer":
+        """The causal LM `name_or_path` (alias such as `default`, folder or hub id) and its tokenizer, on
+        `device` (`ttstrain.prm.scoring.resolve_device`: auto is cuda when available)."""
+        from ttstrain.models import load_causal_lm, load_tokenizer
+
+        model = load_causal_lm(name_or_path, dtype=dtype, device=resolve_device(device))
+        return cls(model, load_tokenizer(name_or_path), name=str(name_or_path), **kw)
+
+    def prompt_for(self, question: str) -> str:
+        return self.prompt_format.build(question)
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], steps: list[list[str]], batch_size: int | None = None) -> list[list[float]]:
+        """Per-step geometric-mean token probability of the solution so far; a solution with no step gets []."""
+        if len(prompts) != len(steps):
+            raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+        fmt = self.prompt_format.steps  # the run's step format: each step ends where the PRM's steps do
+        encoded = {i: step_end_positions(self.tokenizer, p, list(s), fmt=fmt) for i, (p, s) in
+                   enumerate(zip(prompts, steps)) if len(s)}
+        keys = list(encoded)
+        seqs = [encoded[i].input_ids for i in keys]
+        logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size or self.batch_size)
+        out: list[list[float]] = [[] for _ in prompts]
+        for i, lp in zip(keys, logprobs):
+            start = encoded[i].prompt_length
+            cumulative = torch.cumsum(lp[start:].double(), 0)
+            out[i] = [math.exp(float(cumulative[end - start]) / (end - start + 1)) for end in encoded[i].step_end_positions]
+        self.last_scored_tokens = [len(encoded[i].input_ids) if i in encoded else 0 for i in range(len(prompts))]
+        self.stats["solutions"] += len(keys)
+        self.stats["tokens"] += sum(self.last_scored_tokens)
+        return out
+
+    def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,
+                        batch_size: int | None = None) -> list[float]:
+        """One aggregated score per solution (`ttstrain.aggregation.aggregate` of `score`)."""
+        return [aggregate(s, how) for s in self.score(prompts, steps, batch_size)]
+
+
+__all__ = ["LikelihoodScorer"]

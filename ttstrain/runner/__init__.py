@@ -1,0 +1,1 @@
+"""The chunked-stage runner: chunk files, fingerprints, shards, merge, progress."""

@@ -1,0 +1,1 @@
+"""Builds the arithmetic world's policies (training data, checking, slipped steps, card)."""
