@@ -22,11 +22,13 @@ import time
 
 import torch
 
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prm.trainer import load_prm_model
+from ttstrain.prompts import format_prompt
+from ttstrain.world.task import LEVEL_SPECS, ArithmeticProblem, LevelSpec, draw_start_and_ops
+
 
 def eight_step_solutions(n: int, num_ops: int, seed: int) -> tuple[list[str], list[list[str]]]:
-    from ttstrain.prompts import format_prompt
-    from ttstrain.world.task import LEVEL_SPECS, ArithmeticProblem, LevelSpec, draw_start_and_ops
-
     top = LEVEL_SPECS[max(LEVEL_SPECS)]
     spec = LevelSpec(num_ops, top.start_range, top.addsub_range, top.mul_range)  # the top level, longer
     rng = random.Random(seed)
@@ -63,9 +65,6 @@ def score_per_prefix(scorer, prompts: list[str], steps: list[list[str]], batch_s
 
 
 def load_scorer(prm: str | None, batch_size: int):
-    from ttstrain.prm.scoring import PRMScorer
-    from ttstrain.prm.trainer import load_prm_model
-
     if prm:
         # the value head: what the two approaches compute differently (a PRM with reference features adds the
         # same one pass of its reference model to either)

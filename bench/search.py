@@ -26,11 +26,14 @@ import time
 
 import torch
 
+from ttstrain.generation import load_generator
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prm.trainer import load_prm_model
+from ttstrain.problems import load_problems
+from ttstrain.search import run_search
+
 
 def load_prm(path: str | None, value_head_only: bool = False, prefix_cache_mb: int = 512):
-    from ttstrain.prm.scoring import PRMScorer
-    from ttstrain.prm.trainer import load_prm_model
-
     if path:
         return PRMScorer.from_pretrained(path, use_reference_features=not value_head_only,
                                          prefix_cache_bytes=prefix_cache_mb << 20)
@@ -54,10 +57,6 @@ def main() -> None:
     ap.add_argument("--prefix_cache_mb", type=int, default=512,
                     help="the PRM's prefix KV cache, as `ttstrain search --prm_prefix_cache_mb` (0: off)")
     args = ap.parse_args()
-
-    from ttstrain.generation import load_generator
-    from ttstrain.problems import load_problems
-    from ttstrain.search import run_search
 
     generator = load_generator(args.backend, model="default")
     prm = load_prm(args.prm_path, args.value_head_only, args.prefix_cache_mb)

@@ -29,17 +29,18 @@ import subprocess
 import sys
 import time
 
+from ttstrain.generation import load_generator
+from ttstrain.generation.base import SamplingParams
+from ttstrain.machine_facts import machine_facts
+from ttstrain.prompts import format_prompt
+from ttstrain.world.task import sample_training_problem
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 WORKLOADS = ("train", "sample")
 
 
 def run_sample(problems: int, num_samples: int, seed: int) -> tuple[float, int]:
-    from ttstrain.generation import load_generator
-    from ttstrain.generation.base import SamplingParams
-    from ttstrain.prompts import format_prompt
-    from ttstrain.world.task import sample_training_problem
-
     rng = random.Random(seed)
     prompts = [format_prompt(sample_training_problem(rng, 1 + i % 5).question) for i in range(problems)]
     gen = load_generator("transformers", model="default")
@@ -80,8 +81,6 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args)))
         return
-    from ttstrain.machine_facts import machine_facts
-
     print("machine_facts", json.dumps(machine_facts()), flush=True)
     speedups = {}
     for workload in args.workloads:

@@ -31,14 +31,16 @@ import sys
 import tempfile
 import time
 
+from ttstrain.prompts import format_prompt
+from ttstrain.steps import step_end_positions
+from ttstrain.world.task import sample_training_problem
+
+# each contender imports its own libraries in its function: a process's peak memory is its contender's own
 CONTENDERS = ("ttstrain", "trl", "trl_fp32", "bare")
 
 
 def bench_rows(n: int, seed: int) -> list[dict]:
     """Labelled rows in ttstrain's schema: gold solutions of world training problems, random soft labels."""
-    from ttstrain.prompts import format_prompt
-    from ttstrain.world.task import sample_training_problem
-
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -60,8 +62,6 @@ def peak_memory_mb() -> float:
 
 
 def real_tokens(rows, tokenizer) -> int:
-    from ttstrain.steps import step_end_positions
-
     return sum(len(step_end_positions(tokenizer, r["prompt"], r["completions"]).input_ids) for r in rows)
 
 
@@ -113,7 +113,6 @@ def run_trl(rows, batch_size: int, out: str, bf16_default: bool) -> float:
 def run_bare(rows, batch_size: int) -> float:
     import torch
 
-    from ttstrain.steps import step_end_positions
     from ttstrain.prm.batching import build_batch
     from ttstrain.prm.trainer import load_prm_model, step_bce
 

@@ -116,7 +116,7 @@ def test_quick_demo_end_to_end(tmp_path):
         "sample.per_level=4", "sample.num_samples=8", "label_mc.per_level=2", "build_revisions.per_level=2",
         "predict_bon.fit_samples=1"]))
     for name in ("report.md", "report.json", "baselines.png", "config.json", "samples.parquet", "best_of_n.png",
-                 "prm/model.safetensors", "prm/prm_train_config.json", "eval_prm/eval_prm.json",
+                 "prm/model.safetensors", "prm/ttstrain_config.json", "eval_prm/eval_prm.json",
                  "revision_model/model.safetensors", "eval_revision/chains.parquet",
                  "compute_optimal/revision_ratio_sweep.png"):
         assert (out / name).exists(), name

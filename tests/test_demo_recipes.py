@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import ttstrain.pipeline.demo as demo_module
+from ttstrain.io import write_parquet
 from ttstrain.pipeline.demo import DemoConfig, demo_stage_configs, main
 from ttstrain.pipeline.recipes import DEFAULT_RECIPES, DEMO_RECIPES, load_stage_settings, parse_override
 
@@ -82,7 +84,7 @@ def test_print_config_shows_the_resolved_stages(capsys, tmp_path):
           "--set", "label_mc.num_samples=3"])
     printed = json.loads(capsys.readouterr().out)
     # the demo PRM has reference features, so the search runs again scored by its value head alone
-    assert set(printed) == set(DEMO_RECIPES) | {"search_value_head", "compute_optimal_value_head"}
+    assert set(printed) == set(DEMO_RECIPES) | {"greedy", "search_value_head", "compute_optimal_value_head"}
     search, again = printed["search"], printed["search_value_head"]
     assert again["verifier"] == "value_head" and search["verifier"] == "prm"
     assert again["output_dir"] == search["output_dir"] + "-value_head"
@@ -91,7 +93,7 @@ def test_print_config_shows_the_resolved_stages(capsys, tmp_path):
     co = printed["compute_optimal_value_head"]
     assert co["search_dirs"] == [again["output_dir"]] and co["revisions"] is None
     printed_without = json.loads(_print_config(capsys, tmp_path, "prm.reference_features=false"))
-    assert set(printed_without) == set(DEMO_RECIPES)
+    assert set(printed_without) == set(DEMO_RECIPES) | {"greedy"}
     assert printed["label_mc"]["num_samples"] == 3 and printed["prm"]["num_train_epochs"] == 3
     assert not (tmp_path / "d").exists()  # printing runs nothing
 
@@ -99,3 +101,30 @@ def test_print_config_shows_the_resolved_stages(capsys, tmp_path):
 def _print_config(capsys, tmp_path, *overrides) -> str:
     main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--print_config", "true", "--set", *overrides])
     return capsys.readouterr().out
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_demo_samples_through_the_sample_stage_with_every_recipe_value(monkeypatch, tmp_path):
+    """The demo called the sampler itself, so the sample recipe's top_p, prompt format, few-shot examples,
+    limit and levels never reached its samples; it now runs the sample stage's own entry on that config."""
+    seen = []
+
+    def run_sample(cfg, generator=None, progress=True):
+        seen.append(cfg)
+        if len(seen) == 2:
+            raise _Stop
+        write_parquet(Path(cfg.output_dir) / "samples.parquet", [{"problem_id": "p", "correct": True}])
+        return {"generated_tokens_per_s": 1.0}
+
+    monkeypatch.setattr(demo_module, "run_sample", run_sample)
+    with pytest.raises(_Stop):
+        main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--set", "sample.top_p=0.5",
+              "sample.few_shot=2", "sample.levels=[1, 2]", "sample.limit=7"])
+    greedy, sample = seen
+    for cfg in (greedy, sample):
+        assert (cfg.top_p, cfg.few_shot, cfg.levels, cfg.limit) == (0.5, 2, [1, 2], 7)
+    assert (greedy.num_samples, greedy.temperature) == (1, 0.0)
+    assert sample.num_samples > 1 and sample.temperature == 1.0

@@ -53,7 +53,7 @@ def test_stage_generator_puts_the_transformers_backend_on_the_device(monkeypatch
     """#35.9: stage_generator never passed a device, so --backend transformers never used the GPU."""
     seen = {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr("ttstrain.generation.load_generator", lambda backend, **kw: seen.update(kw))
+    monkeypatch.setattr("ttstrain.stages.load_generator", lambda backend, **kw: seen.update(kw))
     stage_generator(SampleConfig(device=device, dtype="float32"))
     assert seen["device"] == expected and seen["dtype"] == "float32"
 

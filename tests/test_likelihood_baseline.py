@@ -109,7 +109,7 @@ def test_eval_prm_reports_the_baseline_on_the_same_samples(tmp_path, tiny_llama,
     # without a baseline the column is there and empty; `auto` needs the PRM's recorded base model
     run_eval_prm(EvalPRMConfig(prm_path=str(prm), output_dir=str(tmp_path / "o2"), samples=str(samples), budgets=[1]))
     assert {r["score_likelihood"] for r in read_parquet(tmp_path / "o2" / "sample_scores.parquet")} == {None}
-    with pytest.raises(ValueError, match="prm_train_config.json, which does not exist"):
+    with pytest.raises(ValueError, match="ttstrain_config.json, which does not exist"):
         run_eval_prm(EvalPRMConfig(prm_path=str(prm), output_dir=str(tmp_path / "o3"), samples=str(samples),
                                    likelihood_baseline="auto"))
     (prm / "prm_train_config.json").write_text(json.dumps({"model_name_or_path": str(base_dir)}))

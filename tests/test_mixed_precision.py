@@ -74,8 +74,8 @@ def test_16_bit_weights_under_mixed_precision_are_refused_with_the_fix(base_dir,
     kw = dict(output_dir=str(tmp_path / "prm"), use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match="--dtype float32"):
         PRMConfig(dtype="bfloat16", bf16=True, **kw)
-    with pytest.raises(ValueError, match="--model_dtype float32"):
-        RevisionConfig(model_dtype="bfloat16", bf16=True, **kw)
+    with pytest.raises(ValueError, match="--dtype float32"):
+        RevisionConfig(dtype="bfloat16", bf16=True, **kw)
     assert PRMConfig(dtype="bfloat16", bf16=False, **kw).dtype == "bfloat16"  # pure bf16, asked for
     # a model loaded in bf16 by other means (`dtype: auto` on a bf16 checkpoint) is refused by the trainer too
     model, tok = load_prm_model(str(base_dir), dtype="bfloat16")
@@ -99,4 +99,4 @@ def test_real_model_revision_recipes_load_float32_weights_under_bf16(recipe):
     from ttstrain.stages.train_revision import make_parser
 
     (cfg,) = make_parser().parse_args_and_config(["--config", str(REPO / "recipes" / recipe), "--use_cpu", "true"])
-    assert cfg.bf16 and cfg.model_dtype == "float32"
+    assert cfg.bf16 and cfg.dtype == "float32"

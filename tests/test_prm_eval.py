@@ -11,11 +11,13 @@ import pytest
 from ttstrain.paths import data_dir
 from ttstrain.prm.evaluation import (auroc, bon_vs_majority, first_below, heldout_metrics, load_processbench,
                                processbench_f1, processbench_scores)
-from ttstrain.prompts import format_prompt
+from ttstrain.prompts import PromptFormat, format_prompt
 
 
 class TableScorer:
     """Step scores looked up by the text of each step (default 0.5); counts calls like PRMScorer."""
+
+    reads_questions, prompt_format, progress_hook = False, PromptFormat(), None
 
     def __init__(self, table: dict[str, float], default: float = 0.5):
         self.table = table
@@ -30,6 +32,9 @@ class TableScorer:
         from ttstrain.aggregation import aggregate
 
         return [aggregate(s, how) for s in self.score(prompts, steps)]
+
+    def prompt_for(self, question):
+        return self.prompt_format.build(question)
 
 
 def test_auroc_matches_pair_counting():

@@ -177,7 +177,7 @@ def test_question_level_split_has_no_overlap():
     assert split_by_question(ds, 0.0, seed=0) == (ds, None)
 
 
-def test_recipes_parse_and_unknown_keys_fail(tmp_path):
+def test_recipes_parse_and_unknown_keys_fail(tmp_path, capsys):
     from ttstrain.stages.train_prm import make_parser
 
     for name in ("config_demo.yaml", "config_paper.yaml"):
@@ -188,8 +188,9 @@ def test_recipes_parse_and_unknown_keys_fail(tmp_path):
     assert paper.per_device_train_batch_size * paper.gradient_accumulation_steps == 128
     bad = tmp_path / "bad.yaml"
     bad.write_text("label_mode: soft\nlabel_mod: hard\n")
-    with pytest.raises(ValueError, match="label_mod"):
+    with pytest.raises(SystemExit):
         make_parser().parse_args_and_config(["--config", str(bad)])
+    assert "unrecognized arguments in the --config file: ['--label_mod', 'hard']" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------- packing
@@ -246,7 +247,8 @@ def test_smoke_train_lowers_validation_loss_and_saves_a_loadable_prm(tmp_path, b
     from safetensors.torch import load_file
 
     from ttstrain.prm.scoring import PRMScorer
-    from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG, run_train_prm
+    from ttstrain.stages.train_prm import run_train_prm
+    from ttstrain.trainers.run_skeleton import TRAIN_CONFIG
 
     out = tmp_path / "prm"
     cfg = train_prm_cli(base_dir, data_dir, out, max_steps=24, eval_steps=8, save_steps=8, logging_steps=4,
@@ -265,7 +267,7 @@ def test_smoke_train_lowers_validation_loss_and_saves_a_loadable_prm(tmp_path, b
     assert config["architectures"] == ["LlamaForTokenClassification"]
     assert config[PRM_CONFIG_KEY]["step_separator"] == "\n" and config[PRM_CONFIG_KEY]["label_mode"] == "soft"
     assert "# Process reward model" in (out / "README.md").read_text()
-    resolved = json.loads((out / PRM_TRAIN_CONFIG).read_text())
+    resolved = json.loads((out / TRAIN_CONFIG).read_text())
     assert resolved["data"]["validation"]["questions"] == 6 and resolved["metrics"]["eval_loss"] == min(evals)
     assert sorted(p.name for p in out.glob("checkpoint-*"))  # resumable checkpoints, best one kept
     prm = PRMScorer.from_pretrained(out)

@@ -10,6 +10,7 @@ import torch
 
 from ttstrain.generation.scripted import ScriptedGenerator
 from ttstrain.io import read_parquet
+from ttstrain.prompts import PromptFormat
 from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
 from ttstrain.revisions.pairs import format_revision_prompt
 from ttstrain.trainers.revision_config import RevisionConfig
@@ -78,8 +79,13 @@ class ContextScorer:
     """Scores an attempt 0.9 if it ends in the right answer AND its prompt shows a previous attempt,
     else 0.2: a stand-in for a verifier that needs the context."""
 
+    reads_questions, prompt_format = False, PromptFormat()
+
     def __init__(self):
         self.prompts = []
+
+    def prompt_for(self, question):
+        return self.prompt_format.build(question)
 
     def score_solutions(self, prompts, steps, how="last"):
         self.prompts += prompts

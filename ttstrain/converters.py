@@ -66,6 +66,7 @@ from typing import Any, Iterable, Iterator, Literal
 
 from ttstrain import __version__
 from ttstrain.io import read_parquet, write_json, write_parquet
+from ttstrain.parsing import StageParser
 from ttstrain.prompts import format_prompt
 from ttstrain.steps import flatten_step
 from ttstrain.validation import InputError, check_stepwise_input, probability_list, string_list, text
@@ -469,8 +470,6 @@ def summary_path(output: str | Path) -> Path:
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     parser = StageParser((ConvertOptions,), prog="python -m ttstrain.converters",
                          description="Convert a PRM dataset into ttstrain's stepwise schema (parquet).")
     parser.add_argument("format", choices=sorted(CONVERTERS), help="the input's format")

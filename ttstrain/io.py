@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from ttstrain import __version__
+
 
 def _atomic_target(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,4 @@ def config_dict(cfg) -> dict:
 
 def write_resolved_config(out_dir: str | Path, cfg, name: str = "config.json", **extra) -> Path:
     """The config that made an output, with anything resolved at run time (seeds, versions, identity)."""
-    from ttstrain import __version__
-
     return write_json(Path(out_dir) / name, {**config_dict(cfg), **extra, "ttstrain_version": __version__})

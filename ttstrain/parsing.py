@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
+import types
 import typing
 
 from trl import TrlParser
@@ -29,6 +31,15 @@ class StageParser(TrlParser):
     def __init__(self, dataclass_types, **kwargs):
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
 
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field):
+        """argparse takes a field's metadata as keyword arguments: ours (`fingerprint`, read by
+        `ttstrain.runner.chunked`) stays out of them."""
+        if "fingerprint" in field.metadata:
+            field = copy.copy(field)
+            field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "fingerprint"})
+        TrlParser._parse_dataclass_field(parser, field)
+
     def _known_options(self) -> set[str]:
         return {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
 
@@ -36,10 +47,15 @@ class StageParser(TrlParser):
         try:
             parsed = super().parse_args_and_config(args, **kwargs)
         except ValueError as e:
-            if "not used by the HfArgumentParser" not in str(e):
+            message = str(e)
+            if "not used by the HfArgumentParser" in message:  # on the command line
+                where, unknown = "", message.split(": ", 1)[-1]
+            elif message.startswith("Unknown arguments from config file: "):  # keys of the --config YAML
+                where, unknown = " in the --config file", message.split(": ", 1)[-1].split(". Please", 1)[0]
+            else:
                 raise
-            self.error(f"unrecognized arguments: {str(e).split(': ', 1)[-1]} (options are never abbreviated; "
-                       f"see --help){renamed_hint(str(e), self._known_options())}")
+            self.error(f"unrecognized arguments{where}: {unknown} (options are never abbreviated; "
+                       f"see --help){renamed_hint(message, self._known_options())}")
         for obj in parsed:
             if dataclasses.is_dataclass(obj):
                 _none_words_to_none(obj)

@@ -20,8 +20,11 @@ checkpoint's `ttstrain_prm`), and a stage that reads another's output checks the
 from __future__ import annotations
 
 import hashlib
+import random
+import re
 from dataclasses import dataclass, field
 
+from ttstrain.problems import load_problems
 from ttstrain.steps import LINE, SOLUTION_END, StepFormat, check_same_steps, join_steps, resolve_step_format, split_steps
 
 
@@ -142,8 +145,6 @@ def question_from_prompt(prompt: str) -> str:
 
 def gsm8k_solution_to_steps(solution: str) -> str:
     """A GSM8K worked answer in the step format: calculator annotations dropped, `#### X` boxed."""
-    import re
-
     lines = [re.sub(r"<<[^>]*>>", "", line).strip() for line in solution.strip().split("\n")]
     steps = [line for line in lines if line and not line.startswith("####")]
     final = solution.rsplit("####", 1)[-1].strip().replace(",", "")
@@ -156,10 +157,6 @@ def few_shot_examples(source: str, k: int, seed: int = 0, data_dir=None, levels=
     source: "gsm8k" (GSM8K train, annotations removed) or "arith" (the default world's train pool,
     from `levels` only when given).
     """
-    import random
-
-    from ttstrain.problems import load_problems
-
     if k <= 0:
         return []
     if source == "gsm8k":

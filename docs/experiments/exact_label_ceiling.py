@@ -36,7 +36,7 @@ def exact_labels(question: str, steps: list[str], completion: str):
     return [1.0 if i < cut else 0.0 for i in range(len(steps))], err
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--model_name_or_path", default="default")
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     generator = load_generator("transformers", model=args.model_name_or_path)
     problems = load_problems("arith", "train", per_level=args.per_level, seed=args.seed)

@@ -20,7 +20,11 @@ import collections
 import sys
 
 import ttstrain.world_builder.checking as checking
+from ttstrain.analysis.metrics import auroc
+from ttstrain.io import read_parquet
+from ttstrain.models import load_causal_lm, load_tokenizer
 from ttstrain.prompts import format_prompt
+from ttstrain.world_builder.build import main as build_world
 
 
 def solution_head_prompt(question: str) -> str:
@@ -28,10 +32,6 @@ def solution_head_prompt(question: str) -> str:
 
 
 def score(model_path: str, samples_path: str, per_question: int = 16) -> None:
-    from ttstrain.io import read_parquet
-    from ttstrain.models import load_causal_lm, load_tokenizer
-    from ttstrain.analysis.metrics import auroc
-
     model, tokenizer = load_causal_lm(model_path), load_tokenizer(model_path)
     rows = [r for r in read_parquet(samples_path) if int(r["sample_index"]) < per_question]
     by_question = collections.defaultdict(list)
@@ -43,15 +43,14 @@ def score(model_path: str, samples_path: str, per_question: int = 16) -> None:
         print(f"{name}: within-question AUROC {sum(per_q) / len(per_q):.3f} on {len(per_q)} questions")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     checking.check_prompt = solution_head_prompt
-    command, args = sys.argv[1], sys.argv[2:]
+    argv = sys.argv[1:] if argv is None else argv
+    command, args = argv[0], argv[1:]
     if command == "build":
-        from ttstrain.world_builder.build import main as build_world
-
         build_world(args)
     elif command == "score":
-        score(*args)
+        score(*args[:2], *map(int, args[2:]))  # optional third: samples per question
     else:
         raise SystemExit(f"unknown command {command!r}: build or score")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ttstrain.generation.base import Completion, GenerationStats, Generator, PromptResult, SamplingParams, row_seed
 
 
+# a backend is imported when it is asked for: torch, vLLM
 def _transformers(**kw) -> Generator:
     from ttstrain.generation.hf import HFGenerator
 

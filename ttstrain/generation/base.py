@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -55,6 +56,16 @@ class SamplingParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class SamplingArguments:
+    """How solutions are sampled: the options every generating stage takes and the library configs
+    (`MCSettings`, `SearchConfig`) compose, one default each."""
+
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold."})
+    max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per solution (a rollout, an attempt)."})
 
 
 @dataclass
@@ -135,6 +146,14 @@ class Generator(ABC):
     @property
     def num_parameters(self) -> int | None:
         return None
+
+    def fresh_prefix_cache(self, max_bytes: int):
+        """A context in which prompts reuse the KV of prompts prefilled earlier in it (`HFGenerator`'s); a
+        backend without a cache of its own to reset (vLLM caches prefixes itself) gives an empty one."""
+        return nullcontext()
+
+    def close(self) -> None:
+        """Give back what the backend holds (vLLM: the engine and its GPU memory); nothing here."""
 
 
 def eos_id_list(*values) -> list[int]:

@@ -92,7 +92,7 @@ class HFGenerator(Generator):
                  max_batch_rows: int = 256, num_threads: int | None = None, model_name: str | None = None,
                  prefix_cache_bytes: int = 0):
         super().__init__()
-        from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
+        from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model  # transformers: at use, not import
 
         if num_threads:
             torch.set_num_threads(num_threads)

@@ -22,10 +22,10 @@ counters report the rollouts spent next to what the full sweep would have spent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from ttstrain.generation.base import Generator, SamplingParams
+from ttstrain.generation.base import Generator, SamplingArguments, SamplingParams
 from ttstrain.answers.grading import extract_answer, is_equivalent, normalize_answer
 from ttstrain.prompts import PromptFormat, format_prompt, step_format_of
 from ttstrain.steps import StepFormat
@@ -33,17 +33,16 @@ from ttstrain.steps import StepFormat
 LABEL_MODES = ("full", "binary_search")
 
 
-@dataclass(frozen=True)
-class MCSettings:
-    num_samples: int = 16
-    num_rollouts: int = 16
-    temperature: float = 1.0
-    rollout_temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 320
-    max_steps_per_sample: int | None = None
-    mode: str = "full"
-    seed: int = 0
+@dataclass
+class MCSettings(SamplingArguments):
+    """Every setting of Monte Carlo labelling; `ttstrain label-mc`'s options are these fields."""
+
+    num_samples: int = field(default=16, metadata={"help": "Solutions sampled per problem (paper: 16)."})
+    num_rollouts: int = field(default=16, metadata={"help": "Monte Carlo rollouts per step prefix (paper: 16)."})
+    rollout_temperature: float = field(default=1.0, metadata={"help": "Temperature of the rollouts (temperature: of the sampled solutions)."})
+    max_steps_per_sample: int | None = field(default=None, metadata={"help": "Drop samples with more steps (counted)."})
+    mode: str = field(default="full", metadata={"help": "full (every prefix) or binary_search (OmegaPRM-style, hard labels)."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and rollouts."})
 
     def __post_init__(self):
         if self.mode not in LABEL_MODES:

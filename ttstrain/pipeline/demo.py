@@ -11,7 +11,8 @@ then --set. The demo adds only the wiring (output folders under --output_dir, th
 backend, the seed, and which stage's output another reads).
 
 Stages, in order (each writes its data and resolved config under --output_dir):
-  world, greedy, sample   the shipped policy; greedy pass@1 and N samples per test problem, graded
+  world, greedy, sample   the shipped policy; greedy pass@1 (the sample stage at temperature 0) and N
+                  samples per test problem, graded
   baseline        pass@1 by level, pass@N and majority vote at N = 1, 2, 4, ... (plot)
   label, prm      Monte Carlo step labels on training problems; a PRM trained on them
   prm_eval        held-out BCE and step AUROC; PRM-weighted best-of-N vs majority on the samples
@@ -35,19 +36,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ttstrain.analysis.baselines import greedy_by_level, sampling_baselines
-from ttstrain.search.selection import CHAIN_SELECTIONS
-from ttstrain.pipeline.recipes import DEFAULT_RECIPES, check_fields, load_stage_settings
-from ttstrain.generation import load_generator
-from ttstrain.io import write_parquet, write_resolved_config
-from ttstrain.machine_facts import machine_facts
 from ttstrain.analysis.metrics import power_of_two_budgets
+from ttstrain.generation import load_generator
+from ttstrain.io import read_parquet, write_resolved_config
+from ttstrain.machine_facts import machine_facts
 from ttstrain.models import policy_name
-from ttstrain.problems import load_problems
+from ttstrain.parsing import StageParser
+from ttstrain.pipeline.recipes import DEFAULT_RECIPES, check_fields, load_stage_settings
+from ttstrain.prm.config import PRMConfig
 from ttstrain.reporting.demo_report import write_demo_report
 from ttstrain.reporting.demo_summary import (demo_findings, label_signal, revision_summary_for_report,
                                              revision_training_summary, search_methods_vs_bon,
                                              search_summary_for_report)
-from ttstrain.generation.sampling import sample_solutions
+from ttstrain.search.selection import CHAIN_SELECTIONS
+from ttstrain.stages import stage_problems
 from ttstrain.stages.build_revisions import BuildRevisionsConfig, run_build_revisions
 from ttstrain.stages.compute_optimal import ComputeOptimalConfig, run_compute_optimal
 from ttstrain.stages.eval_prm import EvalPRMConfig, run_eval_prm
@@ -55,9 +57,8 @@ from ttstrain.stages.eval_revision import EvalRevisionConfig, run_eval_revision
 from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
 from ttstrain.stages.predict_bon import PredictBoNConfig, run_predict_bon
 from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
-from ttstrain.stages.sample import SampleConfig
+from ttstrain.stages.sample import SampleConfig, run_sample
 from ttstrain.stages.train_prm import run_train_prm
-from ttstrain.prm.config import PRMConfig
 from ttstrain.trainers.revision_config import RevisionConfig
 from ttstrain.trainers.revision_trainer import train_revision
 
@@ -103,7 +104,11 @@ def demo_stage_configs(cfg: DemoConfig) -> dict:
         check_fields(stage, cls, settings[stage], cfg.recipes)
         return cls(**{**settings[stage], **wiring})
 
-    sample = build("sample", SampleConfig, output_dir=str(out), **run)
+    smp = settings["sample"]
+    sample = build("sample", SampleConfig, output_dir=str(out / f"sample-{smp['per_level']}x{smp['num_samples']}-seed{seed}"),
+                   **run)
+    # the greedy pass: the sample stage at temperature 0, one solution per problem
+    greedy = replace(sample, num_samples=1, temperature=0.0, output_dir=str(out / f"greedy-{smp['per_level']}-seed{seed}"))
     lab = settings["label_mc"]
     # sizes in the folder names: a rerun with other sizes starts its own resumable folder
     label_dir = out / f"label_mc-{lab['per_level']}x{lab['num_samples']}x{lab['num_rollouts']}-seed{seed}"
@@ -139,7 +144,7 @@ def demo_stage_configs(cfg: DemoConfig) -> dict:
     if compute_optimal.revision_selection not in CHAIN_SELECTIONS:
         raise ValueError(f"revision_selection must be majority, hierarchical or weighted, got "
                          f"{compute_optimal.revision_selection!r}")
-    return {"sample": sample, "label_mc": label_mc, "prm": prm, "eval_prm": eval_prm, "search": search,
+    return {"greedy": greedy, "sample": sample, "label_mc": label_mc, "prm": prm, "eval_prm": eval_prm, "search": search,
             "build_revisions": revision_data, "revision": revision, "eval_revision": eval_revision,
             "predict_bon": predict_bon, "compute_optimal": compute_optimal,
             **({"search_value_head": search_value_head, "compute_optimal_value_head": compute_optimal_value_head}
@@ -162,21 +167,21 @@ def run_demo(cfg: DemoConfig) -> dict:
     with clock.stage("world"):
         engine = {"gpu_memory_utilization": cfg.gpu_memory_utilization} if cfg.backend == "vllm" else {}
         generator = load_generator(cfg.backend, model=cfg.model_name_or_path, **engine)
-        problems = load_problems(sc.problems, sc.split, per_level=sc.per_level, seed=cfg.seed)
+        problems = stage_problems(sc)
         write_resolved_config(out, cfg, generator=generator.identity(), budgets=budgets,
                               stages=stage_config_dicts(configs))
 
+    # the sample stage's rows are copied beside the report, where the later stages read them
     with clock.stage("greedy"):
-        greedy = sample_solutions(generator, problems, n=1, temperature=0.0, seed=cfg.seed,
-                                  max_new_tokens=sc.max_new_tokens, desc="greedy")
-        write_parquet(out / "greedy.parquet", greedy)
+        run_sample(configs["greedy"], generator=generator)
+        shutil.copyfile(Path(configs["greedy"].output_dir) / "samples.parquet", out / "greedy.parquet")
+        greedy = read_parquet(out / "greedy.parquet")
 
     with clock.stage("sample"):
-        tokens_before, t0 = generator.stats.generated_tokens, time.time()
-        samples = sample_solutions(generator, problems, n=sc.num_samples, temperature=sc.temperature,
-                                   seed=cfg.seed, max_new_tokens=sc.max_new_tokens, desc=f"sample n={sc.num_samples}")
-        sample_tokens_per_s = (generator.stats.generated_tokens - tokens_before) / max(1e-9, time.time() - t0)
-        write_parquet(out / "samples.parquet", samples)
+        sampling = run_sample(sc, generator=generator)
+        sample_tokens_per_s = sampling["generated_tokens_per_s"]
+        shutil.copyfile(Path(sc.output_dir) / "samples.parquet", out / "samples.parquet")
+        samples = read_parquet(out / "samples.parquet")
 
     with clock.stage("baseline"):
         baselines = sampling_baselines(samples, budgets, resamples=ep.resamples, seed=cfg.seed)
@@ -208,8 +213,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     with clock.stage("revision_data"):
         revision_data = run_build_revisions(configs["build_revisions"], generator=generator)
-    if hasattr(generator, "close"):  # vLLM: give the GPU back before revision training and eval-revision's engine
-        generator.close()
+    generator.close()  # vLLM: give the GPU back before revision training and eval-revision's engine
 
     with clock.stage("revision"):
         train_revision(configs["revision"])
@@ -276,8 +280,6 @@ def assemble_report(configs, problems, generator, greedy_acc, baselines, sample_
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((DemoConfig,))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ttstrain.paths import repo_root
+from ttstrain.parsing import renamed_hint
 
 DEFAULT_RECIPES = repo_root() / "recipes" / "default"
 QUICK_FILE = "quick.yaml"
@@ -73,4 +74,4 @@ def check_fields(stage: str, cls, values: dict, recipes: str | Path) -> None:
     if unknown:
         raise ValueError(f"{Path(recipes) / DEMO_RECIPES[stage] / 'config_demo.yaml'} (or its overrides): "
                          f"{', '.join(unknown)} {'is not a field' if len(unknown) == 1 else 'are not fields'} "
-                         f"of {cls.__name__}")
+                         f"of {cls.__name__}{renamed_hint(' '.join(unknown), known)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from ttstrain.prm.checkpoint import BOS_MODES, LABEL_PLACEMENTS, PRMLayout
@@ -23,8 +24,6 @@ LABEL_MODES = ("soft", "hard", "orm")
 
 
 def _several_processes_without_cuda() -> bool:
-    import torch
-
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 

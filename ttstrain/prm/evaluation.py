@@ -43,7 +43,6 @@ from ttstrain.answers.pooling import correct_keys, pool_answers
 from ttstrain.analysis.metrics import auroc, voted_accuracy_at_budgets
 from ttstrain.prompts import format_prompt
 from ttstrain.generation.sampling import group_by_problem
-from ttstrain.steps import LINE
 
 STEP_POSITIVE_AT = 0.5  # a step counts as "good" for AUROC when its Monte Carlo value is at least this
 
@@ -85,12 +84,12 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 
 def sample_prompt(row: dict, scorer=None) -> str:
     """The prompt a sample was written after; for a row with only its question, the question in the
-    scorer's recorded prompt format (plain without one)."""
-    if getattr(scorer, "reads_questions", False) and row.get("question"):  # a public PRM reads the bare question
+    scorer's recorded prompt format (plain without a scorer)."""
+    if scorer is not None and scorer.reads_questions and row.get("question"):  # a public PRM reads the bare question
         return scorer.prompt_for(row["question"])
     if row.get("prompt"):
         return row["prompt"]
-    return scorer.prompt_for(row["question"]) if hasattr(scorer, "prompt_for") else format_prompt(row["question"])
+    return format_prompt(row["question"]) if scorer is None else scorer.prompt_for(row["question"])
 
 
 def paired_se(a: Sequence[dict], b: Sequence[dict], budgets: Sequence[int]) -> dict:
@@ -112,7 +111,7 @@ def sample_scores(scorer, samples: Sequence[dict], how: str = DEFAULT_AGGREGATIO
 
     with tqdm(total=len(samples), desc="eval-prm scoring", unit="solution", disable=not progress,
               mininterval=1) as bar:
-        saved, scorer.progress_hook = getattr(scorer, "progress_hook", None), bar.update
+        saved, scorer.progress_hook = scorer.progress_hook, bar.update
         try:
             return scorer.score_solutions([sample_prompt(r, scorer) for r in samples],
                                           [list(r["steps"]) for r in samples], how=how)
@@ -238,9 +237,8 @@ def processbench_f1(scorer, records: Sequence[dict], threshold: float | str = "c
     """
     def score(recs):
         # a ProcessBench step may hold the PRM's separator; each is scored as one step at its own index
-        prompt = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt
-        fmt = getattr(getattr(scorer, "prompt_format", None), "steps", LINE)
-        return scorer.score([prompt(r["problem"]) for r in recs],
+        fmt = scorer.prompt_format.steps
+        return scorer.score([scorer.prompt_for(r["problem"]) for r in recs],
                             [[fmt.flatten(x) or "." for x in r["steps"]] for r in recs])
 
     scores, labels = score(records), [int(r["label"]) for r in records]

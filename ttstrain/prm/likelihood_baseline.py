@@ -23,14 +23,15 @@ from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.prompts import PromptFormat
 from ttstrain.prm.reference_features import token_logprobs
 from ttstrain.devices import resolve_device
+from ttstrain.models import load_causal_lm, load_tokenizer
 from ttstrain.steps import step_end_positions
 
 
 class LikelihoodScorer:
     """A causal LM scoring each step end by exp(mean log p of the solution's tokens so far).
 
-    The interface is `PRMScorer`'s (`score`, `score_solutions`, `prompt_for`, `stats`), so the
-    evaluation and search code that takes a PRM scorer takes this one too.
+    The interface is `ttstrain.prm.verifiers.Verifier` (`PRMScorer`'s), so the evaluation and search code
+    that takes a PRM scorer takes this one too.
     """
 
     def __init__(self, model, tokenizer, *, name: str = "", batch_size: int = 32,
@@ -43,18 +44,30 @@ class LikelihoodScorer:
         self.pad_token_id = pad
         self.stats = {"solutions": 0, "tokens": 0}
         self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
+        self.progress_hook = None  # never called: its batches run inside one token_logprobs call
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str = "auto", dtype: str = "auto", **kw) -> "LikelihoodScorer":
         """The causal LM `name_or_path` (alias such as `default`, folder or hub id) and its tokenizer, on
         `device` (`ttstrain.prm.scoring.resolve_device`: auto is cuda when available)."""
-        from ttstrain.models import load_causal_lm, load_tokenizer
-
         model = load_causal_lm(name_or_path, dtype=dtype, device=resolve_device(device))
         return cls(model, load_tokenizer(name_or_path), name=str(name_or_path), **kw)
 
+    reads_questions = False
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def prompt_for(self, question: str) -> str:
         return self.prompt_format.build(question)
+
+    def describe(self) -> dict:
+        """Nothing beyond its type and model path, which a run records itself."""
+        return {}
+
+    def clear_prefix_caches(self) -> None:
+        """No prefix cache: every solution is run whole."""
 
     @torch.inference_mode()
     def score(self, prompts: list[str], steps: list[list[str]], batch_size: int | None = None) -> list[list[float]]:

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
 from ttstrain.models import DTYPES, load_causal_lm, load_tokenizer, resolve_model
 
@@ -163,8 +164,6 @@ def _token_at(offsets: list[tuple[int, int]], char: int) -> int:
 
 def _load_token_classifier(fmt: PRMFormat, path: str, head_names: str, *, device, dtype, **kw):
     """`AutoModelForTokenClassification` of `path`; refuses a checkpoint whose head (`score.*`) was not in it."""
-    from transformers import AutoModelForTokenClassification
-
     model, info = AutoModelForTokenClassification.from_pretrained(path, dtype=_torch_dtype(dtype),
                                                                   output_loading_info=True, **kw)
     missing = [k for k in info.get("missing_keys", ()) if k.startswith("score")]
@@ -309,8 +308,6 @@ class QwenMathPRMFormat(PRMFormat):
         return self._single_token(tokenizer, self.step_tag, "the step tag")
 
     def load(self, name_or_path, *, device="cpu", dtype="auto"):
-        from transformers import AutoConfig, AutoModel
-
         path = resolve_model(name_or_path)
         tokenizer = load_tokenizer(path, trust_remote_code=True)
         self.check_tokenizer(tokenizer)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from transformers import AutoModelForCausalLM
 
 from ttstrain.models import _torch_dtype, resolve_model
 from ttstrain.generation.prefix_cache import PrefixKVCache, cached_forward, logprob_pass, position_outputs
@@ -80,8 +81,6 @@ def combined_logits(spec: dict, value_logits: Sequence[float], feats: Sequence[t
 
 def load_reference_model(name: str, tokenizer, *, device="cpu", dtype: str = "auto", **kw):
     """The reference causal LM (hub id, folder or alias), in eval mode on `device`, checked against the PRM's tokenizer."""
-    from transformers import AutoModelForCausalLM
-
     model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=_torch_dtype(dtype), **kw)
     check_vocab(tokenizer, model, name)
     return model.to(device).eval()

@@ -36,12 +36,14 @@ import logging
 import os
 
 import torch
+from transformers import AutoModelForTokenClassification
 
 from ttstrain.aggregation import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate
 from ttstrain.devices import resolve_device
 from ttstrain.prm.reference_features import (META_KEY, combined_logits, load_reference_model, prefix_features,
                                          token_logprobs)
 from ttstrain.generation.prefix_cache import PrefixKVCache, cached_forward, value_head_logits
+from ttstrain.models import _torch_dtype, check_weight_files, load_tokenizer
 from ttstrain.prm.batching import packed_batches
 from ttstrain.prm.checkpoint import (HEAD_TYPE, PRM_CONFIG_KEY, TRL_HEAD_TYPE, layout_from_metadata, prm_inputs,
                                  trl_metadata)
@@ -119,10 +121,6 @@ class PRMScorer:
         A PRM with reference features also loads its reference policy (the recorded
         `reference_model`, or `reference_model` given here, e.g. where the policy now lives).
         """
-        from transformers import AutoModelForTokenClassification
-
-        from ttstrain.models import _torch_dtype, check_weight_files, load_tokenizer
-
         path, device = os.fspath(path), resolve_device(device)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         check_weight_files(path, "PRM")
@@ -155,9 +153,15 @@ class PRMScorer:
             n += sum(p.numel() for p in self.reference_model.parameters())
         return n
 
+    reads_questions = False  # it reads the policy's prompts, in the format it was trained on
+
     def prompt_for(self, question: str) -> str:
         """`question` in the prompt format this PRM was trained on (plain when its checkpoint records none)."""
         return self.prompt_format.build(question)
+
+    def describe(self) -> dict:
+        """Nothing beyond its type and checkpoint path, which a run records itself."""
+        return {}
 
     def tokenize(self, prompt: str, steps: list[str]):
         """The tokens and the positions of the step values the PRM reads: `prm_inputs` with its recorded

@@ -24,7 +24,9 @@ targets; we train any Hugging Face causal LM the same way, and add `hard` (Math-
 estimation) and `orm` (final-answer correctness at the last step) modes for ablations.
 
 Batches are packed (`ttstrain.prm.batching`, the batching the scorer uses too); the data
-(reading, split by question, targets, tokenisation) is `ttstrain.prm.data`.
+(reading, split by question, targets, tokenisation) is `ttstrain.prm.data`. The final save
+(`save_prm`: weights, model card) is the run skeleton the revision trainer ends with too
+(`ttstrain.trainers.run_skeleton`).
 
     from ttstrain.prm.config import PRMConfig
     from ttstrain.prm.data import load_prm_rows, split_by_question
@@ -42,23 +44,25 @@ Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
+from peft import LoraConfig, TaskType, get_peft_model
+from transformers import AutoConfig, AutoModelForTokenClassification, EarlyStoppingCallback, Trainer
 
+from ttstrain import __version__
+from ttstrain.models import _torch_dtype, load_tokenizer, resolve_model
 from ttstrain.prm.batching import build_batch
 from ttstrain.prm.data import rows_prompt_format, tokenize_dataset, truncation_warning
 from ttstrain.prm.checkpoint import PRM_CONFIG_KEY, PRMLayout, layout_metadata, prm_metadata
 from ttstrain.steps import StepFormat
 from ttstrain.trainers.run_setup import float32_trainable, set_dropout
+from ttstrain.trainers.run_skeleton import model_card, save_final_model
 
 IGNORE_INDEX = -100
 logger = logging.getLogger(__name__)
@@ -123,10 +127,6 @@ def load_prm_model(model_name_or_path: str = "default", *, label_mode: str = "so
     Works for every architecture transformers has a `...ForTokenClassification` for (Llama,
     Qwen2, Mistral, Gemma, GPT-2, ...). The head is new; with `random_init` the body is too.
     """
-    from transformers import AutoConfig, AutoModelForTokenClassification
-
-    from ttstrain.models import _torch_dtype, load_tokenizer, resolve_model
-
     path = resolve_model(model_name_or_path)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
@@ -183,8 +183,6 @@ class PRMTrainer(Trainer):
         if peft_config is None and getattr(args, "use_lora", False):
             peft_config = lora_config(args)
         if peft_config is not None:
-            from peft import get_peft_model
-
             model = get_peft_model(model, peft_config)
         float32_trainable(model, args, lora=peft_config is not None)
         self.data_summary = {}
@@ -198,8 +196,6 @@ class PRMTrainer(Trainer):
         callbacks = list(callbacks or [])
         if (eval_dataset is not None and args.load_best_model_at_end and args.early_stopping_patience
                 and not any(type(c).__name__ == "EarlyStoppingCallback" for c in callbacks)):
-            from transformers import EarlyStoppingCallback
-
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, callbacks=callbacks,
@@ -256,62 +252,23 @@ class PRMTrainer(Trainer):
         super().log(logs, start_time)
 
     def save_prm(self, output_dir: str | None = None, extra_card: dict | None = None) -> str:
-        """The final PRM: full weights (LoRA merged), config, tokenizer and a model card README.md.
-
-        Every rank merges the LoRA adapters into its model, so the ranks keep one model; the main
-        process writes it. Under ZeRO-3 a rank holds only a shard of each weight and peft's merge
-        gathers nothing, so the merge runs with all parameters gathered, and the shards keep rank
-        0's merged values afterwards.
-        """
+        """The final PRM (call on every process): full weights (LoRA merged), config, tokenizer and a model
+        card README.md, through the run skeleton both trainers end with (`save_final_model`)."""
         output_dir = output_dir or self.args.output_dir
-        if _is_peft(self.model):
-            with _gathered(self.model):
-                merged = self.model.merge_and_unload()
-                if self.args.should_save:
-                    merged.save_pretrained(output_dir, state_dict={k: v.detach().cpu().contiguous()
-                                                                   for k, v in merged.state_dict().items()})
-                    self.processing_class.save_pretrained(output_dir)
-        else:
-            self.save_model(output_dir)
-        if self.args.should_save:
-            write_model_card(output_dir, self.args, self.data_summary, self.state, extra_card or {}, self.layout)
-        self.accelerator.wait_for_everyone()
-        return output_dir
-
-
-def _gathered(model):
-    """A context in which every parameter of a ZeRO-3 model is whole on every rank, rank 0's values
-    kept on exit; no context for any other model."""
-    params = list(model.parameters())
-    if not any(hasattr(p, "ds_id") for p in params):  # not partitioned by DeepSpeed ZeRO-3
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
-
-
-def _is_peft(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, PeftModel)
+        card = prm_model_card(output_dir, self.args, self.data_summary, self.state, extra_card, self.layout)
+        return save_final_model(self, output_dir, card=card)
 
 
 def lora_config(args):
-    from peft import LoraConfig, TaskType
-
     return LoraConfig(task_type=TaskType.TOKEN_CLS, r=args.lora_r, lora_alpha=args.lora_alpha,
                       lora_dropout=args.lora_dropout, target_modules=args.lora_target_modules or "all-linear",
                       modules_to_save=["score"])
 
 
-def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, state=None, extra: dict | None = None,
-                     layout: PRMLayout | None = None):
-    """README.md beside the weights: what data and config made this PRM, how to load it, its best validation loss."""
-    from ttstrain import __version__
-    from ttstrain.io import write_text
-
+def prm_model_card(output_dir: str | os.PathLike, args, data_summary: dict, state=None, extra: dict | None = None,
+                   layout: PRMLayout | None = None) -> str:
+    """The PRM's model card (`save_prm` writes it as README.md): what data and config made it, how to load it,
+    its best validation loss."""
     best = getattr(state, "best_metric", None) if state is not None else None
     evals = [h["eval_loss"] for h in (state.log_history if state is not None else []) if "eval_loss" in h]
     keys = ("model_name_or_path", "random_init", "dataset_path", "label_mode", "hard_threshold",
@@ -322,9 +279,7 @@ def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, st
     layout = layout or PRMLayout()
     settings = {k: getattr(args, k, None) for k in keys}
     settings["world_size"] = getattr(args, "world_size", 1)
-    lines = [
-        "---", "library_name: transformers", "tags: [ttstrain, prm, process-reward-model]", "---", "",
-        f"# Process reward model ({args.label_mode} labels)", "",
+    intro = [
         f"Trained with `ttstrain train-prm` (ttstrain {__version__}) from `{args.model_name_or_path}` on "
         f"`{args.dataset_path}`. The value head's sigmoid at the "
         + ("last token of each step" if layout.label_placement == "step_end" else
@@ -339,18 +294,17 @@ def write_model_card(output_dir: str | os.PathLike, args, data_summary: dict, st
          "each step's last token (`ttstrain.steps.step_end_positions`), separator "
          f"{json.dumps(layout.steps.separator)}." if (layout.label_placement, layout.bos) == ("step_end", "tokenizer")
          else "Plain transformers: `AutoModelForTokenClassification.from_pretrained(path)`; read the logit where "
-         f"`ttstrain.prm.checkpoint.prm_inputs` places it: {layout.describe()}."), "",
-        "## Data", "", "```json", json.dumps(data_summary, indent=2), "```", "",
-        "## Training", "", "```json", json.dumps(settings, indent=2, default=str), "```", "",
-        f"- optimizer steps: {getattr(state, 'global_step', None)}",
-        f"- validation losses: {[round(x, 5) for x in evals]}",
-        f"- best validation loss: {best}",
-        f"- best checkpoint: {getattr(state, 'best_model_checkpoint', None)}",
+         f"`ttstrain.prm.checkpoint.prm_inputs` places it: {layout.describe()}."),
     ]
-    for k, v in (extra or {}).items():
-        lines.append(f"- {k}: {v}")
-    write_text(Path(output_dir) / "README.md", "\n".join(lines) + "\n")
+    bullets = [f"optimizer steps: {getattr(state, 'global_step', None)}",
+               f"validation losses: {[round(x, 5) for x in evals]}",
+               f"best validation loss: {best}",
+               f"best checkpoint: {getattr(state, 'best_model_checkpoint', None)}",
+               *(f"{k}: {v}" for k, v in (extra or {}).items())]
+    return model_card(f"Process reward model ({args.label_mode} labels)", intro,
+                      tags=["prm", "process-reward-model"], sections={"Data": data_summary, "Training": settings},
+                      bullets=bullets)
 
 
-__all__ = ["IGNORE_INDEX", "PRMDataCollator", "PRMTrainer", "load_prm_model", "lora_config", "step_bce",
-           "write_model_card"]
+__all__ = ["IGNORE_INDEX", "PRMDataCollator", "PRMTrainer", "load_prm_model", "lora_config", "prm_model_card",
+           "step_bce"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -38,6 +38,8 @@ from ttstrain.devices import resolve_device
 from ttstrain.models import check_weight_files, local_model_folder, resolve_model
 from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 from ttstrain.prm.public import PRM_FORMATS, PRMFormat
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prompts import PromptFormat
 from ttstrain.steps import LINE, StepFormat
 
 OWN_FORMATS = ("ttstrain", "trl")  # read by ttstrain.prm.scoring.PRMScorer
@@ -49,15 +51,24 @@ def prm_format_choices() -> list[str]:
 
 @runtime_checkable
 class Verifier(Protocol):
-    """What search, eval-prm, revision selection and compute-optimal call on a verifier.
+    """What search, eval-prm, revision selection and compute-optimal call on a verifier. Every verifier class
+    of the package has each member (tests/test_verifier_protocol.py), so callers use them without probing.
 
     `score` gives each solution's per-step probabilities; `prompt_for` puts a bare question in the form
-    the verifier reads; `stats["tokens"]` and `last_scored_tokens` count what it read, and
-    `num_parameters` turns those tokens into FLOPs (search's budget accounting).
+    the verifier reads, `prompt_format` (whose `steps` cut a solution the way the verifier reads it);
+    `reads_questions` is True for a public PRM, which reads bare questions, not the policy's prompts.
+    `stats["tokens"]` and `last_scored_tokens` count what it read, and `num_parameters` turns those tokens
+    into FLOPs (search's budget accounting). `progress_hook`, when set, is called with the number of
+    solutions of each batch a verifier that reports its batches runs. `describe()` is what a run records
+    about how it reads solutions beyond its type and path ({} when nothing more); `clear_prefix_caches()`
+    empties the prefix caches it keeps (nothing to do without one), so a run's scores depend on it alone.
     """
 
     stats: dict
     last_scored_tokens: list[int]
+    reads_questions: bool
+    prompt_format: PromptFormat | QuestionFormat
+    progress_hook: Callable[[int], None] | None
 
     @property
     def num_parameters(self) -> int: ...
@@ -68,6 +79,10 @@ class Verifier(Protocol):
                         ) -> list[float]: ...
 
     def prompt_for(self, question: str) -> str: ...
+
+    def describe(self) -> dict: ...
+
+    def clear_prefix_caches(self) -> None: ...
 
 
 # ---- which convention a checkpoint is read by --------------------------------------------------------
@@ -229,6 +244,9 @@ class ConventionScorer:
     def describe(self) -> dict:
         return {"prm_format": self.fmt.name, "model": self.name, **self.fmt.describe(self.tokenizer)}
 
+    def clear_prefix_caches(self) -> None:
+        """No prefix cache: every solution is run whole."""
+
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor, where: list[tuple[int, list[int]]]) -> list[torch.Tensor]:
         """The output rows at each (batch row, positions) of one batch."""
         if self.fmt.model_class == "causal_lm":
@@ -282,8 +300,6 @@ def load_verifier(name_or_path: str, prm_format: str = "auto", *, device: str = 
                   batch_size: int = 32, **prm_kw) -> Verifier:
     """The verifier a checkpoint and `--prm_format` name, on `device` (`ttstrain.devices.resolve_device`);
     `prm_kw` go to `PRMScorer.from_pretrained` for the ttstrain and TRL formats."""
-    from ttstrain.prm.scoring import PRMScorer
-
     fmt_name = resolve_prm_format(name_or_path, prm_format)
     device = resolve_device(device)
     check_weight_files(resolve_model(name_or_path), "PRM")
@@ -296,7 +312,7 @@ def load_verifier(name_or_path: str, prm_format: str = "auto", *, device: str = 
 
 def reads_questions(verifier) -> bool:
     """Does this verifier read bare questions (a public PRM) rather than the policy's prompts?"""
-    return bool(getattr(verifier, "reads_questions", False))
+    return bool(verifier.reads_questions)
 
 
 __all__ = ["ConventionScorer", "QuestionReader", "Verifier", "load_verifier", "prm_format_choices",

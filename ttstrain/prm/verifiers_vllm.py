@@ -50,6 +50,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.generation.vllm_backend import shutdown_engine
@@ -158,6 +159,7 @@ class VLLMPoolingScorer:
         self._num_parameters = num_parameters
         self.prompt_format = reading.prompt_format
         self.question_of = lambda prompt: prompt
+        self._policy_format = None
         self.stats = {"solutions": 0, "forward_passes": 0, "tokens": 0, "tokens_from_prefix_cache": 0}
         self.last_scored_tokens: list[int] = []
         self.progress_hook = None
@@ -182,13 +184,16 @@ class VLLMPoolingScorer:
             self._policy_format = prompt_format
 
     def prompt_for(self, question: str) -> str:
-        return (getattr(self, "_policy_format", None) or self.prompt_format).build(question)
+        return (self._policy_format or self.prompt_format).build(question)
 
     def describe(self) -> dict:
         out = {"backend": "vllm-pooling", "model": self.name, "pooling_task": POOLING_TASK}
         if self.fmt is not None:
             out.update(prm_format=self.fmt.name, **self.fmt.describe(self.tokenizer))
         return out
+
+    def clear_prefix_caches(self) -> None:
+        """Nothing to clear: vLLM's token tasks do not read its prefix cache."""
 
     def _request(self, ids: list[int], positions: list[int]):
         """(TokensPrompt, PoolingParams, rows to keep of what comes back) of one solution."""
@@ -261,8 +266,6 @@ def load_pooling_verifier(name_or_path: str, prm_format: str = "auto", *, gpu_me
     path = resolve_model(name_or_path)
     check_weight_files(path, "PRM")
     if fmt_name in OWN_FORMATS:
-        from transformers import AutoConfig
-
         tokenizer = load_tokenizer(path)
         reading = _OwnReading(AutoConfig.from_pretrained(path), tokenizer, step_separator)
     else:

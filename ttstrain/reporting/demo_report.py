@@ -127,7 +127,8 @@ def findings_section(findings: dict, quick: bool = False) -> str:
     rows = finding_rows(findings, quick)
     table = md_table(["finding", "value", "target", "verdict"],
                      [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
-    return (table + "\n\nThe targets read the PRM's value head alone (issue #16). `deployed_prm_*` rows, DVTS and "
+    return (table + "\n\nThe targets read the PRM's value head alone, without the policy's token log-probs. "
+            "`deployed_prm_*` rows, DVTS and "
             f"SLG score with the PRM as the demo deploys it: {findings.get('deployed_prm', 'value head')}.")
 
 
@@ -206,7 +207,7 @@ def prm_section(prm: dict) -> str:
 
 
 def headline_budget(curve: dict, preferred: int = 16):
-    """The budget a one-line summary reads: N = 16 (the issue's target) where measured, else the largest."""
+    """The budget a one-line summary reads: N = 16 (the findings' targets) where measured, else the largest."""
     keys = list(curve)
     return next((k for k in keys if int(k) == preferred), keys[-1])
 

@@ -2,7 +2,7 @@
 
 Each function reads a stage's summary (or its output folder) and returns plain dicts that go into
 `report.json`; `ttstrain.reporting.demo_report` renders them. The findings are the figures every
-run is compared by (issue keys; null where a stage did not give them).
+run is compared by (null where a stage did not give them).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _compute_optimal_figures(search: dict | None) -> tuple[float | None, float |
 def demo_findings(report: dict, policy: str) -> dict:
     """The figures every run is compared by (null where a stage did not give them).
 
-    Issue #16's targets read the PRM's value head alone: the PRM as trained where it has no
+    The findings' targets read the PRM's value head alone: the PRM as trained where it has no
     reference features, else its value head (`prm.value_head_only`, `search_value_head`). The PRM
     as the demo deploys it (value head plus reference features) has the `deployed_prm_*` keys; the
     search-method rows (dvts, slg) use it too.

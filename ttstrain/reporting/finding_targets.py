@@ -1,4 +1,4 @@
-"""Targets for the demo's findings (issue #16's table) and the verdict of a run against each.
+"""Targets for the demo's findings and the verdict of a run against each.
 
 `report.md` opens with the findings table built here: value, target, verdict (`met`, `missed`, or
 `-` where a finding has no target or a stage did not run). The targets are the paper's findings

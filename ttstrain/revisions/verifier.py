@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Sequence
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION
-from ttstrain.prompts import format_prompt
 from ttstrain.steps import LINE, StepFormat
 
 ATTEMPTS_PER_CHAIN = 1000  # sample_index = chain * ATTEMPTS_PER_CHAIN + step, unique per problem
@@ -47,13 +46,9 @@ def score_attempts(scorer, chain_rows: Sequence[dict], context: bool, how: str =
     Attempts are cut into steps in the PRM's own step format, or, for a public PRM (which reads step
     lists in its own layout), in the attempts' step format `attempt_steps`.
     """
-    if getattr(scorer, "reads_questions", False):
-        fmt = attempt_steps or LINE
-    else:
-        fmt = scorer.prompt_format.steps if hasattr(scorer, "prompt_format") else LINE  # the PRM's own step format
+    fmt = (attempt_steps or LINE) if scorer.reads_questions else scorer.prompt_format.steps  # the PRM's own step format
     steps = [fmt.split(r["completion"]) for r in chain_rows]
-    plain = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's own prompt format
-    prompts = [r["prompt"] if context else plain(r["question"]) for r in chain_rows]
+    prompts = [r["prompt"] if context else scorer.prompt_for(r["question"]) for r in chain_rows]  # the PRM's own format
     keep = [i for i, s in enumerate(steps) if s]
     scored = scorer.score_solutions([prompts[i] for i in keep], [steps[i] for i in keep], how=how)
     out: list[float | None] = [None] * len(chain_rows)

@@ -61,11 +61,12 @@ FINGERPRINT_FILE = "run_fingerprint.json"
 
 
 def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPRINT_FILE,
-                          must_exist: bool = False) -> None:
+                          must_exist: bool = False, defaults: dict | None = None) -> None:
     """Refuse to resume into (or merge) a folder whose chunks came from a different config.
 
     must_exist: the folder must already hold chunks with a recorded config (a merge). A field that
-    one side lacks counts as None: an option added later, left unset, is the behaviour it had then.
+    one side lacks counts as its default in `defaults` (else None): an option added later, left at
+    its default, is the behaviour the run had then.
     """
     path = out_dir / name
     if not path.exists() and must_exist:
@@ -73,7 +74,9 @@ def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPR
                          f"nothing to merge (run without merge_only first)")
     if path.exists():
         old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        defaults = defaults or {}
+        diff = sorted(k for k in set(old) | set(fingerprint)
+                      if old.get(k, defaults.get(k)) != fingerprint.get(k, defaults.get(k)))
         if diff:
             raise ValueError(f"{out_dir} holds chunks made with a different config (differs in {diff}); "
                              f"use a new output_dir or delete that folder")
@@ -82,8 +85,11 @@ def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPR
 
 
 def run_chunks(out_dir: Path, items: Sequence, chunk_size: int, shard: Shard,
-               process: Callable[[Sequence, int], tuple[list[dict], dict]], progress: Callable[[int], None] | None = None) -> dict:
-    """Process every chunk this shard owns that is not yet on disk; returns run counters."""
+               process: Callable[[Sequence, int], tuple], progress: Callable[[int], None] | None = None) -> dict:
+    """Process every chunk this shard owns that is not yet on disk; returns run counters.
+
+    process(items, start) returns (rows, counters) or (rows, counters, {name: rows}): side tables of
+    the chunk, written as `<stem>.<name>.parquet` before the chunk's own parquet file."""
     chunks_dir = out_dir / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(chunks_dir, len(items), chunk_size, shard)
@@ -97,15 +103,25 @@ def run_chunks(out_dir: Path, items: Sequence, chunk_size: int, shard: Shard,
             if progress:
                 progress(end - start)
             continue
-        t0 = time.time()
-        rows, counters = process(items[start:end], start)
-        counters = {**counters, "seconds": round(time.time() - t0, 3)}
-        write_json(chunks_dir / f"{stem}.json", counters)
-        write_parquet(chunks_dir / f"{stem}.parquet", rows)
+        run_chunk(chunks_dir, stem, process, items[start:end], start)
         done += 1
         if progress:
             progress(end - start)
     return {"chunks_written": done, "chunks_already_done": skipped}
+
+
+def run_chunk(chunks_dir: Path, stem: str, process: Callable[[Sequence, int], tuple], items: Sequence,
+              start: int) -> dict:
+    """Make one chunk and write it: side tables, then its counters, then its rows (the file that marks it
+    done), each atomically. Returns its counters (with the seconds it took)."""
+    t0 = time.time()
+    rows, counters, *tables = process(items, start)
+    counters = {**counters, "seconds": round(time.time() - t0, 3)}
+    for table, table_rows in (tables[0] if tables else {}).items():
+        write_parquet(chunks_dir / f"{stem}.{table}.parquet", table_rows)
+    write_json(chunks_dir / f"{stem}.json", counters)
+    write_parquet(chunks_dir / f"{stem}.parquet", rows)
+    return counters
 
 
 _TEMPORARY = re.compile(r"^\.(chunk-\d{6}-\d{6})\..+\.tmp$")

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ttstrain.search.base import Candidate, SearchConfig, SearchCost, SearchMethod, SearchResult, Verifier
+from ttstrain.prompts import format_prompt, step_format_of
+from ttstrain.search.base import Candidate, SearchConfig, SearchCost, SearchMethod, SearchResult, SearchSettings, Verifier
 from ttstrain.search.selection import SELECTIONS, select
 from ttstrain.search.beam import beam_search, lookahead_search, step_search
 from ttstrain.search.dvts import dvts
@@ -76,8 +77,6 @@ def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence
     hparams are `SearchConfig` fields (beam_width, lookahead_steps, aggregation, temperature, top_p,
     max_new_tokens, max_step_tokens, max_rounds, seed, step_format: by default the PromptFormat's).
     """
-    from ttstrain.prompts import format_prompt, step_format_of
-
     fn = get_method(method) if isinstance(method, str) else method
     hparams.setdefault("step_format", step_format_of(few_shot))
     config = SearchConfig(n=budget, **hparams)
@@ -85,7 +84,7 @@ def run_search(method: str | SearchMethod, generator, scorer, problems: Sequence
     return fn(generator, scorer, prompts, config)
 
 
-__all__ = ["NO_VERIFIER", "SEARCH_METHODS", "SELECTIONS", "SUBSAMPLED", "Candidate", "ScriptedScorer", "SearchConfig",
+__all__ = ["NO_VERIFIER", "SEARCH_METHODS", "SELECTIONS", "SUBSAMPLED", "Candidate", "ScriptedScorer", "SearchConfig", "SearchSettings",
            "SearchCost", "SearchMethod", "SearchResult", "Verifier", "beam_search", "best_of_n", "best_of_n_naive",
            "best_of_n_weighted", "dvts", "get_method", "lookahead_search", "majority", "nested_orders", "revision_search", "run_search", "select", "slg", "slg_weighted",
            "step_search", "subset_result"]

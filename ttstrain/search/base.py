@@ -40,7 +40,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.answers.grading import answer_key
-from ttstrain.generation.base import Generator, PromptResult, SamplingParams
+from ttstrain.generation.base import Generator, PromptResult, SamplingArguments, SamplingParams
 from ttstrain.steps import LINE, StepFormat
 
 
@@ -105,11 +105,10 @@ def verifier_parameters(scorer) -> int | None:
 
 
 @dataclass
-class SearchConfig:
-    """Every hyperparameter of every method; a method reads the ones it uses.
+class SearchSettings(SamplingArguments):
+    """The hyperparameters of every method at any budget; `ttstrain search`'s options are these fields.
 
-    n: the budget N (samples for best-of-N, beams for beam search and lookahead).
-    beam_width: M, proposals per kept beam; N/M beams are kept each round. An int, or "sqrt" for
+    beam_width: M, proposals per kept beam; N/M beams are kept each round. An integer, or "sqrt" for
         the largest divisor of N not above sqrt(N) (Snell et al. try M = 4 and M = sqrt(N)).
         M > N is clamped to N; N must be a multiple of M.
     lookahead_steps: k, the temperature-0 rollout depth of lookahead search (beam search is k = 0).
@@ -122,24 +121,31 @@ class SearchConfig:
     tail_alpha: the top fraction of a state's rewards SLG search fits its best-of-N prediction to.
     slg_prefix_tokens: SLG states are root solutions cut to their first step (0) or to their first
         this many tokens.
+    """
+
+    beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N)); dvts: N/M subtrees of M proposals."})
+    lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search (dvts has no lookahead: 0, and never reads this)."})
+    aggregation: str = field(default=DEFAULT_AGGREGATION, metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
+    max_step_tokens: int = field(default=128, metadata={"help": "Cap on one step's tokens (beam search, lookahead)."})
+    max_rounds: int = field(default=40, metadata={"help": "Step-search rounds before stopping (paper: 40)."})
+    revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model_name_or_path <revision model>)."})
+    revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
+    tail_alpha: float = field(default=0.2, metadata={"help": "SLG: top fraction of a state's rewards its best-of-N prediction is fitted to."})
+    slg_prefix_tokens: int = field(default=0, metadata={"help": "SLG: cut root solutions to their first step (0) or to their first this many tokens to make the candidate states."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, few-shot selection and resamplings."})
+
+
+@dataclass
+class SearchConfig(SearchSettings):
+    """Every hyperparameter of every method at budget `n`; a method reads the ones it uses
+    (`SearchSettings` says what each means).
+
+    n: the budget N (samples for best-of-N, beams for beam search and lookahead).
     step_format: how solutions are cut into steps and end (`ttstrain.steps`); the search stage sets
         the policy's prompt format's, so steps are searched where the policy ends them.
     """
 
     n: int = 16
-    beam_width: int | str = 4
-    lookahead_steps: int = 3
-    aggregation: str = DEFAULT_AGGREGATION
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    max_step_tokens: int = 256
-    max_rounds: int = 40
-    revision_length: int = 4
-    revision_selection: str = "hierarchical"
-    tail_alpha: float = 0.2
-    slg_prefix_tokens: int = 0
-    seed: int = 0
     step_format: StepFormat = LINE
 
     def __post_init__(self):
@@ -151,7 +157,7 @@ class SearchConfig:
 
     def width(self) -> int:
         """M for this N (see the class docstring)."""
-        if self.beam_width == "sqrt":
+        if str(self.beam_width).strip() == "sqrt":
             m = max(d for d in range(1, math.isqrt(self.n) + 1) if self.n % d == 0)
         else:
             m = min(int(self.beam_width), self.n)

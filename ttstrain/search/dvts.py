@@ -38,7 +38,7 @@ from ttstrain.search.beam import Beam, beam_candidate, child_beam, top_beams
 def dvts_shape(config: SearchConfig) -> tuple[int, int]:
     """(subtrees S, width M) at this budget: M from beam_width (an int or "sqrt"), at most N; S = N // M."""
     n = config.n
-    m = math.isqrt(n) if config.beam_width == "sqrt" else int(config.beam_width)
+    m = math.isqrt(n) if str(config.beam_width).strip() == "sqrt" else int(config.beam_width)
     m = max(1, min(m, n))
     return n // m, m
 

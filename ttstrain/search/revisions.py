@@ -28,7 +28,7 @@ from typing import Sequence
 from ttstrain.answers.pooling import AnswerPool
 from ttstrain.generation.base import Generator, SamplingParams
 from ttstrain.answers.grading import extract_answer
-from ttstrain.prompts import format_prompt, question_from_prompt
+from ttstrain.prompts import question_from_prompt
 from ttstrain.revisions.pairs import MAX_CONTEXT_ATTEMPTS, fit_revision_prompt, prompt_token_limit
 from ttstrain.search.base import (Candidate, SearchConfig, SearchCost, SearchResult, check_verifier, generate_charged,
                                   score_candidates, verifier_parameters)
@@ -72,9 +72,8 @@ def revision_search(generator: Generator, scorer, prompts: Sequence[str], config
                                             num_tokens=comp.num_tokens))
     flat = [[a for chain in per for a in chain] for per in attempts]
     if scored:
-        # the base PRM judges an attempt as a solution of the plain question
-        prompt = scorer.prompt_for if hasattr(scorer, "prompt_for") else format_prompt  # the PRM's prompt format
-        score_candidates(scorer, flat, [prompt(q) for q in questions], costs, config.aggregation)
+        # the base PRM judges an attempt as a solution of the plain question, in the PRM's prompt format
+        score_candidates(scorer, flat, [scorer.prompt_for(q) for q in questions], costs, config.aggregation)
     results = []
     for p, per, row, cost in zip(prompts, attempts, flat, costs):
         pool = AnswerPool()  # one per problem: the chosen key and the candidates' keys come from it

@@ -8,17 +8,17 @@ backend, model_name_or_path, dtype, device, gpu_memory_utilization, max_batch_ro
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from ttstrain.devices import DEFAULT_VLLM_SHARE, resolve_device
-from ttstrain.prompts import resolve_prompt_kind
+from ttstrain.generation import load_generator
+from ttstrain.models import model_revision
+from ttstrain.problems import load_problems
+from ttstrain.prompts import few_shot_examples, resolve_prompt_format, resolve_prompt_kind
+from ttstrain.runner.chunked import stage_fingerprint
 from ttstrain.steps import LINE, resolve_step_format
 
 
 def stage_problems(cfg) -> list[dict]:
     """The problems a stage config names (`per_level` applies to the built-in arithmetic world only)."""
-    from ttstrain.problems import load_problems
-
     kw = {"per_level": cfg.per_level} if cfg.problems == "arith" else {}
     return load_problems(cfg.problems, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed,
                          levels=cfg.levels, **kw)
@@ -28,13 +28,13 @@ def stage_generator(cfg, gpu_memory_utilization: float | None = None):
     """The generator a stage config names, in its dtype: the transformers backend on `cfg.device`, vLLM with
     `gpu_memory_utilization` (a share planned by the caller, e.g. search beside its verifier), else the
     config's, else vLLM's default share here (`ttstrain.devices.DEFAULT_VLLM_SHARE`)."""
-    from ttstrain.generation import load_generator
-
     if cfg.backend == "transformers":
         backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows, "device": resolve_device(cfg.device)}
     elif cfg.backend == "vllm":
         share = gpu_memory_utilization or cfg.gpu_memory_utilization or DEFAULT_VLLM_SHARE
         backend_kw = {"dtype": cfg.dtype, "gpu_memory_utilization": share}
+        if (getattr(cfg, "gpus_per_worker", None) or 1) > 1:  # a worker holding several GPUs splits the model over them
+            backend_kw["tensor_parallel_size"] = int(cfg.gpus_per_worker)
     else:
         backend_kw = {}
     return load_generator(cfg.backend, model=cfg.model_name_or_path, **backend_kw)
@@ -43,18 +43,15 @@ def stage_generator(cfg, gpu_memory_utilization: float | None = None):
 def stage_prompt_format(cfg, generator):
     """The prompt format a stage config names (`ttstrain.stages.arguments.PromptArguments`), its
     examples drawn from the few-shot pool, chat built with the generator's tokenizer."""
-    from ttstrain.prompts import few_shot_examples, resolve_prompt_format
-
     shots = few_shot_examples(cfg.few_shot_source, cfg.few_shot, cfg.seed, cfg.data_dir, levels=cfg.levels)
     return resolve_prompt_format(cfg.prompt_format, shots, cfg.system_prompt, generator.tokenizer,
                                  cfg.step_separator, cfg.solution_end)
 
 
 def run_fingerprint(cfg) -> dict:
-    """What a resume of a generating stage must match: its config's fingerprint and the policy's revision."""
-    from ttstrain.models import model_revision
-
-    fingerprint = cfg.fingerprint()
+    """What a resume of a generating stage must match: the fields that count (`ttstrain.runner.chunked.
+    stage_fingerprint`), the step format as resolved, and the policy's revision."""
+    fingerprint = stage_fingerprint(cfg)
     if "step_separator" in fingerprint:
         # the resolved step format counts, not how it was asked for; LINE (every run before step formats
         # had it) is left out, so those runs still resume when it resolves the same
@@ -64,11 +61,3 @@ def run_fingerprint(cfg) -> dict:
             fingerprint["step_format"] = steps.record()
     # fetched when a hub model is not cached yet, so the first run records the commit its resume will find
     return {**fingerprint, "model_revision": model_revision(cfg.model_name_or_path, fetch=True)}
-
-
-def policy_prefix_cache(generator, max_bytes: int):
-    """A fresh prefix KV cache on the generator for a block (`HFGenerator.fresh_prefix_cache`), or nothing
-    for a backend without one (vLLM caches prefixes itself)."""
-    if hasattr(generator, "fresh_prefix_cache"):
-        return generator.fresh_prefix_cache(max_bytes)
-    return nullcontext()

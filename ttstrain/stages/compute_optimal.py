@@ -37,9 +37,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttstrain.analysis import compute_optimal as co
+from ttstrain.analysis.compute_optimal import bin_members, revision_accuracy_rows, revision_strategy
+from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
+from ttstrain.parsing import StageParser
 from ttstrain.reporting.compute_optimal_report import markdown_report
 from ttstrain.reporting.plots import family_plots, plot_ratio_sweep
-from ttstrain.io import write_json, write_parquet, write_resolved_config, write_text
 from ttstrain.runner.rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_result_rows, check_sample_rows, probability, require_columns
 
@@ -56,7 +59,7 @@ class ComputeOptimalConfig:
     strategies: list[str] = field(default_factory=list, metadata={"help": "Search strategies to choose among (empty: all found)."})
     baseline: str = field(default="best_of_n_weighted", metadata={"help": "Search strategy compute-optimal is compared with."})
     budget_key: str = field(default="generations", metadata={"help": "Budget axis of search results: generations (paper's unit) or budget (nominal N)."})
-    num_bins: int = field(default=5, metadata={"help": "Difficulty bins (quantiles; bin 1 = easiest)."})
+    num_bins: int = field(default=co.NUM_BINS, metadata={"help": "Difficulty bins (quantiles; bin 1 = easiest)."})
     num_folds: int = field(default=2, metadata={"help": "Cross-validation folds of the strategy choice (paper: 2)."})
     interpolate: bool = field(default=True, metadata={"help": "Efficiency ratio: interpolate in log2 budget (false: measured budgets only)."})
     small_model_params: float | None = field(default=None, metadata={"help": "Policy parameters N_s; default: the search run's generator identity."})
@@ -64,7 +67,7 @@ class ComputeOptimalConfig:
     param_multiplier: float = field(default=14.0, metadata={"help": "N_l / N_s when large_model_params is not set (paper: ~14)."})
     large_model_samples: str | None = field(default=None, metadata={"help": "Larger model's greedy answers (problem_id, correct): parquet or `ttstrain sample` folder."})
     large_model_accuracy: float | None = field(default=None, metadata={"help": "Larger model's greedy accuracy, when no per-problem samples are given."})
-    inference_to_pretrain_ratios: list[float] = field(default_factory=lambda: [0.16, 0.79, 22.0], metadata={"help": "R = D_inference / D_pretrain values of the FLOPs-matched comparison."})
+    inference_to_pretrain_ratios: list[float] = field(default_factory=lambda: list(co.PAPER_INFERENCE_TO_PRETRAIN_RATIOS), metadata={"help": "R = D_inference / D_pretrain values of the FLOPs-matched comparison."})
     pretrain_tokens: float | None = field(default=None, metadata={"help": "D_pretrain, only to print FLOPs totals (K depends on M and R alone)."})
     seed: int = field(default=0, metadata={"help": "Seed of the cross-validation folds."})
 
@@ -106,8 +109,6 @@ def load_search_rows(dirs: list[str], budget_key: str = "generations") -> tuple[
 
 
 def load_revision_rows(path: str, selection: str = "auto", score_column: str = "score") -> list[dict]:
-    from ttstrain.analysis.compute_optimal import revision_accuracy_rows, revision_strategy
-
     rows = read_rows(path, columns=["problem_id", "chain", "step", "answer", "correct", score_column, "sequential",
                                     "parallel", "accuracy"])
     if not rows:
@@ -128,8 +129,6 @@ def load_revision_rows(path: str, selection: str = "auto", score_column: str = "
 
 
 def _bin_summary(values: dict[str, float], bins: dict[str, int]) -> dict:
-    from ttstrain.analysis.compute_optimal import bin_members
-
     members = bin_members(bins)
     return {"sizes": {b: len(ps) for b, ps in members.items()},
             "value_range": {b: [min(values[p] for p in ps), max(values[p] for p in ps)] for b, ps in members.items()},
@@ -155,8 +154,6 @@ DEFINITIONS = {
 
 
 def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dict:
-    from ttstrain.analysis import compute_optimal as co
-
     if not cfg.search_dirs and not cfg.revisions:
         raise ValueError("give search_dirs (ttstrain search outputs) and/or revisions")
     out = Path(cfg.output_dir)
@@ -266,8 +263,6 @@ def run_compute_optimal(cfg: ComputeOptimalConfig, progress: bool = True) -> dic
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((ComputeOptimalConfig,))
 
 

@@ -8,7 +8,7 @@ vs majority vote on graded samples, and ProcessBench first-error F1 (definitions
 
 Each part runs only when its input is given. `labels` is evaluated on the validation questions the
 PRM held out in training (`labels_split: validation`, the split recorded in the PRM's
-prm_train_config.json) or on every row (`all`, for a labelled set the PRM never saw). Samples must
+ttstrain_config.json) or on every row (`all`, for a labelled set the PRM never saw). Samples must
 be written in the PRM's prompt and step format, labels that record a step format in the PRM's
 (refused otherwise, naming both); ProcessBench steps are read in the PRM's step format (a step that
 holds its separator flattened to one step, `StepFormat.flatten`). The ProcessBench threshold is a
@@ -31,38 +31,45 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ttstrain.aggregation import DEFAULT_AGGREGATION
+from ttstrain.analysis import published_figures
+from ttstrain.devices import resolve_device
 from ttstrain.io import write_json, write_parquet, write_resolved_config
+from ttstrain.parsing import StageParser
+from ttstrain.prm.data import load_prm_rows, split_by_question
+from ttstrain.prm.evaluation import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1, sample_scores)
+from ttstrain.prm.likelihood_baseline import LikelihoodScorer
+from ttstrain.prm.scoring import PRMScorer
+from ttstrain.prm.verifiers import load_verifier, reads_questions, resolve_prm_format
+from ttstrain.prm.verifiers_vllm import load_pooling_verifier
 from ttstrain.prompts import PromptFormat, check_same_format
-from ttstrain.steps import check_same_steps
 from ttstrain.runner.rows import read_rows, recorded_prompt_format, rows_path
-from ttstrain.stages.train_prm import PRM_TRAIN_CONFIG
+from ttstrain.stages.arguments import VerifierArguments
+from ttstrain.trainers.run_skeleton import read_train_config
+from ttstrain.steps import check_same_steps
 from ttstrain.validation import InputError
-from ttstrain.prm.verifiers import prm_format_choices
 
 
 @dataclass
-class EvalPRMConfig:
+class EvalPRMConfig(VerifierArguments):
+    """The PRM and where it runs are `VerifierArguments`' fields (prm_batch_size: solutions per forward pass, the
+    likelihood baseline's too). Defaults changed from the group: prm_path = runs/demo/prm (the demo's PRM)."""
+
     prm_path: str = field(default="runs/demo/prm", metadata={"help": "PRM checkpoint folder (written by train-prm) or hub id."})
     output_dir: str = field(default="runs/eval_prm", metadata={"help": "Where eval_prm.json and config.json go."})
     labels: str | None = field(default=None, metadata={"help": "Monte Carlo labels (label-mc folder or parquet) for BCE and AUROC."})
     labels_split: str = field(default="validation", metadata={"help": "'validation': the questions the PRM held out in training; 'all': every row."})
-    validation_fraction: float | None = field(default=None, metadata={"help": "Override the held-out fraction (default: from the PRM's prm_train_config.json)."})
-    split_seed: int | None = field(default=None, metadata={"help": "Override the split seed (default: from the PRM's prm_train_config.json)."})
+    validation_fraction: float | None = field(default=None, metadata={"help": "Override the held-out fraction (default: from the PRM's ttstrain_config.json)."})
+    split_seed: int | None = field(default=None, metadata={"help": "Override the split seed (default: from the PRM's ttstrain_config.json)."})
     samples: str | None = field(default=None, metadata={"help": "Graded samples (parquet or `ttstrain sample` folder) for best-of-N vs majority."})
     budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16], metadata={"help": "N values of best-of-N and majority."})
-    aggregation: str = field(default="last", metadata={"help": "Step score aggregation for best-of-N: last, min, prod, mean."})
+    aggregation: str = field(default=DEFAULT_AGGREGATION, metadata={"help": "Step score aggregation for best-of-N: last, min, prod, mean."})
     resamples: int = field(default=16, metadata={"help": "Random subsets per budget."})
     processbench: list[str] = field(default_factory=list, metadata={"help": "ProcessBench-schema files (json array, .json.gz or jsonl)."})
     processbench_threshold: str = field(default="calibrate", metadata={"help": "Step-score threshold, or 'calibrate'."})
     processbench_calibration: str | None = field(default=None, metadata={"help": "ProcessBench-schema file the threshold is calibrated on (default: the id-hash half of each file)."})
     likelihood_baseline: str = field(default="none", metadata={"help": "Also score the samples by a causal LM's mean token likelihood "
                                      "(the verifier a PRM must beat): 'none', 'auto' (the model the PRM was trained from), or a model."})
-    batch_size: int = field(default=32, metadata={"help": "Solutions per PRM forward pass."})
-    prm_format: str = field(default="auto", metadata={"help": "How the PRM is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
-    prm_backend: str = field(default="transformers", metadata={"help": "What runs the PRM: transformers (on prm_device) or vllm (vLLM's pooling runner, for PRMs without reference features; docs/public_prms.md).", "choices": ["transformers", "vllm"]})
-    prm_device: str = field(default="auto", metadata={"help": "Device of the PRM, its reference model and the likelihood "
-                            "baseline: auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
-    prm_dtype: str = field(default="auto", metadata={"help": "Dtype they are loaded in (auto: the checkpoint's)."})
     step_separator: str = field(default="auto", metadata={"help": "For a PRM trained with TRL's PRMTrainer (no ttstrain "
                                 "metadata): the step separator it was trained with; auto: TRL's default '\\n'. A "
                                 "ttstrain PRM records its own step format."})
@@ -70,14 +77,12 @@ class EvalPRMConfig:
 
 
 def recorded_training(prm_path: str) -> tuple[Path, dict]:
-    """The PRM's prm_train_config.json (written by train-prm) and what it records ({} when it is absent)."""
-    path = Path(prm_path) / PRM_TRAIN_CONFIG
-    return path, (json.loads(path.read_text()) if path.exists() else {})
+    """The PRM's training config (ttstrain_config.json, written by train-prm; prm_train_config.json in PRMs
+    saved before) and what it records ({} when it is absent)."""
+    return read_train_config(prm_path)
 
 
 def heldout_rows(cfg: EvalPRMConfig) -> tuple[list[dict], dict]:
-    from ttstrain.prm.data import load_prm_rows, split_by_question
-
     rows = load_prm_rows(cfg.labels)
     if cfg.labels_split == "all":
         return list(rows), {"split": "all"}
@@ -119,13 +124,6 @@ def load_samples(path: str) -> list[dict]:
 
 
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
-    from ttstrain.prm.evaluation import (bon_vs_majority, heldout_metrics, load_processbench, processbench_f1,
-                                   sample_scores)
-    from ttstrain.devices import resolve_device
-    from ttstrain.analysis.published_figures import published_processbench
-    from ttstrain.prm.scoring import PRMScorer
-    from ttstrain.prm.verifiers import load_verifier, reads_questions, resolve_prm_format
-
     if cfg.processbench_threshold != "calibrate":
         float(cfg.processbench_threshold)  # fail before any work on a bad value
     cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device), prm_format=resolve_prm_format(cfg.prm_path, cfg.prm_format))
@@ -136,13 +134,11 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     baseline = likelihood_model(cfg) if cfg.samples else None
     own = {"step_separator": cfg.step_separator}
     if cfg.prm_backend == "vllm":
-        from ttstrain.prm.verifiers_vllm import load_pooling_verifier
-
-        scorer = load_pooling_verifier(cfg.prm_path, cfg.prm_format, dtype=cfg.prm_dtype, batch_size=cfg.batch_size,
+        scorer = load_pooling_verifier(cfg.prm_path, cfg.prm_format, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size,
                                        gpu_memory_utilization=0.8, **own)
     else:
         scorer = load_verifier(cfg.prm_path, cfg.prm_format, device=cfg.prm_device, dtype=cfg.prm_dtype,
-                               batch_size=cfg.batch_size, **({} if public else own))
+                               batch_size=cfg.prm_batch_size, **({} if public else own))
     reference_spec = getattr(scorer, "reference_spec", None)
     if reference_spec:
         scorer.value_cache = {}  # the value-head-only ablation below reads the logits the combined pass computed
@@ -178,7 +174,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
 
     result: dict = {"prm": cfg.prm_path, "prm_format": cfg.prm_format, **evaluate(scorer)}
     for f, figures in result.get("processbench", {}).items():  # the published figure, where this PRM has one
-        published = published_processbench(cfg.prm_path, f)
+        published = published_figures.published_processbench(cfg.prm_path, f)
         if published is not None:
             figures["published"] = published
             print(f"[eval-prm] ProcessBench {Path(f).name}: F1 {100 * figures['f1']:.1f} here, "
@@ -187,20 +183,18 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
         result["heldout"].update(split, labels=cfg.labels)
     if reference_spec:
         # the ablation: the same checkpoint scored by its value head alone, on the same inputs
-        alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.batch_size, use_reference_features=False,
+        alone = PRMScorer(scorer.model, scorer.tokenizer, batch_size=cfg.prm_batch_size, use_reference_features=False,
                           value_cache=scorer.value_cache, step_separator=cfg.step_separator)
         result["value_head_only"] = evaluate(alone)
         result["reference_features"] = reference_spec
     if baseline is not None:
-        from ttstrain.prm.likelihood_baseline import LikelihoodScorer
-
         if reference_spec and scorer.reference_model is not None and reference_spec.get("reference_model") == baseline:
             # the policy the combiner already loaded (same tokenizer, checked then): no second copy in memory
-            lik = LikelihoodScorer(scorer.reference_model, scorer.tokenizer, name=baseline, batch_size=cfg.batch_size,
+            lik = LikelihoodScorer(scorer.reference_model, scorer.tokenizer, name=baseline, batch_size=cfg.prm_batch_size,
                                    prompt_format=scorer.prompt_format)
         else:
             lik = LikelihoodScorer.from_pretrained(baseline, device=cfg.prm_device, dtype=cfg.prm_dtype,
-                                                   batch_size=cfg.batch_size,
+                                                   batch_size=cfg.prm_batch_size,
                                                    prompt_format=samples_format or scorer.prompt_format)
         lik_scores = sample_scores(lik, samples, cfg.aggregation)
         result["likelihood_baseline"] = {
@@ -217,13 +211,11 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
              "score_likelihood": None if baseline is None else lik_scores[j]}
             for j, (r, sc) in enumerate(zip(samples, result.pop("_sample_scores")))])
     write_json(out / "eval_prm.json", result)
-    write_resolved_config(out, cfg, **({"verifier": scorer.describe()} if hasattr(scorer, "describe") else {}))
+    write_resolved_config(out, cfg, **({"verifier": reads} if (reads := scorer.describe()) else {}))
     return result
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((EvalPRMConfig,))
 
 

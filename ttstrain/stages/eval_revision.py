@@ -22,7 +22,7 @@ What it writes to output_dir:
   config.json           the resolved config
   chunks/               the chains of each chunk of problems, written atomically: kill the run and
                         run the same command again, and only unfinished chunks are sampled (a
-                        resume with settings that change the chains is refused; see ttstrain.runner.shards)
+                        resume with settings that change the chains is refused; see ttstrain.runner.chunked)
 
 The paper found validation loss a poor stopping signal for revision models; pass@1 along chains
 is the measure to pick a checkpoint by (run this on each `checkpoint-*` folder).
@@ -33,50 +33,50 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from ttstrain.runner.progress import StageProgress
+from ttstrain.analysis.compute_optimal import revision_accuracy_rows
+from ttstrain.analysis.metrics import auroc
+from ttstrain.devices import resolve_device
+from ttstrain.generation.base import SamplingArguments
 from ttstrain.io import write_json, write_parquet, write_resolved_config
-from ttstrain.runner.shards import Shard, check_or_write_config, read_chunks, run_chunks
-from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
-from ttstrain.stages.arguments import PolicyArguments, ProblemArguments
-from ttstrain.prm.verifiers import prm_format_choices
+from ttstrain.models import load_tokenizer, resolve_model
+from ttstrain.parsing import StageParser
+from ttstrain.prm.verifiers import load_verifier
+from ttstrain.prm.verifiers_vllm import load_pooling_verifier
 from ttstrain.prompts import check_same_format
+from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
+from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
 from ttstrain.revisions.pairs import revision_prompt_record
+from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
+from ttstrain.runner.chunked import ChunkedStage, ChunkWorker, run_chunked_stage
 from ttstrain.runner.rows import read_rows
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems
+from ttstrain.stages.arguments import ChunkArguments, PolicyArguments, ProblemArguments, VerifierArguments
 from ttstrain.steps import StepFormat
 
 
 @dataclass
-class EvalRevisionConfig(PolicyArguments, ProblemArguments):
-    """Defaults changed from the argument groups: per_level = 10."""
+class EvalRevisionConfig(PolicyArguments, ProblemArguments, VerifierArguments, ChunkArguments, SamplingArguments):
+    """Defaults changed from the argument groups: per_level = 10. The verifiers (prm_path and orm_path, read
+    as prm_format says, on prm_backend) score the chains after every chunk is written."""
 
-    output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder."})
+    # read after the chains are written: a resume may change them (`ttstrain.runner.chunked.stage_fingerprint`)
+    read_after_chunks: ClassVar[tuple[str, ...]] = ("prm_path", "orm_path", "prm_format", "prm_backend", "prm_dtype",
+                                                    "base_samples")
+
+    output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder.", "fingerprint": False})
     per_level: int | None = field(default=10, metadata={"help": "Problems per level (arith only)."})
     num_chains: int = field(default=4, metadata={"help": "Parallel chains per question."})
     chain_length: int = field(default=4, metadata={"help": "Attempts per chain (revision steps)."})
     max_attempts: int = field(default=4, metadata={"help": "Previous attempts kept in context (what the model was trained with)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
-    max_new_tokens: int = field(default=320, metadata={"help": "Generation cap per attempt."})
-    prm_path: str | None = field(default=None, metadata={"help": "Base PRM: scores each attempt after the plain question."})
-    orm_path: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt."})
-    prm_format: str = field(default="auto", metadata={"help": "How prm_path is read (see `ttstrain search --help`): auto, ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork; orm_path is always read as auto detects it.", "choices": prm_format_choices()})
-    prm_device: str = field(default="auto", metadata={"help": "Device of the verifiers (prm_path, orm_path): auto (cuda if available, else cpu), cpu, cuda or cuda:N. config.json records the resolved one."})
-    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifiers are loaded in (auto: the checkpoint's)."})
+    orm_path: str | None = field(default=None, metadata={"help": "Revision-aware ORM: scores each attempt after its revision prompt (read as auto detects it; prm_path, the base PRM, scores each attempt after the plain question)."})
     base_samples: str | None = field(default=None, metadata={"help": "Base-policy samples on the same problems (a `ttstrain sample` folder or parquet with problem_id, answer, correct): reports answer_bounds, the pass@1 a next attempt gets by keeping or excluding the previous answer."})
     problems_per_chunk: int = field(default=64, metadata={"help": "Problems whose chains form one resumable chunk (written atomically; each chain step of a chunk is one generate call)."})
     seed: int = field(default=0, metadata={"help": "Seed of the chains."})
 
-    def fingerprint(self) -> dict:
-        """Fields that change the chains: a resumed run must match them (scorers run after, on all chains)."""
-        keep = ("model_name_or_path", "backend", "dtype", "problems", "split", "per_level", "limit", "data_dir", "num_chains",
-                "chain_length", "max_attempts", "temperature", "max_new_tokens", "problems_per_chunk", "seed")
-        return {k: getattr(self, k) for k in keep}
-
 
 def verifier_summary(rows: list[dict], key: str) -> dict:
-    from ttstrain.analysis.compute_optimal import revision_accuracy_rows
-    from ttstrain.analysis.metrics import auroc
-
     scores = [r[key] if r[key] is not None else 0.0 for r in rows]
     later = [i for i, r in enumerate(rows) if r["step"] > 0]
     scored = [{**r, "score": s} for r, s in zip(rows, scores)]
@@ -99,49 +99,60 @@ def split_accuracy(acc_rows: list[dict]) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in out.items()}
 
 
-def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
-                      progress: bool = True) -> dict:
-    from ttstrain.analysis.compute_optimal import revision_accuracy_rows
-    from ttstrain.revisions.bounds import changed_attempt_check, revision_answer_bounds
-    from ttstrain.revisions.chains import flip_rates, revision_step_accuracy, run_revision_chains
-    from ttstrain.revisions.verifier import revision_orm_rows, score_attempts
-    from ttstrain.devices import resolve_device
-    from ttstrain.prm.verifiers import load_verifier
+def load_chain_verifier(cfg: EvalRevisionConfig, name: str, path: str):
+    """The base PRM (read as prm_format says) or the revision-aware ORM (read as auto detects it)."""
+    fmt = cfg.prm_format if name == "prm" else "auto"
+    if cfg.prm_backend == "vllm":
+        return load_pooling_verifier(path, fmt, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size)
+    return load_verifier(path, fmt, device=cfg.prm_device, dtype=cfg.prm_dtype, batch_size=cfg.prm_batch_size)
 
+
+def chains_worker(cfg: EvalRevisionConfig, generator, steps: StepFormat) -> ChunkWorker:
+    """The revision model's chains; a chunk makes one generate call per revision step."""
+    own = generator is None
+    generator = generator or stage_generator(cfg)
+
+    def chains_chunk(chunk, start):
+        return run_revision_chains(generator, chunk, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
+                                   temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                   seed=cfg.seed, max_attempts=cfg.max_attempts, progress=False, step_format=steps), {}
+
+    # vLLM: the engine is shut down once the chains are written, so the verifiers get the GPU
+    return ChunkWorker(chains_chunk, generator, {"generator": generator.identity()}, calls_per_chunk=cfg.chain_length,
+                       close=generator.close if own else None)
+
+
+def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | None = None,
+                      progress: bool = True) -> dict | None:
+    """Sample the chains of the problems this shard owns; with every chunk done, score them and write the
+    results. Returns them (None while other shards still have chunks to write)."""
     problems = stage_problems(cfg)
     base_samples = read_base_samples(cfg.base_samples) if cfg.base_samples else None  # bad input fails before sampling
     cfg = replace(cfg, prm_device=resolve_device(cfg.prm_device))  # as is a bad device
     out = Path(cfg.output_dir)
-    check_or_write_config(out, run_fingerprint(cfg))
-    generator = generator or stage_generator(cfg)
+    tokenizer = generator.tokenizer if generator is not None else load_tokenizer(resolve_model(cfg.model_name_or_path))
     trained = Path(cfg.model_name_or_path) / "ttstrain_config.json"
     # a revision model says which revision prompts it was trained on and where its attempts end (LINE otherwise)
     trained_format = json.loads(trained.read_text()).get("prompt_format") if trained.is_file() else None
     steps = StepFormat.from_record((trained_format or {}).get("step_format"))
-    chain_format = revision_prompt_record(generator.tokenizer, steps)
+    chain_format = revision_prompt_record(tokenizer, steps)
     if trained_format is not None:
         check_same_format(trained_format, chain_format,
                           f"the revision model {cfg.model_name_or_path}", "these chains' revision prompts")
-
-    def chains_chunk(chunk, start):
-        return run_revision_chains(generator, chunk, num_chains=cfg.num_chains, chain_length=cfg.chain_length,
-                                   temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                   max_attempts=cfg.max_attempts, progress=False, step_format=steps), {}
-
-    # one generate call per revision step of the chunk's chains
-    with StageProgress(len(problems), "eval-revision chains", generator, cfg.chain_length, cfg.problems_per_chunk,
-                       progress) as bar:
-        run_chunks(out, problems, cfg.problems_per_chunk, Shard(), chains_chunk, progress=bar.chunk_done)
+    stage = ChunkedStage("eval-revision chains", cfg, problems, cfg.problems_per_chunk, run_fingerprint(cfg),
+                         open_worker=lambda: chains_worker(cfg, generator, steps))
+    chunks = run_chunked_stage(stage, progress)
+    if chunks is None:
+        return None
     order = {p["id"]: i for i, p in enumerate(problems)}
-    rows, _ = read_chunks(out, len(problems), cfg.problems_per_chunk)
+    rows, _ = chunks.rows()
     rows.sort(key=lambda r: (r["step"], order[r["problem_id"]], r["chain"]))  # the order of one unchunked call
-    if hasattr(generator, "close"):  # vLLM: the chains are written; give the GPU to the verifiers
-        generator.close()
+    if generator is not None:
+        generator.close()  # vLLM: the chains are written; give the GPU to the verifiers
     scorers = dict(scorers or {})
     for name, path in (("prm", cfg.prm_path), ("orm", cfg.orm_path)):
         if path and name not in scorers:
-            fmt = cfg.prm_format if name == "prm" else "auto"
-            scorers[name] = load_verifier(path, fmt, device=cfg.prm_device, dtype=cfg.prm_dtype)
+            scorers[name] = load_chain_verifier(cfg, name, path)
     for name, scorer in scorers.items():
         for r, s in zip(rows, score_attempts(scorer, rows, context=(name == "orm"), attempt_steps=steps)):
             r[f"score_{name}"] = s
@@ -151,6 +162,7 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
         "flip_rates": flip_rates(rows),
         "majority": split_accuracy(revision_accuracy_rows(rows, selection="majority")),
         "verifiers": {name: verifier_summary(rows, f"score_{name}") for name in scorers},
+        **chunks.workers(),
     }
     if base_samples is not None:
         result["answer_bounds"] = revision_answer_bounds(base_samples, problem_ids={p["id"] for p in problems})
@@ -158,13 +170,14 @@ def run_eval_revision(cfg: EvalRevisionConfig, generator=None, scorers: dict | N
     write_parquet(out / "chains.parquet", rows)
     write_parquet(out / "orm_data.parquet", revision_orm_rows(rows, steps))
     write_json(out / "eval_revision.json", result)
-    write_resolved_config(out, cfg, generator=generator.identity(), prompt_format=chain_format)
+    shards = sorted(f.name for f in out.glob("config.shard-*.json"))  # a sharded run names its shards' configs
+    recorded = json.loads((out / "config.json").read_text())  # the chains' generator, as the runner recorded it
+    write_resolved_config(out, cfg, generator=recorded.get("generator"), prompt_format=chain_format,
+                          **({"shard_configs": shards} if shards else {}))
     return result
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((EvalRevisionConfig,))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ttstrain.analysis.bon_prediction import prediction_report
 from ttstrain.io import write_json, write_resolved_config
+from ttstrain.parsing import StageParser
 from ttstrain.reporting.plots import plot_prediction
 from ttstrain.runner.rows import read_rows, row_columns
 from ttstrain.validation import InputError, check_sample_rows
@@ -92,8 +93,6 @@ def run_predict_bon(cfg: PredictBoNConfig) -> dict:
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((PredictBoNConfig,))
 
 

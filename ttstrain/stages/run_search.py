@@ -21,7 +21,7 @@ Output folder:
                       answer, correct, finish reason, tokens, selected
   summary.json        accuracy and mean cost per method and budget, overall and by level; seconds
   config.json         the resolved config, the generator's and scorer's identity
-  chunks/             the resumable unit of work (see ttstrain.runner.shards)
+  chunks/             the resumable unit of work (see ttstrain.runner.chunked)
 
 The verifier is the PRM, `ttstrain.prm.scoring.PRMScorer.from_pretrained(prm_path)` (imported only
 when a method needs one; `--verifier value_head` scores with its value head alone, the ablation of a
@@ -34,22 +34,30 @@ pass the scripted ones).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ttstrain.runner.progress import StageProgress
+from ttstrain.analysis.metrics import power_of_two_budgets
+from ttstrain.answers.grading import answer_key, is_equivalent
 from ttstrain.answers.pooling import AnswerPool
-from ttstrain.io import read_parquet, write_json, write_parquet, write_resolved_config
-from ttstrain.stages import (policy_prefix_cache, run_fingerprint, stage_generator, stage_problems,
-                             stage_prompt_format)
 from ttstrain.devices import (DEFAULT_VLLM_SHARE, checkpoint_bytes, gpu_total_bytes, pooling_engine_share,
                               prm_reference_model, resolve_device, same_gpu, verifier_bytes, vllm_memory_share)
-from ttstrain.prm.verifiers import OWN_FORMATS, load_verifier, prm_format_choices, reads_questions, resolve_prm_format
-from ttstrain.stages.arguments import RUNTIME_FIELDS, PolicyArguments, ProblemArguments, PromptArguments
+from ttstrain.io import write_json, write_parquet
 from ttstrain.models import check_weight_files, model_revision, resolve_model
-from ttstrain.runner.shards import Shard, check_or_write_config, chunk_ranges, chunk_stem, missing_chunks, run_chunks
+from ttstrain.parsing import StageParser
+from ttstrain.prm.likelihood_baseline import LikelihoodScorer
+from ttstrain.prm.verifiers import OWN_FORMATS, load_verifier, reads_questions, resolve_prm_format
+from ttstrain.prm.verifiers_vllm import load_pooling_verifier
+from ttstrain.prompts import check_same_format, format_prompt
+from ttstrain.runner.chunked import ChunkedStage, ChunkWorker, run_chunked_stage
+from ttstrain.search import (NO_VERIFIER, SUBSAMPLED, SearchConfig, SearchSettings, best_of_n, get_method,
+                             nested_orders, subset_result)
+from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
+from ttstrain.stages.arguments import (ChunkArguments, PolicyArguments, ProblemArguments, PromptArguments,
+                                       VerifierArguments)
+from ttstrain.steps import LINE
 
 # --verifier choices, and how messages name them
 VERIFIERS = {"prm": "PRM", "value_head": "PRM's value head", "likelihood": "likelihood model"}
@@ -60,65 +68,39 @@ COST_FIELDS = ("generations", "completions", "rounds", "generated_tokens", "pref
 
 
 @dataclass
-class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments):
-    output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
+class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments, VerifierArguments, ChunkArguments,
+                        SearchSettings):
+    """Every method's hyperparameters are `ttstrain.search.SearchSettings`' fields, the verifier's
+    `VerifierArguments`'."""
+
+    output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary).", "fingerprint": False})
     verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path, as trained: with its reference features if it has them), value_head (that PRM's value head alone, reference features off: the ablation) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
-    prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint folder (ttstrain train-prm); needed by every method but majority when verifier is prm or value_head."})
     likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
-    prm_format: str = field(default="auto", metadata={"help": "How the PRM at prm_path is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
-    prm_backend: str = field(default="transformers", metadata={"help": "What runs the PRM: transformers (on prm_device), or vllm (vLLM's pooling runner on the first visible GPU, beside a vLLM policy without a transformers forward pass; not for PRMs with reference features, nor the likelihood verifier).", "choices": ["transformers", "vllm"]})
-    prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (PRM or likelihood model): auto (cuda if available), cpu, cuda."})
-    prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in."})
-    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch."})
     prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within one method and budget (transformers backend): a beam prefix re-sent next round prefills only its new step (0: off)."})
     prm_prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the PRM's prefix KV cache: a step-search round runs the PRM (and its reference model) only on the tokens after the longest prefix scored before (0: off, every solution read whole)."})
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS),
                                metadata={"help": f"Search methods, from ttstrain.search.SEARCH_METHODS (default {ALL_METHODS}; also dvts, revisions)."})
     max_budget: int = field(default=16, metadata={"help": "Largest N; budgets are 1, 2, 4, ... up to it."})
-    beam_width: str = field(default="4", metadata={"help": "Beam width M (an integer, or 'sqrt' for M = sqrt(N)); dvts: N/M subtrees of M proposals."})
-    lookahead_steps: int = field(default=3, metadata={"help": "k, temperature-0 rollout steps of lookahead search (dvts has no lookahead: 0, and never reads this)."})
-    revision_length: int = field(default=4, metadata={"help": "L, attempts per chain of `revisions` (run with --model_name_or_path <revision model>)."})
-    revision_selection: str = field(default="hierarchical", metadata={"help": "Answer selection of `revisions`: hierarchical, majority or weighted."})
-    tail_alpha: float = field(default=0.2, metadata={"help": "SLG: top fraction of a state's rewards its best-of-N prediction is fitted to."})
-    slg_prefix_tokens: int = field(default=0, metadata={"help": "SLG: cut root solutions to their first step (0) or to their first this many tokens to make the candidate states."})
-    aggregation: str = field(default="last", metadata={"help": "Step-score aggregation (ttstrain.aggregation)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of samples and beam steps."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus threshold of samples and beam steps."})
-    max_new_tokens: int = field(default=320, metadata={"help": "Cap on one solution's generated tokens (every method)."})
-    max_step_tokens: int = field(default=128, metadata={"help": "Cap on one step's tokens (beam search, lookahead)."})
-    max_rounds: int = field(default=40, metadata={"help": "Step-search rounds before stopping (paper: 40)."})
     resamples: int = field(default=16, metadata={"help": "Nested-subset resamplings averaged for best-of-N curves."})
     problems_per_chunk: int = field(default=64, metadata={"help": "Problems searched together (one resumable chunk)."})
-    shard: str | None = field(default=None, metadata={"help": "i/n: this job runs the chunks whose index mod n is i."})
-    seed: int = field(default=0, metadata={"help": "Seed of sampling, few-shot selection and resamplings."})
 
     def budgets(self) -> list[int]:
-        from ttstrain.analysis.metrics import power_of_two_budgets
-
         out = power_of_two_budgets(self.max_budget)
         return out if out[-1] == self.max_budget else out + [self.max_budget]
 
-    def search_config(self, n: int, step_format=None):
+    def search_config(self, n: int, step_format=None) -> SearchConfig:
         """The library's config at budget n; `step_format` is the policy prompt format's (LINE when unset)."""
-        from ttstrain.search import SearchConfig
-        from ttstrain.steps import LINE
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(SearchSettings)}
+        return SearchConfig(**settings, n=n, step_format=step_format or LINE)
 
-        width = int(self.beam_width) if self.beam_width.strip().isdigit() else self.beam_width.strip()
-        return SearchConfig(n=n, beam_width=width, lookahead_steps=self.lookahead_steps, aggregation=self.aggregation,
-                            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
-                            max_step_tokens=self.max_step_tokens, max_rounds=self.max_rounds,
-                            revision_length=self.revision_length, revision_selection=self.revision_selection,
-                            tail_alpha=self.tail_alpha, slg_prefix_tokens=self.slg_prefix_tokens, seed=self.seed,
-                            step_format=step_format or LINE)
 
-    def fingerprint(self) -> dict:
-        """Fields that change the results: a resumed run must match them."""
-        skip = {"output_dir", "shard", "prm_device", "prm_batch_size", *RUNTIME_FIELDS}
-        if self.prm_format == "auto" or self.prm_format == _detected_format(self.prm_path):
-            skip.add("prm_format")  # runs from before --prm_format resume: the checkpoint's revision says the rest
-        if self.prm_backend == "transformers":  # likewise for runs from before --prm_backend
-            skip.add("prm_backend")
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+def search_fingerprint(cfg: SearchStageConfig) -> dict:
+    """What a resumed search must match: the stage's fields (a --prm_format that names what auto detects
+    counts as auto) and the verifier's revision."""
+    if cfg.prm_format == _detected_format(cfg.prm_path):
+        cfg = replace(cfg, prm_format="auto")
+    verifier = verifier_name(cfg)
+    return {**run_fingerprint(cfg), f"{cfg.verifier}_revision": model_revision(verifier, fetch=True) if verifier else None}
 
 
 def _detected_format(prm_path: str | None) -> str | None:
@@ -141,8 +123,6 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
     name = verifier_name(cfg)
     device = resolve_device(cfg.prm_device)
     if cfg.verifier == "likelihood":
-        from ttstrain.prm.likelihood_baseline import LikelihoodScorer
-
         return LikelihoodScorer.from_pretrained(name, device=device, dtype=cfg.prm_dtype,
                                                 batch_size=cfg.prm_batch_size, prompt_format=prompt_format)
     if not name:
@@ -150,8 +130,6 @@ def load_scorer(cfg: SearchStageConfig, prompt_format=None):
                          f"(or --verifier likelihood)")
     fmt = resolve_prm_format(name, cfg.prm_format)
     if cfg.prm_backend == "vllm":
-        from ttstrain.prm.verifiers_vllm import load_pooling_verifier
-
         if cfg.verifier != "prm":
             raise ValueError(f"--prm_backend vllm serves a PRM as it is; --verifier {cfg.verifier} runs on transformers")
         return load_pooling_verifier(name, fmt, gpu_memory_utilization=pooling_share(cfg), dtype=cfg.prm_dtype,
@@ -176,9 +154,6 @@ class _Grader:
         self.cache: dict = {}
 
     def __call__(self, problem: dict, answer: str | None) -> bool:
-        from ttstrain.answers.grading import answer_key
-        from ttstrain.answers.grading import is_equivalent
-
         if answer is None:
             return False
         key = (problem["id"], answer_key(answer))
@@ -218,9 +193,6 @@ def _candidate_rows(problem: dict, run: str, budget: int, result, grader: _Grade
 def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict],
                  shots) -> tuple[list[dict], list[dict], dict]:
     """Every method x budget on `problems`; returns result rows, candidate rows and counters."""
-    from ttstrain.prompts import format_prompt
-    from ttstrain.search import NO_VERIFIER, SUBSAMPLED, best_of_n, get_method, nested_orders, subset_result
-
     prompts = [format_prompt(p["question"], shots) for p in problems]
     budgets, top = cfg.budgets(), cfg.max_budget
     grader = _Grader()
@@ -246,10 +218,10 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
             continue
         fn = get_method(m)
         for b in budgets:
-            if hasattr(scorer, "clear_prefix_caches"):  # each run starts cold: its scores depend on it alone
+            if scorer is not None:  # each run starts cold: its scores depend on it alone
                 scorer.clear_prefix_caches()
             t0 = time.time()
-            with policy_prefix_cache(generator, cfg.prefix_cache_mb << 20):
+            with generator.fresh_prefix_cache(cfg.prefix_cache_mb << 20):
                 results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b, shots.steps))
             counters[f"seconds_{m}_N{b}"] = time.time() - t0
             for p, res in zip(problems, results):
@@ -292,8 +264,6 @@ def pooling_share(cfg: SearchStageConfig) -> float:
 def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
     """vLLM's GPU share when this search's verifier runs on the engine's GPU: 0.9 less what the verifier
     needs (`ttstrain.devices`); None (the config's or the default share) otherwise."""
-    from ttstrain.search import NO_VERIFIER
-
     if cfg.backend != "vllm" or cfg.gpu_memory_utilization is not None or all(m in NO_VERIFIER for m in cfg.methods):
         return None
     if not verifier_name(cfg):
@@ -312,11 +282,37 @@ def planned_vllm_share(cfg: SearchStageConfig) -> float | None:
     return vllm_memory_share(None, verifier_device=device, verifier_need=need, gpu_bytes=gpu_total_bytes())
 
 
+def search_worker(cfg: SearchStageConfig, generator=None, scorer=None) -> ChunkWorker:
+    """The policy, its prompt format and the verifier the chunks are searched with; each chunk writes its
+    candidates beside its results."""
+    verifier = verifier_name(cfg)
+    own = generator is None
+    generator = generator or stage_generator(cfg, gpu_memory_utilization=planned_vllm_share(cfg))
+    shots = stage_prompt_format(cfg, generator)
+    if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
+        scorer = load_scorer(cfg, prompt_format=shots)
+    if scorer is not None and reads_questions(scorer):  # a public PRM reads the question in each policy prompt
+        scorer.read_prompts_as(shots)
+    elif scorer is not None:  # the PRM reads the prompts the policy gets
+        check_same_format(scorer.prompt_format.record(), shots.record(), f"the {VERIFIERS[cfg.verifier]} {verifier}",
+                          "this search's policy prompts")
+    scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier,
+                                              "parameters": getattr(scorer, "num_parameters", None),
+                                              **({"reads": reads} if (reads := scorer.describe()) else {})}
+
+    def process(chunk, start):
+        rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots)
+        return rows, counters, {"candidates": cand_rows}
+
+    # step search makes a call per round: the bar moves per call and stops short of a chunk's end until it is written
+    calls = len(cfg.budgets()) * len([m for m in cfg.methods if m not in SUBSAMPLED]) + 1
+    record = {"generator": generator.identity(), "scorer": scorer_id, "budgets": cfg.budgets(),
+              "prompt_format": shots.record()}
+    return ChunkWorker(process, generator, record, calls_per_chunk=calls, close=generator.close if own else None)
+
+
 def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progress: bool = True) -> dict | None:
     """Search the problems this shard owns; merge when every chunk is done. Returns the summary if merged."""
-    from ttstrain.prompts import check_same_format
-    from ttstrain.search import NO_VERIFIER, get_method
-
     for m in cfg.methods:
         get_method(m)
     cfg.search_config(cfg.max_budget).width()  # a beam width that does not divide N fails now, not mid-run
@@ -324,58 +320,19 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
     if verifier and cfg.verifier in PRM_VERIFIERS and any(m not in NO_VERIFIER for m in cfg.methods):
         resolve_prm_format(verifier, cfg.prm_format)  # a PRM that cannot be read is named before the policy loads
         check_weight_files(resolve_model(verifier), "PRM")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     problems = stage_problems(cfg)
-    check_or_write_config(out, {**run_fingerprint(cfg),
-                                f"{cfg.verifier}_revision": model_revision(verifier, fetch=True) if verifier else None})
-    shard = Shard.parse(cfg.shard)
-    if missing_chunks(out, len(problems), cfg.problems_per_chunk):
-        if generator is None:
-            generator = stage_generator(cfg, gpu_memory_utilization=planned_vllm_share(cfg))
-        shots = stage_prompt_format(cfg, generator)
-        if scorer is None and any(m not in NO_VERIFIER for m in cfg.methods):
-            scorer = load_scorer(cfg, prompt_format=shots)
-        if scorer is not None and reads_questions(scorer):  # a public PRM reads the question in each policy prompt
-            scorer.read_prompts_as(shots)
-        elif scorer is not None and hasattr(scorer, "prompt_format"):  # the PRM reads the prompts the policy gets
-            check_same_format(scorer.prompt_format.record(), shots.record(), f"the {VERIFIERS[cfg.verifier]} {verifier}",
-                              "this search's policy prompts")
-        name = "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
-        scorer_id = None if scorer is None else {"type": type(scorer).__name__, "path": verifier,
-                                                  "parameters": getattr(scorer, "num_parameters", None),
-                                                  **({"reads": scorer.describe()} if hasattr(scorer, "describe") else {})}
-        write_resolved_config(out, cfg, name=name, generator=generator.identity(), scorer=scorer_id,
-                              budgets=cfg.budgets(), problems_loaded=len(problems), prompt_format=shots.record())
-
-        def process(chunk, start):
-            rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots)
-            write_parquet(out / "chunks" / f"{chunk_stem(start, start + len(chunk))}.candidates.parquet", cand_rows)
-            return rows, counters
-
-        # step search makes a call per round: the bar moves per call and stops short of a chunk's end until it is written
-        calls = len(cfg.budgets()) * len([m for m in cfg.methods if m not in ("majority", "best_of_n_weighted",
-                                                                             "best_of_n_naive")]) + 1
-        t0 = time.time()
-        with StageProgress(len(problems), "search", generator, calls, cfg.problems_per_chunk, progress) as bar:
-            run = run_chunks(out, problems, cfg.problems_per_chunk, shard, process, progress=bar.chunk_done)
-        print(f"[search] {run} in {time.time() - t0:.1f} s")
-    missing = missing_chunks(out, len(problems), cfg.problems_per_chunk)
-    if missing:
-        print(f"[search] {len(missing)} chunk(s) still to do (other shards?); merge when all are done")
+    stage = ChunkedStage("search", cfg, problems, cfg.problems_per_chunk, search_fingerprint(cfg),
+                         open_worker=lambda: search_worker(cfg, generator, scorer))
+    chunks = run_chunked_stage(stage, progress)
+    if chunks is None:
         return None
-    rows, cands, seconds = [], [], {}
-    for s, e in chunk_ranges(len(problems), cfg.problems_per_chunk):
-        stem = chunk_stem(s, e)
-        rows += read_parquet(out / "chunks" / f"{stem}.parquet")
-        cands += read_parquet(out / "chunks" / f"{stem}.candidates.parquet")
-        for k, v in json.loads((out / "chunks" / f"{stem}.json").read_text()).items():
-            if k.startswith("seconds"):
-                seconds[k] = round(seconds.get(k, 0.0) + v, 3)
-    write_parquet(out / "results.parquet", rows)
-    write_parquet(out / "candidates.parquet", cands)
-    summary = {"problems": len(problems), "budgets": cfg.budgets(), "methods": summarize(rows), "seconds": seconds}
-    write_json(out / "summary.json", summary)
+    rows, counters = chunks.rows()
+    seconds = {k: round(v, 3) for k, v in counters.items() if k.startswith("seconds")}
+    write_parquet(stage.output_dir / "results.parquet", rows)
+    write_parquet(stage.output_dir / "candidates.parquet", chunks.table("candidates"))
+    summary = {"problems": len(problems), "budgets": cfg.budgets(), "methods": summarize(rows), "seconds": seconds,
+               **chunks.workers()}
+    write_json(stage.output_dir / "summary.json", summary)
     if progress:
         for m, per_b in summary["methods"].items():
             print(f"[search] {m:<20} " + "  ".join(f"N={b}: {e['accuracy']:.3f}" for b, e in per_b.items()))
@@ -383,8 +340,6 @@ def run_search_stage(cfg: SearchStageConfig, generator=None, scorer=None, progre
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-
     return StageParser((SearchStageConfig,))
 
 

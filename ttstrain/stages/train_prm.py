@@ -20,38 +20,32 @@ Output folder (`output_dir`):
   README.md                                   model card: data, settings, validation losses
                                               (with --reference_features: the fitted combiner, also in
                                               config.json's ttstrain_prm.reference_features)
-  prm_train_config.json                       the resolved config, data summary and final metrics
+  ttstrain_config.json                        the resolved config, data summary and final metrics (the
+                                              revision trainer's name too; PRMs saved before both used
+                                              it have prm_train_config.json, which readers still take)
+  trainer_state.json                          the Trainer's log history (losses, evaluations)
   checkpoint-<step>/                          Trainer checkpoints (resumable; the best one is kept)
 """
 
 from __future__ import annotations
 
 import torch
+from transformers import set_seed
 
+from ttstrain.parsing import StageParser
+from ttstrain.prm.config import PRMConfig
+from ttstrain.prm.data import load_prm_rows, split_by_question
+from ttstrain.prm.reference_fit import fit_reference_features
+from ttstrain.prm.trainer import PRMTrainer, load_prm_model
+from ttstrain.runner.rows import recorded_prompt_format
 from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume
+from ttstrain.trainers.run_skeleton import TRAIN_CONFIG, append_card_line, write_train_config, writes_output
 
-PRM_TRAIN_CONFIG = "prm_train_config.json"
-
-
-def append_card_line(output_dir, line: str) -> None:
-    """One more bullet at the end of the model card."""
-    from pathlib import Path
-
-    from ttstrain.io import write_text
-
-    card = Path(output_dir) / "README.md"
-    write_text(card, card.read_text(encoding="utf-8") + f"- {line}\n")
 
 
 def run_train_prm(cfg):
-    """Split by question, train, keep the best checkpoint, save the PRM with its card. Returns the trainer."""
-    from transformers import set_seed
-
-    from ttstrain.io import write_resolved_config
-    from ttstrain.prm.data import load_prm_rows, split_by_question
-    from ttstrain.runner.rows import recorded_prompt_format
-    from ttstrain.prm.trainer import PRMTrainer, load_prm_model
-
+    """Split by question, train, keep the best checkpoint, save the PRM with its card and resolved config
+    (`ttstrain.trainers.run_skeleton`). Returns the trainer."""
     default_wandb_offline(cfg.report_to)
     set_seed(cfg.seed)
     rows = load_prm_rows(cfg.dataset_path)
@@ -70,8 +64,6 @@ def run_train_prm(cfg):
     trainer.log_metrics("all", metrics)
     trainer.save_prm(cfg.output_dir, extra_card={"final metrics": metrics})
     if cfg.reference_features:
-        from ttstrain.prm.reference_fit import fit_reference_features
-
         if torch.cuda.is_available():  # the fit loads the PRM and its reference model where the optimizer state sat
             trainer.accelerator.free_memory()
             trainer.optimizer = trainer.lr_scheduler = None
@@ -83,7 +75,7 @@ def run_train_prm(cfg):
                                       fitted_on="train", validation_rows=val, device=trainer.accelerator.device,
                                       accelerator=trainer.accelerator)
         metrics["reference_features"] = spec
-    if cfg.reference_features and trainer.args.should_save:
+    if cfg.reference_features and writes_output(trainer):
         held_out = spec.get("validation")
         print(f"[train-prm] reference features: BCE {spec['bce_value_head_only']} -> {spec['bce_combined']} on the "
               f"{spec['fitted_steps']} training steps they were fitted on"
@@ -91,27 +83,20 @@ def run_train_prm(cfg):
                  "validation steps" if held_out else " (no validation questions to check them on)"), flush=True)
         if spec.get("warning"):
             print(f"[train-prm] WARNING: reference features {spec['warning']}", flush=True)
-        append_card_line(cfg.output_dir, f"reference features (scorer combines the value head with "
-                                         f"`{cfg.model_name_or_path}`'s token log-probs): {spec}")
-    trainer.accelerator.wait_for_everyone()
-    if trainer.args.should_save:
-        trainer.save_state()
-        write_resolved_config(cfg.output_dir, cfg.to_dict(), name=PRM_TRAIN_CONFIG, data=trainer.data_summary,
-                              metrics=metrics, world_size=cfg.world_size)
+        append_card_line(trainer, cfg.output_dir, f"reference features (scorer combines the value head with "
+                                                  f"`{cfg.model_name_or_path}`'s token log-probs): {spec}")
+    write_train_config(trainer, cfg.output_dir, cfg, data=trainer.data_summary, metrics=metrics)
     return trainer
 
 
 def make_parser():
-    from ttstrain.parsing import StageParser
-    from ttstrain.prm.config import PRMConfig
-
     return StageParser((PRMConfig,))
 
 
 def main(args: list[str] | None = None) -> None:
     (cfg,) = make_parser().parse_args_and_config(args)
     trainer = run_train_prm(cfg)
-    if trainer.args.should_save:
+    if writes_output(trainer):
         print(f"[train-prm] PRM written to {cfg.output_dir}")
 
 

@@ -1,4 +1,5 @@
-"""What both trainers (PRM and revision SFT) set up the same way before `Trainer.train`.
+"""What both trainers (PRM and revision SFT) set up the same way before `Trainer.train` (how
+both end, writing output_dir: `ttstrain.trainers.run_skeleton`).
 
 - `default_wandb_offline`: W&B logs offline unless the user chose a mode (WANDB_MODE).
 - `resolve_resume`: `--resume_from_checkpoint last|true|<folder>|none` as `Trainer.train` takes it.

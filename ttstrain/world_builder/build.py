@@ -40,8 +40,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from ttstrain.world.task import CONTEXT_CHARS
+from ttstrain.generation.hf import HFGenerator
+from ttstrain.generation.sampling import sample_solutions
+from ttstrain.parsing import StageParser
+from ttstrain.prompts import format_example, format_prompt
+from ttstrain.world import task
+from ttstrain.world.task import CONTEXT_CHARS, LEVELS, problems_split
+from ttstrain.world_builder.card import write_world_card
+from ttstrain.world_builder.checking import SLIPS, check_example
+from ttstrain.world_builder.slipped import slipped_solution
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "world" / "default_policy"
 
@@ -141,11 +150,6 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
     `solve_context_share` of the solving rows come after 1 to `solve_context_max` worked problems of
     any level (written as solving text is), untrained, so the policy solves wherever its problem
     starts; never the same problem, never a previous-attempt head (the revision format)."""
-    from ttstrain.prompts import format_example, format_prompt
-    from ttstrain.world_builder.checking import check_example
-    from ttstrain.world_builder.slipped import slipped_solution
-    from ttstrain.world.task import sample_training_problem
-
     def solving_text(problem) -> str:
         return slipped_solution(rng, problem, solve_step_error_rate) if solve_step_error_rate else problem.solution
 
@@ -158,11 +162,11 @@ def training_batch(rng: random.Random, level: int, batch_size: int, tokenizer, c
             seqs.append(ids)
             labels.append(lab)
             continue
-        p = sample_training_problem(rng, level)
+        p = task.sample_training_problem(rng, level)
         shots, shot_chars = [], 0
         if solve_context_share and rng.random() < solve_context_share:
             for _ in range(rng.randint(1, solve_context_max)):
-                o = sample_training_problem(rng, rng.randint(1, 5))
+                o = task.sample_training_problem(rng, rng.randint(1, 5))
                 if o.question == p.question:  # never the problem it is about to solve
                     continue
                 shot = (o.question, solving_text(o))
@@ -213,10 +217,6 @@ def lr_at(step: int, cfg: BuildWorldConfig) -> float:
 
 def probe_policy(model, tokenizer, per_level: int, seed: int) -> dict[int, float]:
     """Greedy pass@1 per level on `per_level` test problems: a cheap view of training progress."""
-    from ttstrain.generation.hf import HFGenerator
-    from ttstrain.generation.sampling import sample_solutions
-    from ttstrain.world.task import LEVELS, problems_split
-
     model.eval()
     rows = sample_solutions(HFGenerator(model, tokenizer), problems_split("test", per_level, seed), n=1,
                             temperature=0.0, seed=seed, desc="probe", progress=False)
@@ -224,9 +224,7 @@ def probe_policy(model, tokenizer, per_level: int, seed: int) -> dict[int, float
 
 
 def train_policy(cfg: BuildWorldConfig):
-    from tqdm.auto import tqdm
-
-    from ttstrain.world.tokenizer import build_char_tokenizer
+    from ttstrain.world.tokenizer import build_char_tokenizer  # transformers: at use, not import
 
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -328,8 +326,6 @@ def load_resume_state(state_dir: Path, cfg, model, opt, rng) -> tuple[int, int, 
 
 
 def build_world(cfg: BuildWorldConfig) -> Path:
-    from ttstrain.world_builder.checking import SLIPS
-
     if cfg.check_slips not in SLIPS:  # the parser refuses it too; a config built in code is checked here
         raise SystemExit(f"check_slips {cfg.check_slips!r} is not one of {sorted(SLIPS)}")
     out = Path(cfg.output_dir)
@@ -344,16 +340,11 @@ def build_world(cfg: BuildWorldConfig) -> Path:
         tokenizer.save_pretrained(out)
         (out / "build_config.json").write_text(json.dumps({**asdict(cfg), **train_stats}, indent=2) + "\n")
         shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # the finished weights supersede it
-    # imported late: the card is measured with the project's generation backend
-    from ttstrain.world_builder.card import write_world_card
-
     write_world_card(out, cfg)
     return out
 
 
 def make_parser(subparsers=None):
-    from ttstrain.parsing import StageParser
-
     if subparsers is not None:
         return subparsers.add_parser("build-world", help="Pretrain the default world's policy.",
                                      dataclass_types=(BuildWorldConfig,))

@@ -13,9 +13,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ttstrain.analysis.metrics import pass_at_k
+from ttstrain.analysis.metrics import auroc, pass_at_k
+from ttstrain.generation.hf import HFGenerator
 from ttstrain.generation.sampling import group_by_problem, sample_solutions
 from ttstrain.world.task import CONTEXT_CHARS, LEVELS, first_error, problems_split
+from ttstrain.world_builder import checking
+from ttstrain.world_builder.checking import MISTAKE_KINDS
+from ttstrain.world_builder.slipped import SLIPPED_KINDS
 
 
 def measure_policy(generator, eval_per_level: int = 200, sampled_per_level: int = 50, samples: int = 16,
@@ -43,7 +47,7 @@ def measure_policy(generator, eval_per_level: int = 200, sampled_per_level: int 
     card["wrong_samples"] = len(wrong)
     card["first_error_kinds"] = dict(kinds.most_common())
     card["wrong_with_identified_step"] = round(1 - kinds.get("none-found", 0) / max(1, len(wrong)), 4)
-    if hasattr(generator, "model"):
+    if isinstance(generator, HFGenerator):  # checking is read from the policy's own next-token distribution
         card["checking"] = measure_checking(generator.model, generator.tokenizer, sampled)
     return card
 
@@ -57,10 +61,7 @@ def measure_checking(model, tokenizer, sampled: list[dict]) -> dict:
     (what a verifier needs to pick answers). first_wrong_step_found: wrong samples whose first step
     above 0.5 is their first wrong step. A policy that never read checked solutions scores ~0.5.
     """
-    from ttstrain.analysis.metrics import auroc
-    from ttstrain.world_builder.checking import check_scores
-
-    scores = check_scores(model, tokenizer, sampled)
+    scores = checking.check_scores(model, tokenizer, sampled)
     step_scores, step_wrong, found, wrong_total = [], [], 0, 0
     by_question: dict[str, list[tuple[float, bool]]] = {}
     for r, s in zip(sampled, scores):
@@ -85,9 +86,6 @@ def measure_checking(model, tokenizer, sampled: list[dict]) -> dict:
 
 def pretraining_mixture(cfg) -> dict:
     """The last build phase's data mixture, as the card states it (earlier phases: their own cards)."""
-    from ttstrain.world_builder.checking import MISTAKE_KINDS
-    from ttstrain.world_builder.slipped import SLIPPED_KINDS
-
     mixture = {"init_from": cfg.init_from, "steps": cfg.max_steps, "batch_size": cfg.batch_size,
                "solving": round(1 - cfg.check_fraction, 4)}
     if getattr(cfg, "solve_step_error_rate", 0.0):
@@ -123,8 +121,7 @@ def pretraining_mixture(cfg) -> dict:
 
 
 def write_world_card(policy_dir: Path, cfg=None) -> dict:
-    from ttstrain.generation.hf import HFGenerator
-    from ttstrain.models import load_causal_lm, load_tokenizer
+    from ttstrain.models import load_causal_lm, load_tokenizer  # transformers: at use, not import
 
     policy_dir = Path(policy_dir)
     gen = HFGenerator(load_causal_lm(str(policy_dir)), load_tokenizer(str(policy_dir)), model_name=str(policy_dir))

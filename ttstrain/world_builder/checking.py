@@ -36,11 +36,13 @@ the probability the policy gives to "this step is wrong" (anything but the newli
 from __future__ import annotations
 
 import argparse
+import math
 import random
 
 import torch
 
 from ttstrain.prompts import QUESTION_HEAD
+from ttstrain.steps import split_steps, step_end_positions
 from ttstrain.world_builder.slipped import slipped_wrong_step
 from ttstrain.world.task import ArithmeticProblem, answer_line, apply_op, sample_training_problem, step_line
 
@@ -178,10 +180,7 @@ def check_scores(model, tokenizer, rows: list[dict], batch_size: int = 64) -> li
     """Per row (question, completion), P(step is wrong) after each step, read from the policy's
     next-token distribution under the `Check:` head: 1 - P(newline) at the step's last character
     (the world's character tokenizer keeps the newline a token of its own)."""
-    import math
-
-    from ttstrain.prm.reference_features import token_logprobs
-    from ttstrain.steps import split_steps, step_end_positions
+    from ttstrain.prm.reference_features import token_logprobs  # transformers: at use, not import
 
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
     seqs, ends = [], []

@@ -25,7 +25,7 @@ import argparse
 import random
 
 from ttstrain.steps import join_steps
-from ttstrain.world.task import MAX_VALUE, ArithmeticProblem, answer_line, apply_op, step_line
+from ttstrain.world.task import MAX_VALUE, ArithmeticProblem, answer_line, apply_op, sample_training_problem, step_line
 
 SLIPPED_KINDS = ("skipped", "other_operand")
 
@@ -84,8 +84,6 @@ def slipped_solution(rng: random.Random, problem: ArithmeticProblem, step_error_
 
 
 def main() -> None:
-    from ttstrain.world.task import sample_training_problem
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--n", type=int, default=3)

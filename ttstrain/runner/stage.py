@@ -1,0 +1,89 @@
+"""What a chunked stage is, for the runner and its executors: the stage (`ChunkedStage`: config, items,
+chunk size, fingerprint, how to open a worker), the worker one process runs chunks with
+(`ChunkWorker`), which config fields a resume must match (`stage_fingerprint`), and the run's config
+file. `ttstrain.runner.chunked` runs a stage; `ttstrain.runner.ray_executor` runs its chunks on Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ttstrain.io import write_resolved_config
+from ttstrain.runner.shards import Shard, chunk_ranges, chunk_stem
+
+# what process(items, start) returns: rows, counters, and optionally named side tables of the chunk
+# (written as chunks/<stem>.<name>.parquet, e.g. search's candidates)
+ChunkResult = tuple  # (list[dict], dict) or (list[dict], dict, dict[str, list[dict]])
+
+
+def counts_for_resume(f: dataclasses.Field) -> bool:
+    return f.metadata.get("fingerprint", True) is not False
+
+
+def stage_fingerprint(cfg) -> dict:
+    """The config fields that change what a chunk holds: a resume or a merge must match them. A stage
+    config names the fields it reads only after its chunks are written in `read_after_chunks`."""
+    after = set(getattr(cfg, "read_after_chunks", ()))
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if counts_for_resume(f) and f.name not in after}
+
+
+def field_defaults(cfg) -> dict:
+    """Each counted field's default: what a fingerprint recorded before the field existed stands for."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def config_file_name(shard: Shard) -> str:
+    return "config.json" if shard.count == 1 else f"config.shard-{shard.index}-of-{shard.count}.json"
+
+
+@dataclass
+class ChunkWorker:
+    """What the chunks run on, built once per process: `process(items, start)` makes one chunk."""
+
+    process: Callable[[Sequence[dict], int], ChunkResult]
+    generator: Any = None  # the progress bar listens to it
+    record: dict = field(default_factory=dict)  # recorded in the run's config file (generator identity, prompt format)
+    calls_per_chunk: int = 1  # generate calls a chunk makes (the progress bar moves within a chunk)
+    close: Callable[[], None] | None = None  # frees what the worker built itself (an engine's GPU memory)
+
+
+@dataclass
+class ChunkedStage:
+    name: str  # the command, in messages and the progress bar
+    config: Any  # the stage's config dataclass: recorded, and its output_dir, shard and merge_only read
+    items: Sequence[dict]
+    chunk_size: int
+    fingerprint: dict
+    open_worker: Callable[[], ChunkWorker]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    @property
+    def shard(self) -> Shard:
+        return Shard.parse(getattr(self.config, "shard", None))
+
+    @property
+    def merge_only(self) -> bool:
+        return bool(getattr(self.config, "merge_only", False))
+
+    def owned_missing(self) -> list[str]:
+        ranges = chunk_ranges(len(self.items), self.chunk_size)
+        return [chunk_stem(s, e) for c, (s, e) in enumerate(ranges) if self.shard.owns(c)
+                and not (self.output_dir / "chunks" / f"{chunk_stem(s, e)}.parquet").exists()]
+
+
+def write_run_config(stage: ChunkedStage, record: dict) -> None:
+    """The run's config file (this shard's under --shard), with what its worker resolved."""
+    write_resolved_config(stage.output_dir, stage.config, name=config_file_name(stage.shard),
+                          problems_loaded=len(stage.items), **record)
