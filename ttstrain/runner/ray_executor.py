@@ -1,0 +1,220 @@
+"""Runs a chunked stage's chunks on a Ray cluster (`--executor ray`): one actor per worker, each
+holding its own generator and verifier, whole chunks handed to whichever worker is free.
+
+    ttstrain label-mc --config recipes/default/label_mc/config_demo.yaml --executor ray --num_workers 2
+    ttstrain search --config ... --backend vllm --executor ray --ray_address auto --num_workers 8 --gpus_per_worker 1
+
+Each actor opens the stage's worker once (`ChunkedStage.open_worker`: the model, the prompt format,
+the verifier) and runs chunks with `ttstrain.runner.shards.run_chunk`, writing the chunk files
+itself, atomically, into the stage's output folder under the names the local executor uses, so
+resume, `--shard`, `--merge_only` and every reader work unchanged. Across nodes that folder must
+be on a filesystem every node sees (docs/scale-out.md). Rows equal the local executor's: every
+draw is keyed by the chunk's problems and the seed, never by the process that runs it.
+
+Faults: a worker process that dies (SIGKILL, a lost node) is restarted by Ray and its chunk runs
+again (`MAX_RESTARTS` times), so the run ends with the rows of an uninterrupted one; a chunk whose
+own processing raises (bad data) fails the run at once, naming the chunk and its problems, and is
+not retried. A driver that dies leaves the finished chunks on disk; the same command resumes.
+
+Why actors and not Ray Data's `map_batches`: a chunk is the unit of resume (one atomic file per
+chunk, named by its problems), a generate call wants a whole chunk's prompts at once, and a worker
+must build its engine once and keep it; an actor per worker with a queue of chunks is that, with
+Ray's actor restart and task retry giving the fault tolerance, and nothing in between to convert.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from tqdm.auto import tqdm
+
+from ttstrain.runner.stage import ChunkedStage, ChunkWorker, write_run_config
+from ttstrain.runner.shards import chunk_ranges, chunk_stem, remove_stale_temporaries, run_chunk
+from ttstrain.user_errors import user_error_types
+
+RAY_INSTALL = "pip install 'ttstrain[ray]'"
+MAX_RESTARTS = 3  # a worker that dies is restarted this many times, and its chunk retried, before the run fails
+# the driver's settings a worker needs (offline data, caches, debug): passed to every worker process
+FORWARDED_ENV_PREFIXES = ("TTSTRAIN_", "HF_", "TRANSFORMERS_", "VLLM_")
+
+
+class ChunkFailed(ValueError):
+    """A chunk whose own processing failed (bad data): the run stops and names it."""
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}") from e
+    return ray
+
+
+class ChunkActorBody:
+    """One Ray worker: the stage's worker, opened once; `run` makes and writes one chunk."""
+
+    def __init__(self, open_worker, chunks_dir: str, cpus: float):
+        import torch
+
+        torch.set_num_threads(max(1, int(cpus)))  # the CPUs Ray gave this worker, not the node's
+        self.worker: ChunkWorker = open_worker()
+        self.chunks_dir = chunks_dir
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def record(self) -> dict:
+        return self.worker.record
+
+    def run(self, items: list[dict], start: int, stem: str) -> dict:
+        from pathlib import Path
+
+        generator = self.worker.generator
+        before = generator.stats.generated_tokens if generator is not None else 0
+        counters = run_chunk(Path(self.chunks_dir), stem, self.worker.process, items, start)
+        tokens = (generator.stats.generated_tokens - before) if generator is not None else 0
+        return {"stem": stem, "problems": len(items), "seconds": counters["seconds"], "generated_tokens": tokens,
+                "worker": self.name}
+
+    def close(self) -> None:
+        if self.worker.close is not None:
+            self.worker.close()
+
+
+def _connect(ray, stage: ChunkedStage) -> bool:
+    """Join the cluster the config names, or start a local one; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    cfg = stage.config
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    kw = {"runtime_env": {"env_vars": env}} if env else {}
+    if cfg.ray_address:
+        ray.init(address=cfg.ray_address, log_to_driver=False, **kw)
+    else:
+        need = cfg.num_workers * cfg.cpus_per_worker
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False, log_to_driver=False,
+                 **kw)
+    return True
+
+
+def _gpus(cfg) -> float:
+    return cfg.gpus_per_worker if cfg.gpus_per_worker is not None else (1.0 if cfg.backend == "vllm" else 0.0)
+
+
+def _failure(stage: ChunkedStage, start: int, end: int, err: Exception) -> Exception:
+    """The error that ends the run: which chunk, which problems, and why (a bad chunk's own error)."""
+    cause = getattr(err, "cause", None) or err
+    ids = [str(p.get("id", p.get("problem_id", "?"))) for p in stage.items[start:end]]
+    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    message = (f"{stage.name}: chunk {chunk_stem(start, end)} (problems {shown}) failed: "
+               f"{type(cause).__name__}: {' '.join(str(cause).split())}")
+    if isinstance(cause, user_error_types()):
+        return ChunkFailed(message)
+    return RuntimeError(message)
+
+
+def worker_throughput(results: list[dict]) -> list[dict]:
+    """Per worker: chunks, problems, seconds in chunks and generated tokens per second (a slow node shows)."""
+    workers: dict[str, dict] = {}
+    for r in results:
+        w = workers.setdefault(r["worker"], {"worker": r["worker"], "chunks": 0, "problems": 0, "seconds": 0.0,
+                                             "generated_tokens": 0})
+        w["chunks"] += 1
+        w["problems"] += r["problems"]
+        w["seconds"] += r["seconds"]
+        w["generated_tokens"] += r["generated_tokens"]
+    for w in workers.values():
+        w["seconds"] = round(w["seconds"], 3)
+        w["generated_tokens_per_s"] = round(w["generated_tokens"] / max(w["seconds"], 1e-9), 1)
+    return sorted(workers.values(), key=lambda w: w["worker"])
+
+
+def placeable_workers(resources: dict, wanted: int, cpus: float, gpus: float) -> int:
+    """How many workers of `cpus` and `gpus` the cluster can hold at once (at most `wanted`): Ray would
+    wait forever for a worker it cannot place, so none asked for is beyond the cluster."""
+    fits = [wanted]
+    for name, need in (("CPU", cpus), ("GPU", gpus)):
+        if need > 0:
+            fits.append(int(resources.get(name, 0) // need))
+    if min(fits) < 1:
+        raise ValueError(f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs: "
+                         f"not enough for one worker of {cpus:g} CPUs and {gpus:g} GPUs (--cpus_per_worker, "
+                         f"--gpus_per_worker)")
+    if min(fits) < wanted:
+        print(f"[ray] the cluster holds {min(fits)} of the {wanted} workers asked for ({cpus:g} CPUs, {gpus:g} GPUs "
+              "each); running with those", flush=True)
+    return min(fits)
+
+
+def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
+    """Run the chunks this shard owns on `num_workers` Ray actors; returns the run's counters and per-worker
+    throughput."""
+    ray = import_ray()
+    cfg = stage.config
+    if cfg.num_workers < 1:
+        raise ValueError(f"--num_workers must be >= 1, got {cfg.num_workers}")
+    chunks_dir = stage.output_dir / "chunks"
+    chunks_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)
+    todo, done_problems = [], 0
+    for c, (s, e) in enumerate(chunk_ranges(len(stage.items), stage.chunk_size)):
+        if stage.shard.owns(c):
+            if (chunks_dir / f"{chunk_stem(s, e)}.parquet").exists():
+                done_problems += e - s
+            else:
+                todo.append((s, e))
+    already = sum(stage.shard.owns(c) for c in range(len(chunk_ranges(len(stage.items), stage.chunk_size)))) - len(todo)
+    started = _connect(ray, stage)
+    actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(ChunkActorBody)
+    cpus, gpus = cfg.cpus_per_worker, _gpus(cfg)
+    try:
+        workers = placeable_workers(ray.cluster_resources(), min(cfg.num_workers, len(todo)), cpus, gpus)
+    except ValueError:
+        if started:
+            ray.shutdown()
+        raise
+    actors = [actor_class.options(num_cpus=cpus, num_gpus=gpus).remote(stage.open_worker, str(chunks_dir), cpus)
+              for _ in range(workers)]
+    results: list[dict] = []
+    bar = tqdm(total=len(stage.items), initial=done_problems, desc=f"{stage.name} (ray x{len(actors)})",
+               unit="problem", disable=not progress, mininterval=0.5)
+    t0 = time.monotonic()
+    try:
+        try:
+            write_run_config(stage, ray.get(actors[0].record.remote()))
+        except ray.exceptions.RayError as err:  # a worker could not open (a model that cannot load, a bad option)
+            cause = getattr(err, "cause", None)
+            raise (cause if isinstance(cause, BaseException) else RuntimeError(
+                f"{stage.name}: a Ray worker could not start: {' '.join(str(err).split())[:2000]}")) from err
+        queue = list(reversed(todo))  # later problems first: where levels rise along the items, the long chunks start early
+        running: dict = {}
+        for actor in actors:
+            if queue:
+                s, e = queue.pop(0)
+                running[actor.run.remote(list(stage.items[s:e]), s, chunk_stem(s, e))] = (actor, s, e)
+        while running:
+            finished, _ = ray.wait(list(running), num_returns=1)
+            ref = finished[0]
+            actor, s, e = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as err:
+                raise _failure(stage, s, e, err) from err
+            results.append(result)
+            bar.update(result["problems"])
+            tokens = sum(r["generated_tokens"] for r in results)
+            bar.set_postfix(chunks=f"{len(results)}/{len(todo)}", tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.0f}",
+                            refresh=False)
+            if queue:
+                s, e = queue.pop(0)
+                running[actor.run.remote(list(stage.items[s:e]), s, chunk_stem(s, e))] = (actor, s, e)
+        ray.get([a.close.remote() for a in actors])
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+        remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)  # from killed attempts
+        if started:
+            ray.shutdown()
+    return {"chunks_written": len(results), "chunks_already_done": already, "executor": "ray",
+            "workers": worker_throughput(results)}
