@@ -111,3 +111,21 @@ def test_a_fingerprint_recorded_before_a_field_existed_stands_for_its_default(tm
     assert _run("sample", tmp_path / "s") is not None  # top_p at its default: the run it was
     with pytest.raises(ValueError, match=r"differs in \['top_p'\]"):
         _run("sample", tmp_path / "s", top_p=0.5)
+
+
+def test_a_field_counted_since_a_folder_was_recorded_does_not_refuse_it(tmp_path):
+    """eval-revision's fingerprint left `levels` out before the one runner: such a folder, made with
+    --levels, resumes; one recorded with its levels is held to them."""
+    _run("eval-revision", tmp_path / "e", levels=[1, 2])
+    recorded = tmp_path / "e" / "run_fingerprint.json"
+    recorded.write_text(json.dumps({k: v for k, v in json.loads(recorded.read_text()).items() if k != "levels"}))
+    next((tmp_path / "e" / "chunks").glob("chunk-*[0-9].parquet")).unlink()
+    assert _run("eval-revision", tmp_path / "e", levels=[1, 2]) is not None
+
+
+def test_a_field_no_longer_counted_is_not_compared(tmp_path):
+    """A recorded value of a field now declared fingerprint=False (where it runs) never refuses a resume."""
+    _run("sample", tmp_path / "s")
+    recorded = tmp_path / "s" / "run_fingerprint.json"
+    recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "max_batch_rows": 7, "device": "cuda:3"}))
+    assert _run("sample", tmp_path / "s") is not None

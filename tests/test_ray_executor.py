@@ -190,3 +190,10 @@ def test_workers_the_cluster_cannot_hold_are_not_asked_for():
     assert placeable_workers({"CPU": 16.0, "GPU": 4.0}, 3, 1, 2) == 2
     with pytest.raises(ValueError, match=r"0 GPUs: not enough for one worker of 1 CPUs and 1 GPUs"):
         placeable_workers({"CPU": 2.0}, 2, 1, 1)
+
+
+def test_a_worker_that_cannot_open_says_why_in_one_line(tmp_path, local_cluster):
+    """A constructor's error reaches the driver as the exception itself, not as a dead actor."""
+    with pytest.raises(OSError, match="no-such-model"):
+        run_sample(SampleConfig(output_dir=str(tmp_path / "s"), model_name_or_path=str(tmp_path / "no-such-model"),
+                                per_level=1, num_samples=1, **SMALL, executor="ray"), progress=False)

@@ -172,6 +172,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                               stages=stage_config_dicts(configs))
 
     # the sample stage's rows are copied beside the report, where the later stages read them
+    # sampled afresh on every run, as a recipe change (or another policy) must be
+    for stage in ("greedy", "sample"):
+        shutil.rmtree(configs[stage].output_dir, ignore_errors=True)
     with clock.stage("greedy"):
         run_sample(configs["greedy"], generator=generator)
         shutil.copyfile(Path(configs["greedy"].output_dir) / "samples.parquet", out / "greedy.parquet")

@@ -38,7 +38,7 @@ from ttstrain.runner.progress import StageProgress
 from ttstrain.runner.shards import (check_or_write_config, chunk_ranges, chunk_stem, merge_chunks, missing_chunks,
                                     read_chunks, run_chunks, shard_configs)
 from ttstrain.runner.stage import (ChunkedStage, ChunkWorker, config_file_name, field_defaults, stage_fingerprint,
-                                   write_run_config)
+                                   uncounted_fields, write_run_config)
 
 __all__ = ["ChunkSet", "ChunkedStage", "ChunkWorker", "config_file_name", "local_executor", "run_chunked_stage",
            "stage_executor", "stage_fingerprint", "write_run_config"]
@@ -103,12 +103,14 @@ def stage_executor(cfg) -> Executor:
 def run_chunked_stage(stage: ChunkedStage, progress: bool = True, executor: Executor | None = None) -> ChunkSet | None:
     """Run the chunks this shard still owns; the finished chunks, or None while some are not written yet."""
     out = stage.output_dir
-    executor = executor or stage_executor(stage.config)
-    check_or_write_config(out, stage.fingerprint, must_exist=stage.merge_only, defaults=field_defaults(stage.config))
+    check_or_write_config(out, stage.fingerprint, must_exist=stage.merge_only, defaults=field_defaults(stage.config),
+                          uncounted=uncounted_fields(stage.config),
+                          unrecorded_ok=set(getattr(stage.config, "counted_since_recorded", ())))
     out.mkdir(parents=True, exist_ok=True)
     owned = sum(stage.shard.owns(c) for c in range(len(chunk_ranges(len(stage.items), stage.chunk_size))))
     run = {"chunks_written": 0, "chunks_already_done": 0 if stage.merge_only else owned}
     if not stage.merge_only and stage.owned_missing():
+        executor = executor or stage_executor(stage.config)
         t0 = time.time()
         run = executor(stage, progress)
         print(f"[{stage.name}] {run} in {time.time() - t0:.1f} s", flush=True)

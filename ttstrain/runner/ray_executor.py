@@ -36,8 +36,11 @@ from ttstrain.user_errors import user_error_types
 
 RAY_INSTALL = "pip install 'ttstrain[ray]'"
 MAX_RESTARTS = 3  # a worker that dies is restarted this many times, and its chunk retried, before the run fails
+PLACEMENT_WAIT_S = 120  # how long the workers' CPUs and GPUs may take to come free
 # the driver's settings a worker needs (offline data, caches, debug): passed to every worker process
+# (an access token is not: a runtime env is shown by Ray's dashboard; give workers theirs with `huggingface-cli login`)
 FORWARDED_ENV_PREFIXES = ("TTSTRAIN_", "HF_", "TRANSFORMERS_", "VLLM_")
+FORWARDED_ENV = ("XDG_CACHE_HOME",)
 
 
 class ChunkFailed(ValueError):
@@ -55,20 +58,32 @@ def import_ray():
 class ChunkActorBody:
     """One Ray worker: the stage's worker, opened once; `run` makes and writes one chunk."""
 
-    def __init__(self, open_worker, chunks_dir: str, cpus: float):
+    def __init__(self, open_worker, chunks_dir: str, cpus: float, driver_cwd: str):
         import torch
 
         torch.set_num_threads(max(1, int(cpus)))  # the CPUs Ray gave this worker, not the node's
-        self.worker: ChunkWorker = open_worker()
+        if os.path.isdir(driver_cwd):  # relative model, PRM and data paths mean what they mean to the driver
+            os.chdir(driver_cwd)
         self.chunks_dir = chunks_dir
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # a worker that cannot open (a model that does not load) says why through its calls: Ray would
+        # report a constructor's error as a dead actor, without the exception
+        self.error: BaseException | None = None
+        try:
+            self.worker: ChunkWorker | None = open_worker()
+        except Exception as e:  # noqa: BLE001 - re-raised, unchanged, by every call
+            self.worker, self.error = None, e
 
     def record(self) -> dict:
+        if self.error is not None:
+            raise self.error
         return self.worker.record
 
     def run(self, items: list[dict], start: int, stem: str) -> dict:
         from pathlib import Path
 
+        if self.error is not None:
+            raise self.error
         generator = self.worker.generator
         before = generator.stats.generated_tokens if generator is not None else 0
         counters = run_chunk(Path(self.chunks_dir), stem, self.worker.process, items, start)
@@ -77,7 +92,7 @@ class ChunkActorBody:
                 "worker": self.name}
 
     def close(self) -> None:
-        if self.worker.close is not None:
+        if self.worker is not None and self.worker.close is not None:
             self.worker.close()
 
 
@@ -86,14 +101,14 @@ def _connect(ray, stage: ChunkedStage) -> bool:
     if ray.is_initialized():
         return False
     cfg = stage.config
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    env = {k: v for k, v in os.environ.items()
+           if (k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV) and "TOKEN" not in k}
     kw = {"runtime_env": {"env_vars": env}} if env else {}
     if cfg.ray_address:
-        ray.init(address=cfg.ray_address, log_to_driver=False, **kw)
-    else:
+        ray.init(address=cfg.ray_address, **kw)
+    else:  # "local": a new cluster for this command, even where RAY_ADDRESS or a `ray start` head is found
         need = cfg.num_workers * cfg.cpus_per_worker
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False, log_to_driver=False,
-                 **kw)
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False, **kw)
     return True
 
 
@@ -146,10 +161,27 @@ def placeable_workers(resources: dict, wanted: int, cpus: float, gpus: float) ->
     return min(fits)
 
 
+def reserve_workers(ray, workers: int, cpus: float, gpus: float):
+    """A placement group holding every worker's CPUs and GPUs, or a clear error when the cluster cannot give
+    them within `PLACEMENT_WAIT_S` (other jobs hold them): an actor Ray cannot place would wait forever."""
+    from ray.util import placement_group, remove_placement_group
+
+    bundle = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
+    group = placement_group([bundle] * workers, strategy="PACK")
+    if not group.wait(timeout_seconds=PLACEMENT_WAIT_S):
+        remove_placement_group(group)
+        raise ValueError(f"the Ray cluster could not give {workers} workers of {cpus:g} CPUs and {gpus:g} GPUs within "
+                         f"{PLACEMENT_WAIT_S} s (other jobs hold them?): ask for fewer (--num_workers) or wait")
+    return group
+
+
 def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
     """Run the chunks this shard owns on `num_workers` Ray actors; returns the run's counters and per-worker
     throughput."""
     ray = import_ray()
+    from ray.util import remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
     cfg = stage.config
     if cfg.num_workers < 1:
         raise ValueError(f"--num_workers must be >= 1, got {cfg.num_workers}")
@@ -169,12 +201,14 @@ def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
     cpus, gpus = cfg.cpus_per_worker, _gpus(cfg)
     try:
         workers = placeable_workers(ray.cluster_resources(), min(cfg.num_workers, len(todo)), cpus, gpus)
+        group = reserve_workers(ray, workers, cpus, gpus)
     except ValueError:
         if started:
             ray.shutdown()
         raise
-    actors = [actor_class.options(num_cpus=cpus, num_gpus=gpus).remote(stage.open_worker, str(chunks_dir), cpus)
-              for _ in range(workers)]
+    actors = [actor_class.options(num_cpus=cpus, num_gpus=gpus,
+                                  scheduling_strategy=PlacementGroupSchedulingStrategy(group, i))
+              .remote(stage.open_worker, str(chunks_dir.resolve()), cpus, os.getcwd()) for i in range(workers)]
     results: list[dict] = []
     bar = tqdm(total=len(stage.items), initial=done_problems, desc=f"{stage.name} (ray x{len(actors)})",
                unit="problem", disable=not progress, mininterval=0.5)
@@ -182,10 +216,11 @@ def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
     try:
         try:
             write_run_config(stage, ray.get(actors[0].record.remote()))
-        except ray.exceptions.RayError as err:  # a worker could not open (a model that cannot load, a bad option)
-            cause = getattr(err, "cause", None)
-            raise (cause if isinstance(cause, BaseException) else RuntimeError(
-                f"{stage.name}: a Ray worker could not start: {' '.join(str(err).split())[:2000]}")) from err
+        except ray.exceptions.RayTaskError as err:  # the worker could not open: a model that cannot load, a bad option
+            cause = err.cause if isinstance(getattr(err, "cause", None), BaseException) else RuntimeError(str(err))
+            raise cause from None
+        except ray.exceptions.RayError as err:
+            raise RuntimeError(f"{stage.name}: a Ray worker could not start: {' '.join(str(err).split())[-2000:]}") from err
         queue = list(reversed(todo))  # later problems first: where levels rise along the items, the long chunks start early
         running: dict = {}
         for actor in actors:
@@ -213,6 +248,7 @@ def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
         bar.close()
         for actor in actors:
             ray.kill(actor)
+        remove_placement_group(group)
         remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)  # from killed attempts
         if started:
             ray.shutdown()

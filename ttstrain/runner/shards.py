@@ -61,12 +61,15 @@ FINGERPRINT_FILE = "run_fingerprint.json"
 
 
 def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPRINT_FILE,
-                          must_exist: bool = False, defaults: dict | None = None) -> None:
+                          must_exist: bool = False, defaults: dict | None = None,
+                          uncounted: set[str] | frozenset = frozenset(), unrecorded_ok: set[str] | frozenset = frozenset()) -> None:
     """Refuse to resume into (or merge) a folder whose chunks came from a different config.
 
     must_exist: the folder must already hold chunks with a recorded config (a merge). A field that
     one side lacks counts as its default in `defaults` (else None): an option added later, left at
-    its default, is the behaviour the run had then.
+    its default, is the behaviour the run had then. `uncounted`: fields the config no longer counts
+    (a recorded value of theirs is not compared); `unrecorded_ok`: fields counted since a version that
+    did not record them (a recording that lacks one cannot say, and is taken at its word).
     """
     path = out_dir / name
     if not path.exists() and must_exist:
@@ -75,8 +78,8 @@ def check_or_write_config(out_dir: Path, fingerprint: dict, name: str = FINGERPR
     if path.exists():
         old = json.loads(path.read_text())
         defaults = defaults or {}
-        diff = sorted(k for k in set(old) | set(fingerprint)
-                      if old.get(k, defaults.get(k)) != fingerprint.get(k, defaults.get(k)))
+        keys = (set(old) | set(fingerprint)) - set(uncounted) - {k for k in unrecorded_ok if k not in old}
+        diff = sorted(k for k in keys if old.get(k, defaults.get(k)) != fingerprint.get(k, defaults.get(k)))
         if diff:
             raise ValueError(f"{out_dir} holds chunks made with a different config (differs in {diff}); "
                              f"use a new output_dir or delete that folder")

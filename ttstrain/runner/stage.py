@@ -30,6 +30,11 @@ def stage_fingerprint(cfg) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if counts_for_resume(f) and f.name not in after}
 
 
+def uncounted_fields(cfg) -> set[str]:
+    """The config's fields a resume need not match (`stage_fingerprint` leaves them out)."""
+    return {f.name for f in dataclasses.fields(cfg)} - set(stage_fingerprint(cfg))
+
+
 def field_defaults(cfg) -> dict:
     """Each counted field's default: what a fingerprint recorded before the field existed stands for."""
     out = {}

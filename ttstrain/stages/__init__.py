@@ -32,11 +32,12 @@ def stage_generator(cfg, gpu_memory_utilization: float | None = None):
         backend_kw = {"dtype": cfg.dtype, "max_batch_rows": cfg.max_batch_rows, "device": resolve_device(cfg.device)}
     elif cfg.backend == "vllm":
         share = gpu_memory_utilization or cfg.gpu_memory_utilization or DEFAULT_VLLM_SHARE
-        if 0 < (getattr(cfg, "gpus_per_worker", None) or 1) < 1 and not (gpu_memory_utilization or cfg.gpu_memory_utilization):
-            share = round(DEFAULT_VLLM_SHARE * cfg.gpus_per_worker, 2)  # workers sharing a GPU split its memory
+        gpus = (cfg.gpus_per_worker or 1) if getattr(cfg, "executor", "local") == "ray" else 1
+        if gpus < 1 and not (gpu_memory_utilization or cfg.gpu_memory_utilization):
+            share = round(DEFAULT_VLLM_SHARE * gpus, 2)  # Ray workers sharing a GPU split its memory
         backend_kw = {"dtype": cfg.dtype, "gpu_memory_utilization": share}
-        if (getattr(cfg, "gpus_per_worker", None) or 1) > 1:  # a worker holding several GPUs splits the model over them
-            backend_kw["tensor_parallel_size"] = int(cfg.gpus_per_worker)
+        if gpus > 1:  # a Ray worker holding several GPUs splits the model over them
+            backend_kw["tensor_parallel_size"] = int(gpus)
     else:
         backend_kw = {}
     return load_generator(cfg.backend, model=cfg.model_name_or_path, **backend_kw)

@@ -64,6 +64,8 @@ class EvalRevisionConfig(PolicyArguments, ProblemArguments, VerifierArguments, C
     # read after the chains are written: a resume may change them (`ttstrain.runner.chunked.stage_fingerprint`)
     read_after_chunks: ClassVar[tuple[str, ...]] = ("prm_path", "orm_path", "prm_format", "prm_backend", "prm_dtype",
                                                     "base_samples")
+    # counted since the one runner; folders written before did not record it (it changes the problems)
+    counted_since_recorded: ClassVar[tuple[str, ...]] = ("levels",)
 
     output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder.", "fingerprint": False})
     per_level: int | None = field(default=10, metadata={"help": "Problems per level (arith only)."})
