@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
+from transformers import HfArgumentParser
+from trl import TrlParser
 
 from test_kill_resume import STAGES, output_rows, policy
 from ttstrain.cli import COMMANDS
@@ -85,8 +88,9 @@ def test_search_shards_merge_results_and_candidates(tmp_path):
 def test_a_new_field_counts_for_resume_unless_declared_otherwise(config):
     @dataclass
     class Extended(config):
+        runtime_fields: ClassVar[tuple[str, ...]] = ("where_it_runs",)
         new_knob: int = 1
-        where_it_runs: int = field(default=2, metadata={"fingerprint": False})
+        where_it_runs: int = 2
 
     counted = stage_fingerprint(Extended())
     assert "new_knob" in counted and "where_it_runs" not in counted
@@ -124,8 +128,17 @@ def test_a_field_counted_since_a_folder_was_recorded_does_not_refuse_it(tmp_path
 
 
 def test_a_field_no_longer_counted_is_not_compared(tmp_path):
-    """A recorded value of a field now declared fingerprint=False (where it runs) never refuses a resume."""
+    """A recorded value of a field now declared a runtime field (where it runs) never refuses a resume."""
     _run("sample", tmp_path / "s")
     recorded = tmp_path / "s" / "run_fingerprint.json"
     recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "max_batch_rows": 7, "device": "cuda:3"}))
     assert _run("sample", tmp_path / "s") is not None
+
+
+@pytest.mark.parametrize("config", [SampleConfig, LabelMCConfig, SearchStageConfig, BuildRevisionsConfig,
+                                    EvalRevisionConfig])
+def test_trl_and_transformers_parsers_take_the_stage_configs(config):
+    """Users compose these configs with TRL's own parser; what the runner reads of a field is not argparse's."""
+    (cfg,) = TrlParser((config,)).parse_args_and_config(["--seed", "7", "--shard", "0/2"])
+    (again,) = HfArgumentParser((config,)).parse_args_into_dataclasses(["--seed", "7"])
+    assert (cfg.seed, cfg.shard, again.seed) == (7, "0/2", 7)

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
-import types
 import typing
 
 from trl import TrlParser
@@ -30,15 +28,6 @@ RENAMED_OPTIONS = {"model": "model_name_or_path", "policy": "model_name_or_path"
 class StageParser(TrlParser):
     def __init__(self, dataclass_types, **kwargs):
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
-
-    @staticmethod
-    def _parse_dataclass_field(parser, field: dataclasses.Field):
-        """argparse takes a field's metadata as keyword arguments: ours (`fingerprint`, read by
-        `ttstrain.runner.chunked`) stays out of them."""
-        if "fingerprint" in field.metadata:
-            field = copy.copy(field)
-            field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "fingerprint"})
-        TrlParser._parse_dataclass_field(parser, field)
 
     def _known_options(self) -> set[str]:
         return {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}

@@ -21,9 +21,10 @@ them. Both write the same chunk files (`ttstrain.runner.shards`: names, atomic w
 `--merge_only` and every reader work unchanged whichever ran them.
 
 Which fields count for a resume is one rule (`stage_fingerprint`): every field of the stage config,
-except those declared with `metadata={"fingerprint": False}` (where the output goes, which shard,
-devices, batch sizes: where and how fast it runs, not what it writes) and those a stage reads only
-after its chunks are written (its config's `read_after_chunks`, e.g. eval-revision's verifiers). A
+except those its classes declare in `runtime_fields` (where the output goes, which shard, devices,
+batch sizes: where and how fast it runs, not what it writes) and `read_after_chunks` (read only after
+the chunks are written, e.g. eval-revision's verifiers). Class attributes, not field metadata: TRL's
+and transformers' parsers pass metadata to argparse, and users parse these configs with them. A
 field that a recorded fingerprint lacks (an option added since) counts as its default.
 """
 

@@ -19,15 +19,17 @@ from ttstrain.runner.shards import Shard, chunk_ranges, chunk_stem
 ChunkResult = tuple  # (list[dict], dict) or (list[dict], dict, dict[str, list[dict]])
 
 
-def counts_for_resume(f: dataclasses.Field) -> bool:
-    return f.metadata.get("fingerprint", True) is not False
+def declared(cfg, name: str) -> set[str]:
+    """The field names every class of the config's MRO declares in its class attribute `name`."""
+    return {field_name for klass in type(cfg).__mro__ for field_name in vars(klass).get(name, ())}
 
 
 def stage_fingerprint(cfg) -> dict:
-    """The config fields that change what a chunk holds: a resume or a merge must match them. A stage
-    config names the fields it reads only after its chunks are written in `read_after_chunks`."""
-    after = set(getattr(cfg, "read_after_chunks", ()))
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if counts_for_resume(f) and f.name not in after}
+    """The config fields that change what a chunk holds: a resume or a merge must match them. Every field
+    counts except those an argument group or the stage declares `runtime_fields` (where and how fast it
+    runs) or `read_after_chunks` (read only once the chunks are written)."""
+    left_out = declared(cfg, "runtime_fields") | declared(cfg, "read_after_chunks")
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in left_out}
 
 
 def uncounted_fields(cfg) -> set[str]:

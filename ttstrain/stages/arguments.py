@@ -17,18 +17,22 @@ so in its docstring. One name per concept across every command:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ttstrain.prm.verifiers import prm_format_choices
 
 
 @dataclass
 class PolicyArguments:
+    # where and how fast the policy runs, not what it writes: a resume need not match them
+    runtime_fields: ClassVar[tuple[str, ...]] = ("device", "gpu_memory_utilization", "max_batch_rows")
+
     model_name_or_path: str = field(default="default", metadata={"help": "Policy: 'default' (the shipped world), 'smollm2-135m', a path or a hub id."})
     backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers or vllm."})
     dtype: str = field(default="float32", metadata={"help": "Policy dtype: float32, bfloat16, float16, or auto (the checkpoint's; vLLM runs a float32 checkpoint in bfloat16). Both backends run in it; the run's config.json records the dtype the model ran in."})
-    device: str = field(default="auto", metadata={"help": "Device of the transformers backend: auto (cuda if available, else cpu), cpu, cuda or cuda:N. vLLM takes the first visible GPU: give each shard its own with CUDA_VISIBLE_DEVICES.", "fingerprint": False})
-    gpu_memory_utilization: float | None = field(default=None, metadata={"help": "vLLM's share of its GPU's memory (vLLM refuses to start when less is free); unset: 0.9, or 0.9 less what the verifier needs when search loads it on the same GPU (ttstrain.devices).", "fingerprint": False})
-    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend).", "fingerprint": False})
+    device: str = field(default="auto", metadata={"help": "Device of the transformers backend: auto (cuda if available, else cpu), cpu, cuda or cuda:N. vLLM takes the first visible GPU: give each shard its own with CUDA_VISIBLE_DEVICES."})
+    gpu_memory_utilization: float | None = field(default=None, metadata={"help": "vLLM's share of its GPU's memory (vLLM refuses to start when less is free); unset: 0.9, or 0.9 less what the verifier needs when search loads it on the same GPU (ttstrain.devices)."})
+    max_batch_rows: int = field(default=256, metadata={"help": "Rows per forward batch (transformers backend)."})
 
 
 @dataclass
@@ -55,22 +59,27 @@ class PromptArguments:
 class ChunkArguments:
     """How a chunked stage's work is cut and shared (`ttstrain.runner.chunked`); none changes the rows."""
 
-    shard: str | None = field(default=None, metadata={"help": "i/n: this job runs the chunks whose index mod n is i (n jobs write one output folder; the last to finish merges, or run --merge_only true).", "fingerprint": False})
-    merge_only: bool = field(default=False, metadata={"help": "Only merge the finished chunks of a sharded run.", "fingerprint": False})
-    executor: str = field(default="local", metadata={"help": "What runs the chunks: local (this process, one chunk after another) or ray (a Ray cluster's workers, each holding its own generator and verifier; pip install 'ttstrain[ray]'; docs/scale-out.md).", "choices": ["local", "ray"], "fingerprint": False})
-    num_workers: int = field(default=2, metadata={"help": "--executor ray: workers (Ray actors) running chunks at once.", "fingerprint": False})
-    gpus_per_worker: float | None = field(default=None, metadata={"help": "--executor ray: GPUs each worker holds (unset: 1 with --backend vllm, else 0); above 1, vLLM's tensor-parallel size inside the worker.", "fingerprint": False})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "--executor ray: CPUs each worker holds (its torch threads on CPU).", "fingerprint": False})
-    ray_address: str | None = field(default=None, metadata={"help": "--executor ray: the cluster to join ('auto': the one `ray start` began on this node; host:port); unset: start a local one.", "fingerprint": False})
+    runtime_fields: ClassVar[tuple[str, ...]] = ("output_dir", "shard", "merge_only", "executor", "num_workers",
+                                                 "gpus_per_worker", "cpus_per_worker", "ray_address")
+
+    shard: str | None = field(default=None, metadata={"help": "i/n: this job runs the chunks whose index mod n is i (n jobs write one output folder; the last to finish merges, or run --merge_only true)."})
+    merge_only: bool = field(default=False, metadata={"help": "Only merge the finished chunks of a sharded run."})
+    executor: str = field(default="local", metadata={"help": "What runs the chunks: local (this process, one chunk after another) or ray (a Ray cluster's workers, each holding its own generator and verifier; pip install 'ttstrain[ray]'; docs/scale-out.md).", "choices": ["local", "ray"]})
+    num_workers: int = field(default=2, metadata={"help": "--executor ray: workers (Ray actors) running chunks at once."})
+    gpus_per_worker: float | None = field(default=None, metadata={"help": "--executor ray: GPUs each worker holds (unset: 1 with --backend vllm, else 0); above 1, vLLM's tensor-parallel size inside the worker."})
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "--executor ray: CPUs each worker holds (its torch threads on CPU)."})
+    ray_address: str | None = field(default=None, metadata={"help": "--executor ray: the cluster to join ('auto': the one `ray start` began on this node; host:port); unset: start a local one."})
 
 
 @dataclass
 class VerifierArguments:
     """The verifier a stage scores with: a PRM checkpoint, how it is read, and where it runs."""
 
+    runtime_fields: ClassVar[tuple[str, ...]] = ("prm_device", "prm_batch_size")
+
     prm_path: str | None = field(default=None, metadata={"help": "PRM checkpoint: a folder (ttstrain train-prm, a TRL PRM) or a hub id of a public PRM (docs/public_prms.md)."})
     prm_format: str = field(default="auto", metadata={"help": "How the PRM at prm_path is read: auto (ttstrain and TRL checkpoints from their config, the known public PRMs from their hub id), ttstrain, trl, math-shepherd, rlhflow, qwen2.5-math-prm or skywork (docs/public_prms.md).", "choices": prm_format_choices()})
     prm_backend: str = field(default="transformers", metadata={"help": "What runs the PRM: transformers (on prm_device), or vllm (vLLM's pooling runner on the first visible GPU; not for PRMs with reference features).", "choices": ["transformers", "vllm"]})
-    prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (and of a PRM's reference model): auto (cuda if available, else cpu), cpu, cuda or cuda:N; config.json records the resolved one.", "fingerprint": False})
+    prm_device: str = field(default="auto", metadata={"help": "Device of the verifier (and of a PRM's reference model): auto (cuda if available, else cpu), cpu, cuda or cuda:N; config.json records the resolved one."})
     prm_dtype: str = field(default="auto", metadata={"help": "Dtype the verifier is loaded in (auto: the checkpoint's)."})
-    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch.", "fingerprint": False})
+    prm_batch_size: int = field(default=32, metadata={"help": "Solutions per verifier forward batch."})

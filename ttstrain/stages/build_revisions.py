@@ -28,7 +28,7 @@ from ttstrain.stages.arguments import ChunkArguments, PolicyArguments, ProblemAr
 class BuildRevisionsConfig(PolicyArguments, ProblemArguments, PromptArguments, ChunkArguments, SamplingArguments):
     """Defaults changed from the argument groups: split = 'train', temperature = 1.2."""
 
-    output_dir: str = field(default="runs/revisions", metadata={"help": "Output folder.", "fingerprint": False})
+    output_dir: str = field(default="runs/revisions", metadata={"help": "Output folder."})
     split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
     num_samples: int = field(default=64, metadata={"help": "Answers sampled per question (paper: 64)."})
     temperature: float = field(default=1.2, metadata={"help": "Sampling temperature (higher than for solving)."})

@@ -67,7 +67,7 @@ class EvalRevisionConfig(PolicyArguments, ProblemArguments, VerifierArguments, C
     # counted since the one runner; folders written before did not record it (it changes the problems)
     counted_since_recorded: ClassVar[tuple[str, ...]] = ("levels",)
 
-    output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder.", "fingerprint": False})
+    output_dir: str = field(default="runs/eval_revision", metadata={"help": "Output folder."})
     per_level: int | None = field(default=10, metadata={"help": "Problems per level (arith only)."})
     num_chains: int = field(default=4, metadata={"help": "Parallel chains per question."})
     chain_length: int = field(default=4, metadata={"help": "Attempts per chain (revision steps)."})

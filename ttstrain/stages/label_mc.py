@@ -35,7 +35,7 @@ class LabelMCConfig(PolicyArguments, ProblemArguments, PromptArguments, ChunkArg
     """The settings of Monte Carlo labelling are `MCSettings`' fields. Defaults changed from the argument
     groups: split = 'train'."""
 
-    output_dir: str = field(default="runs/label_mc", metadata={"help": "Output folder (dataset, config, summary).", "fingerprint": False})
+    output_dir: str = field(default="runs/label_mc", metadata={"help": "Output folder (dataset, config, summary)."})
     split: str | None = field(default="train", metadata={"help": "Split of the problem source."})
     problems_per_chunk: int = field(default=8, metadata={"help": "Problems per resumable chunk."})
     prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within a chunk (transformers backend): a rollout prefix prefills only the step it adds to the shorter prefix before it (0: off)."})

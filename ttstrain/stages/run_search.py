@@ -73,7 +73,7 @@ class SearchStageConfig(PolicyArguments, ProblemArguments, PromptArguments, Veri
     """Every method's hyperparameters are `ttstrain.search.SearchSettings`' fields, the verifier's
     `VerifierArguments`'."""
 
-    output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary).", "fingerprint": False})
+    output_dir: str = field(default="runs/search", metadata={"help": "Output folder (results, candidates, summary)."})
     verifier: str = field(default="prm", metadata={"help": "What scores solutions for every method but majority: prm (the PRM at prm_path, as trained: with its reference features if it has them), value_head (that PRM's value head alone, reference features off: the ablation) or likelihood (a causal LM's geometric-mean token probability, untrained: see likelihood_model).", "choices": list(VERIFIERS)})
     likelihood_model: str | None = field(default=None, metadata={"help": "verifier likelihood: the causal LM that scores ('default', a path or hub id); unset: the policy, model_name_or_path."})
     prefix_cache_mb: int = field(default=512, metadata={"help": "MB of the policy's prefix KV cache within one method and budget (transformers backend): a beam prefix re-sent next round prefills only its new step (0: off)."})

@@ -28,7 +28,7 @@ from ttstrain.stages.arguments import ChunkArguments, PolicyArguments, ProblemAr
 
 @dataclass
 class SampleConfig(PolicyArguments, ProblemArguments, PromptArguments, ChunkArguments, SamplingArguments):
-    output_dir: str = field(default="runs/samples", metadata={"help": "Where samples.parquet and config.json go.", "fingerprint": False})
+    output_dir: str = field(default="runs/samples", metadata={"help": "Where samples.parquet and config.json go."})
     num_samples: int = field(default=16, metadata={"help": "Samples per problem (paper: 16)."})
     problems_per_chunk: int = field(default=16, metadata={"help": "Problems per resumable chunk (written atomically); 16 keeps one generate call per chunk."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and few-shot selection."})
