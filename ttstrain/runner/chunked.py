@@ -108,8 +108,7 @@ def run_chunked_stage(stage: ChunkedStage, progress: bool = True, executor: Exec
                           uncounted=uncounted_fields(stage.config),
                           unrecorded_ok=set(getattr(stage.config, "counted_since_recorded", ())))
     out.mkdir(parents=True, exist_ok=True)
-    owned = sum(stage.shard.owns(c) for c in range(len(chunk_ranges(len(stage.items), stage.chunk_size))))
-    run = {"chunks_written": 0, "chunks_already_done": 0 if stage.merge_only else owned}
+    run = {"chunks_written": 0, "chunks_already_done": 0 if stage.merge_only else len(stage.owned_ranges())}
     if not stage.merge_only and stage.owned_missing():
         executor = executor or stage_executor(stage.config)
         t0 = time.time()

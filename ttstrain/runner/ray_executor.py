@@ -31,7 +31,7 @@ import time
 from tqdm.auto import tqdm
 
 from ttstrain.runner.stage import ChunkedStage, ChunkWorker, write_run_config
-from ttstrain.runner.shards import chunk_ranges, chunk_stem, remove_stale_temporaries, run_chunk
+from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
 from ttstrain.user_errors import user_error_types
 
 RAY_INSTALL = "pip install 'ttstrain[ray]'"
@@ -188,14 +188,9 @@ def ray_executor(stage: ChunkedStage, progress: bool) -> dict:
     chunks_dir = stage.output_dir / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)
-    todo, done_problems = [], 0
-    for c, (s, e) in enumerate(chunk_ranges(len(stage.items), stage.chunk_size)):
-        if stage.shard.owns(c):
-            if (chunks_dir / f"{chunk_stem(s, e)}.parquet").exists():
-                done_problems += e - s
-            else:
-                todo.append((s, e))
-    already = sum(stage.shard.owns(c) for c in range(len(chunk_ranges(len(stage.items), stage.chunk_size)))) - len(todo)
+    todo = stage.owned_missing()
+    done_problems = sum(e - s for s, e in stage.owned_ranges()) - sum(e - s for s, e in todo)
+    already = len(stage.owned_ranges()) - len(todo)
     started = _connect(ray, stage)
     actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(ChunkActorBody)
     cpus, gpus = cfg.cpus_per_worker, _gpus(cfg)

@@ -84,10 +84,14 @@ class ChunkedStage:
     def merge_only(self) -> bool:
         return bool(getattr(self.config, "merge_only", False))
 
-    def owned_missing(self) -> list[str]:
-        ranges = chunk_ranges(len(self.items), self.chunk_size)
-        return [chunk_stem(s, e) for c, (s, e) in enumerate(ranges) if self.shard.owns(c)
-                and not (self.output_dir / "chunks" / f"{chunk_stem(s, e)}.parquet").exists()]
+    def owned_ranges(self) -> list[tuple[int, int]]:
+        """The [start, end) item ranges of the chunks this shard owns."""
+        return [r for c, r in enumerate(chunk_ranges(len(self.items), self.chunk_size)) if self.shard.owns(c)]
+
+    def owned_missing(self) -> list[tuple[int, int]]:
+        """The owned chunks not yet on disk."""
+        return [(s, e) for s, e in self.owned_ranges()
+                if not (self.output_dir / "chunks" / f"{chunk_stem(s, e)}.parquet").exists()]
 
 
 def write_run_config(stage: ChunkedStage, record: dict) -> None:
