@@ -16,7 +16,7 @@ PROBLEMS=${PROBLEMS:-arith}
 PY=${PY:-.venv/bin/python}
 TT=${TT:-.venv/bin/ttstrain}
 ACC=${ACC:-.venv/bin/accelerate}
-PRM_CFG=recipes/default/prm/config_demo.yaml
+PRM_CFG=recipes/default/prm/config_pipeline.yaml
 passed=0; failed=0; skipped=0
 NGPU=2; [[ $DRY == 0 ]] && NGPU=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
 
@@ -101,7 +101,7 @@ step search_likelihood_vllm $TT search --backend vllm --model_name_or_path $MODE
 step build_revisions_vllm $TT build-revisions --backend vllm --model_name_or_path $MODEL --problems $PROBLEMS \
   --per_level 2 --limit 10 --num_samples 8 --output_dir $OUT/revision_data
 step train_revision_bf16 $ACC launch --config_file accelerate_configs/single_process.yaml recipes/train_revision.py \
-  --config recipes/default/revision/config_demo.yaml --model_name_or_path $MODEL --dataset_path $OUT/revision_data \
+  --config recipes/default/revision/config_pipeline.yaml --model_name_or_path $MODEL --dataset_path $OUT/revision_data \
   --output_dir $OUT/revision_model --max_steps 8 --bf16 true --use_cpu false
 step eval_revision_vllm $TT eval-revision --backend vllm --model_name_or_path $OUT/revision_model \
   --prm_path $OUT/prm --prm_device cuda --base_samples $OUT/samples/samples.parquet --problems $PROBLEMS \

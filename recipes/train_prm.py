@@ -1,4 +1,4 @@
-"""Train a PRM: `accelerate launch recipes/train_prm.py --config recipes/default/prm/config_demo.yaml`.
+"""Train a PRM: `accelerate launch recipes/train_prm.py --config recipes/default/prm/config_pipeline.yaml`.
 
 Thin wrapper of `ttstrain.stages.train_prm` (also `ttstrain train-prm --config ...`); the options
 are the fields of `ttstrain.prm.config.PRMConfig`. Launch commands for one or several

@@ -1,4 +1,4 @@
-"""The demo runs what its recipes say: recipes/default/<stage>/config_demo.yaml, quick.yaml, --set.
+"""The demo runs what its recipes say: recipes/default/<stage>/config_pipeline.yaml, quick.yaml, --set.
 
 These build the demo's stage configs without running a stage (fast suite).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ttstrain.pipeline.demo as demo_module
+import ttstrain.pipeline.run as run_module
 from ttstrain.io import write_parquet
 from ttstrain.pipeline.demo import DemoConfig, demo_stage_configs, main
 from ttstrain.pipeline.recipes import DEFAULT_RECIPES, DEMO_RECIPES, load_stage_settings, parse_override
@@ -34,8 +34,8 @@ def _edit(path: Path, **values) -> None:
 def test_a_recipe_value_changes_the_demo_config(recipes, tmp_path):
     before = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
     assert before["label_mc"].num_rollouts == 8 and before["prm"].learning_rate == 1e-4
-    _edit(recipes / "label_mc" / "config_demo.yaml", num_rollouts=3)
-    _edit(recipes / "prm" / "config_demo.yaml", learning_rate=2e-4, early_stopping_patience=5)
+    _edit(recipes / "label_mc" / "config_pipeline.yaml", num_rollouts=3)
+    _edit(recipes / "prm" / "config_pipeline.yaml", learning_rate=2e-4, early_stopping_patience=5)
     after = demo_stage_configs(DemoConfig(output_dir=str(tmp_path / "d"), recipes=str(recipes)))
     assert after["label_mc"].num_rollouts == 3 and after["label_mc"].output_dir.endswith("label_mc-24x8x3-seed0")
     assert after["prm"].learning_rate == 2e-4 and after["prm"].early_stopping_patience == 5
@@ -55,12 +55,12 @@ def test_quick_and_set_override_in_that_order(recipes, tmp_path):
 
 
 def test_unknown_stage_field_and_malformed_override_fail_by_name(recipes, tmp_path):
-    with pytest.raises(ValueError, match=r"--set labl_mc.per_level=2: no demo stage 'labl_mc'"):
+    with pytest.raises(ValueError, match=r"--set labl_mc.per_level=2: no pipeline stage 'labl_mc'"):
         load_stage_settings(recipes, overrides=["labl_mc.per_level=2"])
     with pytest.raises(ValueError, match="expected stage.field=value"):
         parse_override("per_level=2")
-    _edit(recipes / "search" / "config_demo.yaml", max_budgt=8)
-    with pytest.raises(ValueError, match=r"search/config_demo.yaml .*max_budgt is not a field of SearchStageConfig"):
+    _edit(recipes / "search" / "config_pipeline.yaml", max_budgt=8)
+    with pytest.raises(ValueError, match=r"search/config_pipeline.yaml .*max_budgt is not a field of SearchStageConfig"):
         demo_stage_configs(DemoConfig(output_dir=str(tmp_path), recipes=str(recipes)))
 
 
@@ -75,7 +75,7 @@ def test_every_demo_recipe_runs_alone_through_its_stage_parser():
     for stage, command in commands.items():
         module = importlib.import_module(COMMANDS[command][0])
         (cfg,) = module.make_parser().parse_args_and_config(
-            ["--config", str(DEFAULT_RECIPES / DEMO_RECIPES[stage] / "config_demo.yaml")])
+            ["--config", str(DEFAULT_RECIPES / DEMO_RECIPES[stage] / "config_pipeline.yaml")])
         assert cfg is not None, stage
 
 
@@ -119,10 +119,12 @@ def test_the_demo_samples_through_the_sample_stage_with_every_recipe_value(monke
         write_parquet(Path(cfg.output_dir) / "samples.parquet", [{"problem_id": "p", "correct": True}])
         return {"generated_tokens_per_s": 1.0}
 
-    monkeypatch.setattr(demo_module, "run_sample", run_sample)
+    monkeypatch.setattr(run_module, "run_sample", run_sample)
+    # the stages must agree on the prompt and the test problems, so few_shot and levels go to every one
+    agree = [f"{stage}.few_shot=2" for stage in ("label_mc", "search", "build_revisions")] + ["search.levels=[1, 2]"]
     with pytest.raises(_Stop):
         main(["--output_dir", str(tmp_path / "d"), "--quick", "true", "--set", "sample.top_p=0.5",
-              "sample.few_shot=2", "sample.levels=[1, 2]", "sample.limit=7"])
+              "sample.few_shot=2", "sample.levels=[1, 2]", "sample.limit=7", *agree])
     greedy, sample = seen
     for cfg in (greedy, sample):
         assert (cfg.top_p, cfg.few_shot, cfg.levels, cfg.limit) == (0.5, 2, [1, 2], 7)

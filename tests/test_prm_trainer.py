@@ -180,7 +180,7 @@ def test_question_level_split_has_no_overlap():
 def test_recipes_parse_and_unknown_keys_fail(tmp_path, capsys):
     from ttstrain.stages.train_prm import make_parser
 
-    for name in ("config_demo.yaml", "config_paper.yaml"):
+    for name in ("config_pipeline.yaml", "config_paper.yaml"):
         (cfg,) = make_parser().parse_args_and_config(["--config", str(REPO / "recipes/default/prm" / name)])
         assert cfg.model_name_or_path == "default" and cfg.label_mode == "soft" and cfg.load_best_model_at_end
     (paper,) = make_parser().parse_args_and_config(["--config", str(REPO / "recipes/default/prm/config_paper.yaml")])

@@ -1,6 +1,7 @@
 """The `ttstrain` command: one word per stage, each dispatching to the module that runs it.
 
     ttstrain demo --output_dir runs/demo [--quick]
+    ttstrain pipeline recipes/smollm2-135m --output_dir runs/smollm2
     ttstrain build-world
     ttstrain sample --config recipes/default/sample/config_world.yaml
 
@@ -19,6 +20,7 @@ from ttstrain.user_errors import report_user_errors
 
 COMMANDS = {
     "demo": ("ttstrain.pipeline.demo", "Run the whole pipeline on the default world and write a report."),
+    "pipeline": ("ttstrain.pipeline.run", "Run every stage of a recipe folder in order (resumable) and write its report."),
     "build-world": ("ttstrain.world_builder.build", "Pretrain the default world's policy (the shipped checkpoint)."),
     "sample": ("ttstrain.stages.sample", "Sample and grade N solutions per problem with any backend."),
     "build-revisions": ("ttstrain.stages.build_revisions", "Revision SFT data: correct answers paired with wrong attempts."),

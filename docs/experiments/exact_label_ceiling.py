@@ -9,7 +9,7 @@ trained on them learns only which solutions are right. Then train and score it w
 commands (value head alone, no reference features), on a finished demo's test samples:
 
     python docs/experiments/exact_label_ceiling.py --output_dir runs/exact_labels --per_level 80 --samples 16
-    ttstrain train-prm --config recipes/default/prm/config_demo.yaml --dataset_path runs/exact_labels \\
+    ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml --dataset_path runs/exact_labels \\
         --output_dir runs/exact_labels_prm --reference_features false --num_train_epochs 3
     ttstrain eval-prm --prm_path runs/exact_labels_prm --labels runs/exact_labels \\
         --samples runs/demo/samples.parquet --output_dir runs/exact_labels_eval

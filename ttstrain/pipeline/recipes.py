@@ -1,11 +1,11 @@
-"""The demo's settings, read from recipes: one YAML per stage, an override set for --quick, then --set.
+"""A pipeline's settings, read from a recipe folder: one YAML per stage, an override set for --quick, then --set.
 
     from ttstrain.pipeline.recipes import load_stage_settings
     settings = load_stage_settings("recipes/default", quick=True, overrides=["label_mc.per_level=8"])
     settings["label_mc"]["per_level"]   # 8
 
-`recipes/default/<stage>/config_demo.yaml` holds what `ttstrain demo` runs for that stage, in the
-keys of the stage command's config class (so `ttstrain <stage> --config <that file>` runs it alone);
+`<recipe folder>/<stage>/config_pipeline.yaml` holds what `ttstrain pipeline <recipe folder>` (and
+`ttstrain demo`, on recipes/default) runs for that stage, in the keys of the stage command's config class (so `ttstrain <stage> --config <that file>` runs it alone);
 `quick.yaml` maps stage names to the values --quick replaces; an override `stage.field=value` is
 parsed as YAML (`search.methods=[majority,beam_search]`). Unknown stages or fields are errors that
 name the file or option, never silently ignored.
@@ -23,13 +23,15 @@ from ttstrain.parsing import renamed_hint
 
 DEFAULT_RECIPES = repo_root() / "recipes" / "default"
 QUICK_FILE = "quick.yaml"
+STAGE_FILE = "config_pipeline.yaml"
 
-# demo stage name -> recipe folder (under the recipes folder) holding config_demo.yaml
-DEMO_RECIPES = {
+# pipeline stage name -> recipe folder (under the recipes folder) holding config_pipeline.yaml
+PIPELINE_STAGES = {
     "sample": "sample", "label_mc": "label_mc", "prm": "prm", "eval_prm": "eval_prm", "search": "search",
     "build_revisions": "build_revisions", "revision": "revision", "eval_revision": "eval_revision",
     "predict_bon": "predict_bon", "compute_optimal": "compute_optimal",
 }
+DEMO_RECIPES = PIPELINE_STAGES
 
 
 def read_yaml_mapping(path: Path) -> dict:
@@ -51,9 +53,16 @@ def parse_override(text: str) -> tuple[str, str, object]:
 
 
 def load_stage_settings(recipes: str | Path, quick: bool = False, overrides: list[str] = ()) -> dict[str, dict]:
-    """Each demo stage's settings: its recipe, then quick.yaml (with `quick`), then `overrides`."""
+    """Each stage's settings: its recipe, then quick.yaml (with `quick`), then `overrides`."""
     recipes = Path(recipes)
-    settings = {stage: read_yaml_mapping(recipes / folder / "config_demo.yaml") for stage, folder in DEMO_RECIPES.items()}
+    if not recipes.is_dir():
+        raise FileNotFoundError(f"recipe folder {recipes} does not exist (folders: {', '.join(recipe_folders())})")
+    missing = [f"{folder}/{STAGE_FILE}" for folder in PIPELINE_STAGES.values()
+               if not (recipes / folder / STAGE_FILE).is_file()]
+    if missing:
+        raise FileNotFoundError(f"recipe folder {recipes} lacks {', '.join(missing)}: a pipeline folder holds "
+                                f"one for every stage ({', '.join(PIPELINE_STAGES)})")
+    settings = {stage: read_yaml_mapping(recipes / folder / STAGE_FILE) for stage, folder in PIPELINE_STAGES.items()}
     layers = []
     if quick:
         quick_path = recipes / QUICK_FILE
@@ -62,9 +71,16 @@ def load_stage_settings(recipes: str | Path, quick: bool = False, overrides: lis
     layers += [(f"--set {text}", *parse_override(text)) for text in overrides]
     for origin, stage, name, value in layers:
         if stage not in settings:
-            raise ValueError(f"{origin}: no demo stage {stage!r} (stages: {', '.join(DEMO_RECIPES)})")
+            raise ValueError(f"{origin}: no pipeline stage {stage!r} (stages: {', '.join(PIPELINE_STAGES)})")
         settings[stage][name] = value
     return settings
+
+
+def recipe_folders() -> list[str]:
+    """The shipped recipe folders that hold a whole pipeline."""
+    root = repo_root() / "recipes"
+    return sorted(str(p.relative_to(repo_root())) for p in root.iterdir()
+                  if p.is_dir() and (p / "sample" / STAGE_FILE).is_file())
 
 
 def check_fields(stage: str, cls, values: dict, recipes: str | Path) -> None:
@@ -72,6 +88,6 @@ def check_fields(stage: str, cls, values: dict, recipes: str | Path) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{Path(recipes) / DEMO_RECIPES[stage] / 'config_demo.yaml'} (or its overrides): "
+        raise ValueError(f"{Path(recipes) / PIPELINE_STAGES[stage] / STAGE_FILE} (or its overrides): "
                          f"{', '.join(unknown)} {'is not a field' if len(unknown) == 1 else 'are not fields'} "
                          f"of {cls.__name__}{renamed_hint(' '.join(unknown), known)}")

@@ -2,7 +2,7 @@
 
 Parsed from a recipe YAML and the command line by `ttstrain.parsing.StageParser` (TRL's `TrlParser`; see `ttstrain.stages.train_prm`):
 
-    ttstrain train-prm --config recipes/default/prm/config_demo.yaml --learning_rate 1e-4
+    ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml --learning_rate 1e-4
 
 The defaults are Snell et al.'s PRM settings (App. D: learning rate 3e-5, batch size 128, dropout
 0.05, Adam betas (0.9, 0.95), early stopping on a held-out validation loss) with the effective

@@ -16,7 +16,7 @@ numbers are fitted after training (`ttstrain.prm.reference_fit`) and stored in t
 checkpoint's `config.ttstrain_prm` under `reference_features`; `ttstrain.prm.scoring.PRMScorer` loads
 the reference model next to the PRM and applies them with the functions here.
 
-    ttstrain train-prm --config recipes/default/prm/config_demo.yaml --reference_features true
+    ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml --reference_features true
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ Batches are packed (`ttstrain.prm.batching`, the batching the scorer uses too); 
                          prompt_format=recorded_prompt_format(args.dataset_path))
     trainer.train(); trainer.save_prm()
 
-Usually run through `ttstrain train-prm --config recipes/default/prm/config_demo.yaml`.
+Usually run through `ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml`.
 """
 
 from __future__ import annotations

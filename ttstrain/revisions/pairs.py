@@ -124,7 +124,7 @@ def format_revision_prompt(question: str, previous_attempts: Sequence[str], toke
     step format a policy was trained on, so the operands it copies from the question stay as near
     as they always were. (Attempts between question and solution put the question hundreds of
     characters back; the default world's policy could then no longer solve from it, and its
-    revision model lost accuracy at every revision: see recipes/default/revision/config_demo.yaml.)
+    revision model lost accuracy at every revision: see recipes/default/revision/config_pipeline.yaml.)
     """
     attempts = list(previous_attempts)[-max_attempts:] if max_attempts > 0 else []
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):

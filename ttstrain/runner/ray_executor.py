@@ -1,7 +1,7 @@
 """Runs a chunked stage's chunks on a Ray cluster (`--executor ray`): one actor per worker, each
 holding its own generator and verifier, whole chunks handed to whichever worker is free.
 
-    ttstrain label-mc --config recipes/default/label_mc/config_demo.yaml --executor ray --num_workers 2
+    ttstrain label-mc --config recipes/default/label_mc/config_pipeline.yaml --executor ray --num_workers 2
     ttstrain search --config ... --backend vllm --executor ray --ray_address auto --num_workers 8 --gpus_per_worker 1
 
 Each actor opens the stage's worker once (`ChunkedStage.open_worker`: the model, the prompt format,

@@ -1,6 +1,6 @@
 """Monte Carlo step labels for PRM training: resumable, sharded, in TRL's stepwise schema.
 
-    ttstrain label-mc --config recipes/default/label_mc/config_demo.yaml
+    ttstrain label-mc --config recipes/default/label_mc/config_pipeline.yaml
     ttstrain label-mc --config recipes/default/label_mc/config_paper.yaml --shard 3/8   # one of 8 jobs
     ttstrain label-mc --config recipes/default/label_mc/config_paper.yaml --merge_only true
 

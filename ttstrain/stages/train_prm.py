@@ -1,11 +1,11 @@
 """Train a process reward model on Monte Carlo step labels (a `ttstrain label-mc` output).
 
-    ttstrain train-prm --config recipes/default/prm/config_demo.yaml
-    ttstrain train-prm --config recipes/default/prm/config_demo.yaml --label_mode orm --output_dir runs/default/orm_demo
+    ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml
+    ttstrain train-prm --config recipes/default/prm/config_pipeline.yaml --label_mode orm --output_dir runs/default/orm_demo
     accelerate launch --config_file accelerate_configs/single_process.yaml recipes/train_prm.py \\
-        --config recipes/default/prm/config_demo.yaml
+        --config recipes/default/prm/config_pipeline.yaml
     accelerate launch --config_file accelerate_configs/multi_gpu_ddp.yaml --num_processes 2 \\
-        recipes/train_prm.py --config recipes/default/prm/config_demo.yaml       # 2 processes (GPUs, or CPU + gloo)
+        recipes/train_prm.py --config recipes/default/prm/config_pipeline.yaml       # 2 processes (GPUs, or CPU + gloo)
 
 Options are the fields of `ttstrain.prm.config.PRMConfig` (every
 `transformers.TrainingArguments` field plus the PRM's own): the YAML sets them, the command line

@@ -1,7 +1,7 @@
 """Train a revision model (see ttstrain.trainers.revision_trainer).
 
-    ttstrain train-revision --config recipes/default/revision/config_demo.yaml
-    accelerate launch recipes/train_revision.py --config recipes/default/revision/config_demo.yaml
+    ttstrain train-revision --config recipes/default/revision/config_pipeline.yaml
+    accelerate launch recipes/train_revision.py --config recipes/default/revision/config_pipeline.yaml
 
 Options are the fields of `ttstrain.trainers.revision_config.RevisionConfig` (TRL's SFTConfig plus
 the revision model's own; `dtype` and `model_dropout` as in train-prm). Output folder

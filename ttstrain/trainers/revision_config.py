@@ -15,7 +15,7 @@ The model options have the PRM trainer's names (`ttstrain.prm.config.PRMConfig`)
 `model_dropout`; the old `--model_dtype` / `--dropout` (flag or YAML key) are refused with the new
 name (`ttstrain.parsing.RENAMED_OPTIONS`).
 
-    ttstrain train-revision --config recipes/default/revision/config_demo.yaml --dtype float32
+    ttstrain train-revision --config recipes/default/revision/config_pipeline.yaml --dtype float32
 """
 
 from __future__ import annotations

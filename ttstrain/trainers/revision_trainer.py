@@ -1,7 +1,7 @@
 """Revision SFT on TRL's SFTTrainer: previous attempts and question as context, loss on the target only.
 
-    accelerate launch recipes/train_revision.py --config recipes/default/revision/config_demo.yaml
-    ttstrain train-revision --config recipes/default/revision/config_demo.yaml
+    accelerate launch recipes/train_revision.py --config recipes/default/revision/config_pipeline.yaml
+    ttstrain train-revision --config recipes/default/revision/config_pipeline.yaml
 
 Each row of `ttstrain build-revisions` becomes a prompt-completion pair: the prompt is
 `format_revision_prompt(question, previous_attempts)` (the function revision inference uses too),
