@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 
-.PHONY: install demo quick test fast_test slow_test build-world build-world-v2 bench
+.PHONY: install demo quick test fast_test slow_test build-world build-world-v2 bench pipeline-smollm2 test-pipeline-smollm2
 
 $(BIN)/ttstrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,25 @@ demo: install
 quick: install
 	$(BIN)/ttstrain demo --output_dir runs/quick --quick
 
+# The whole method on SmolLM2-135M-Instruct, on CPU (recipes/smollm2-135m; about an hour on 2 cores,
+# resumable: run it again after a stop and finished stages are skipped). Findings: docs/results.md.
+SMOLLM2_OUT ?= runs/smollm2-135m
+pipeline-smollm2: install
+	$(BIN)/ttstrain pipeline recipes/smollm2-135m --output_dir $(SMOLLM2_OUT)
+
+# that pipeline at its smallest size (quick.yaml), end to end, checked: a few minutes; not in `make test`
+test-pipeline-smollm2: install
+	$(BIN)/python -m pytest -m pipeline_smollm2
+
 # the whole suite that runs without a GPU (slow tests included); CI runs this
 test: install
-	$(BIN)/python -m pytest -m "not gpu"
+	$(BIN)/python -m pytest -m "not gpu and not pipeline_smollm2"
 
 fast_test: install
-	$(BIN)/python -m pytest -m "not gpu and not slow"
+	$(BIN)/python -m pytest -m "not gpu and not slow and not pipeline_smollm2"
 
 slow_test: install
-	$(BIN)/python -m pytest -m "slow and not gpu"
+	$(BIN)/python -m pytest -m "slow and not gpu and not pipeline_smollm2"
 
 # The shipped policies. World v1 (ttstrain/world/v1_policy, `world-v1`): 1200 steps from scratch
 # (operand copying appears between steps 400 and 800), then 700 more from that checkpoint with a

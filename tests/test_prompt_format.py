@@ -121,3 +121,48 @@ def test_eval_prm_scoring_moves_a_bar_per_batch():
     scorer.progress_hook = None
     rows = [{"prompt": "P", "steps": ["a"]}] * 3
     assert sample_scores(scorer, rows, progress=False) == [0.5] * 3 and scorer.progress_hook is None
+
+
+def test_a_prm_trained_without_the_worked_examples_reads_each_prompts_question(tmp_path, base_dir):
+    """drop_worked_examples: the PRM trains on each question in the chat format without the policy's examples
+    (fewer tokens a row), records it, and takes policy prompts back to their questions when it scores."""
+    import shutil
+
+    from ttstrain.models import load_tokenizer
+    from ttstrain.prm.scoring import PRMScorer
+    from ttstrain.stages.train_prm import run_train_prm
+
+    base = tmp_path / "chat_base"
+    shutil.copytree(base_dir, base)
+    tok = load_tokenizer(base)
+    tok.chat_template = CHAT
+    tok.save_pretrained(base)
+    policy = PromptFormat("chat", [EXAMPLE], None, tok)
+    rows = synthetic_rows(per_level=4)
+    for r in rows:
+        r["prompt"] = policy.build(r["question"])
+    data = tmp_path / "labels"
+    write_parquet(data / "data" / "train-00000-of-00001.parquet", rows)
+    write_json(data / "config.json", {"prompt_format": policy.record()})
+    flags = dict(max_steps=1, eval_strategy="no", save_strategy="no", load_best_model_at_end="false", report_to="none")
+    kept = run_train_prm(train_prm_cli(base, data, tmp_path / "kept", **flags))
+    dropped = run_train_prm(train_prm_cli(base, data, tmp_path / "prm", drop_worked_examples="true", **flags))
+    example_chars = len(EXAMPLE[0]) + len(EXAMPLE[1])  # one token a character
+    train_rows = dropped.data_summary["train"]["rows_kept"]
+    assert kept.data_summary["train"]["tokens"] - dropped.data_summary["train"]["tokens"] >= train_rows * example_chars
+    prm = PRMScorer.from_pretrained(tmp_path / "prm")
+    assert prm.reads_questions and prm.prompt_format.record()["examples"] == []
+    assert prm.metadata["prompt_format"]["examples_dropped"] is True  # what the checkpoint records
+    assert not PRMScorer.from_pretrained(tmp_path / "kept").reads_questions
+    q, steps = rows[0]["question"], list(rows[0]["completions"])
+    bare = prm.score([q], [steps])
+    # told of the policy's format, it reads the question back out of each policy prompt: the same scores
+    prm.read_prompts_as(policy)
+    assert prm.score([policy.build(q)], [steps])[0] == pytest.approx(bare[0], abs=1e-6)
+    assert prm.prompt_for(q) == policy.build(q)
+    # and they are what the PRM gives its own format, read directly
+    direct = PRMScorer(prm.model, prm.tokenizer)
+    direct.reads_questions = False
+    assert direct.score([PromptFormat("chat", [], None, tok).build(q)], [steps])[0] == pytest.approx(bare[0], abs=1e-6)
+    with pytest.raises(ValueError, match="was not built by the policy prompt format"):
+        prm.score(["Problem: " + q], [steps])

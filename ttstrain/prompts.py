@@ -100,6 +100,37 @@ class PromptFormat:
                    StepFormat.from_record(record.get("step_format")))
 
 
+_SENTINEL = "\x00QUESTION\x00"
+
+
+class QuestionReader:
+    """Takes the question back out of prompts a `PromptFormat` built (the text around it is the same for
+    every question; the question itself is inserted stripped)."""
+
+    def __init__(self, prompt_format):
+        self.prompt_format = prompt_format
+        self._frame()
+
+    def _frame(self) -> None:
+        built = self.prompt_format.build(_SENTINEL)
+        if built.count(_SENTINEL) != 1:
+            raise ValueError("this prompt format does not hold its question once, verbatim; a PRM that reads questions "
+                             "(a public PRM, or one trained without the worked examples) cannot read them from its prompts")
+        self.prefix, self.suffix = built.split(_SENTINEL)
+
+    def _fits(self, prompt: str) -> bool:
+        return (prompt.startswith(self.prefix) and prompt.endswith(self.suffix)
+                and len(prompt) >= len(self.prefix) + len(self.suffix))
+
+    def __call__(self, prompt: str) -> str:
+        if not self._fits(prompt):
+            self._frame()  # a chat template may print today's date: a run that crosses midnight frames anew
+            if not self._fits(prompt):
+                raise ValueError(f"prompt {prompt[:80]!r}... was not built by the policy prompt format this "
+                                 "verifier was told of (read_prompts_as)")
+        return prompt[len(self.prefix):len(prompt) - len(self.suffix)]
+
+
 def check_same_format(producer: dict | None, consumer: dict | None, producer_name: str, consumer_name: str) -> None:
     """Fail when two recorded prompt formats, or the step formats recorded with them, differ (a missing
     record is the plain format, a missing step format LINE)."""

@@ -135,7 +135,8 @@ def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:
     label_mc = build("label_mc", LabelMCConfig, output_dir=str(label_dir), **run)
     prm = build("prm", PRMConfig, output_dir=str(out / "prm"), dataset_path=str(label_dir), seed=seed, **policy)
     eval_prm = build("eval_prm", EvalPRMConfig, prm_path=str(out / "prm"), output_dir=str(out / "eval_prm"),
-                     labels=str(label_dir), samples=str(out / "samples.parquet"),
+                     # the sample stage's own folder: its config.json records the prompt format eval-prm checks
+                     labels=str(label_dir), samples=str(Path(sample.output_dir) / "samples.parquet"),
                      budgets=power_of_two_budgets(sample.num_samples), seed=seed)
     srch = settings["search"]
     search_dir = out / f"search-{srch.get('per_level')}x{srch.get('max_budget')}-seed{seed}"

@@ -196,6 +196,12 @@ class PRMConfig(TrainingArguments):
     reference_features: bool = field(
         default=False, metadata={"help": "After training, combine the value head with the starting model's token "
                                          "log-probs (fitted on the training questions); the scorer loads both."})
+    drop_worked_examples: bool = field(
+        default=False, metadata={"help": "Train on each question in the rows' prompt format without the policy's "
+                                         "worked examples (rebuilt from the rows' `question`), as a Math-Shepherd PRM "
+                                         "reads question and steps: a few-shot chat prompt costs the PRM its "
+                                         "examples' tokens in every row it trains on and scores. The checkpoint "
+                                         "records it; search and eval-prm read each policy prompt's question."})
 
     # LoRA
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters + the value head (merged at save)."})

@@ -128,6 +128,30 @@ def rows_prompt_format(recorded: dict | None, step_separator: str = "auto", solu
     return {**recorded, "step_format": steps.record()}
 
 
+def without_worked_examples(record: dict, tokenizer, *datasets):
+    """(record, datasets) for a PRM that reads each question without the policy's worked examples: the record
+    with none (marked `examples_dropped`), each dataset's `prompt` rebuilt in it from the row's `question`.
+    Rows whose prompts hold no examples are returned as they are."""
+    if not record.get("examples"):
+        return (record, *datasets)
+    if record.get("kind") == "few_shot":
+        raise ValueError("drop_worked_examples: a few-shot prompt is its worked examples; a PRM can drop them "
+                         "from a chat prompt (the examples as earlier turns), not from this one")
+    record = {**record, "examples": [], "examples_dropped": True}
+    fmt = PromptFormat.from_record(record, tokenizer)
+    out = []
+    for ds in datasets:
+        if ds is not None:
+            if "label_positions" in ds.column_names:
+                raise ValueError("drop_worked_examples: these rows are already tokenized; pass raw rows")
+            if "question" not in ds.column_names:
+                raise ValueError(f"drop_worked_examples: the PRM rows have no 'question' field to rebuild their "
+                                 f"prompts from (columns: {', '.join(ds.column_names)})")
+            ds = ds.map(lambda row: {"prompt": fmt.build(row["question"])}, desc="prompts without worked examples")
+        out.append(ds)
+    return (record, *out)
+
+
 def tokenize_row(row: dict, tokenizer, label_mode: str = "soft", hard_threshold: float = 0.0,
                  hard_labels_from_dataset: bool = False, max_length: int | None = None,
                  layout: PRMLayout = DEFAULT_LAYOUT) -> dict:

@@ -47,7 +47,7 @@ from ttstrain.models import _torch_dtype, check_weight_files, load_tokenizer
 from ttstrain.prm.batching import packed_batches
 from ttstrain.prm.checkpoint import (HEAD_TYPE, PRM_CONFIG_KEY, TRL_HEAD_TYPE, layout_from_metadata, prm_inputs,
                                  trl_metadata)
-from ttstrain.prompts import PromptFormat
+from ttstrain.prompts import PromptFormat, QuestionReader
 from ttstrain.steps import resolve_step_format
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,11 @@ class PRMScorer:
         self.metadata = dict(meta)
         # the layout the PRM was trained on: questions it is given alone are put into it (`prompt_for`)
         self.prompt_format = PromptFormat.from_record(meta.get("prompt_format"), tokenizer)
+        # trained without the policy's worked examples (`drop_worked_examples`): it reads questions, taking each
+        # policy prompt back to its question (`read_prompts_as`) and putting it into its own format
+        self.reads_questions = bool((meta.get("prompt_format") or {}).get("examples_dropped"))
+        self.question_of = lambda prompt: prompt
+        self._policy_format = None
         self.batch_size = batch_size
         self.packing = packing
         self.packing_length = packing_length
@@ -153,10 +158,19 @@ class PRMScorer:
             n += sum(p.numel() for p in self.reference_model.parameters())
         return n
 
-    reads_questions = False  # it reads the policy's prompts, in the format it was trained on
+    reads_questions = False  # it reads the policy's prompts, in the format it was trained on (unless set above)
+
+    def read_prompts_as(self, prompt_format) -> None:
+        """A PRM that reads questions: prompts given to `score` were built by the policy's `prompt_format` (worked
+        examples and all); each is taken back to its question, then put into this PRM's own format."""
+        self.question_of = QuestionReader(prompt_format)
+        self._policy_format = prompt_format
 
     def prompt_for(self, question: str) -> str:
-        """`question` in the prompt format this PRM was trained on (plain when its checkpoint records none)."""
+        """`question` in the prompt format this PRM was trained on (plain when its checkpoint records none); for a
+        PRM that reads questions, as `score` takes it (the policy's format once told of it, else the bare question)."""
+        if self.reads_questions:
+            return self._policy_format.build(question) if self._policy_format is not None else question
         return self.prompt_format.build(question)
 
     def describe(self) -> dict:
@@ -173,6 +187,8 @@ class PRMScorer:
         """Per-step probabilities for each (prompt, steps); a solution with no step gets []."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+        if self.reads_questions:
+            prompts = [self.prompt_format.build(self.question_of(p)) for p in prompts]
         batch_size = batch_size or self.batch_size
         encoded = {i: self.tokenize(p, s) for i, (p, s) in enumerate(zip(prompts, steps)) if len(s)}
         keys = list(encoded)

@@ -58,7 +58,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, EarlyStopp
 from ttstrain import __version__
 from ttstrain.models import _torch_dtype, load_tokenizer, resolve_model
 from ttstrain.prm.batching import build_batch
-from ttstrain.prm.data import rows_prompt_format, tokenize_dataset, truncation_warning
+from ttstrain.prm.data import rows_prompt_format, tokenize_dataset, truncation_warning, without_worked_examples
 from ttstrain.prm.checkpoint import PRM_CONFIG_KEY, PRMLayout, layout_metadata, prm_metadata
 from ttstrain.steps import StepFormat
 from ttstrain.trainers.run_setup import float32_trainable, set_dropout
@@ -176,6 +176,9 @@ class PRMTrainer(Trainer):
             raise ValueError("PRMTrainer needs processing_class (the tokenizer), to place the step ends")
         # the rows' prompt and step format, and where values sit: what the checkpoint records and the scorer reads
         record = rows_prompt_format(prompt_format, args.step_separator, args.solution_end)
+        if getattr(args, "drop_worked_examples", False):
+            record, train_dataset, eval_dataset = without_worked_examples(record, processing_class, train_dataset,
+                                                                          eval_dataset)
         self.layout = PRMLayout(StepFormat.from_record(record["step_format"]), args.label_placement, args.bos)
         if getattr(model.config, PRM_CONFIG_KEY, None) is None:
             setattr(model.config, PRM_CONFIG_KEY, prm_metadata(args.label_mode))

@@ -39,7 +39,7 @@ from ttstrain.models import check_weight_files, local_model_folder, resolve_mode
 from ttstrain.prm.checkpoint import PRM_CONFIG_KEY
 from ttstrain.prm.public import PRM_FORMATS, PRMFormat
 from ttstrain.prm.scoring import PRMScorer
-from ttstrain.prompts import PromptFormat
+from ttstrain.prompts import PromptFormat, QuestionReader
 from ttstrain.steps import LINE, StepFormat
 
 OWN_FORMATS = ("ttstrain", "trl")  # read by ttstrain.prm.scoring.PRMScorer
@@ -143,37 +143,7 @@ def resolve_prm_format(name_or_path: str, prm_format: str = "auto") -> str:
     return prm_format
 
 
-# ---- the question inside a policy prompt -------------------------------------------------------------
-
-_SENTINEL = "\x00QUESTION\x00"
-
-
-class QuestionReader:
-    """Takes the question back out of prompts a `PromptFormat` built (the text around it is the same for
-    every question; the question itself is inserted stripped)."""
-
-    def __init__(self, prompt_format):
-        self.prompt_format = prompt_format
-        self._frame()
-
-    def _frame(self) -> None:
-        built = self.prompt_format.build(_SENTINEL)
-        if built.count(_SENTINEL) != 1:
-            raise ValueError("this prompt format does not hold its question once, verbatim; a public PRM cannot "
-                             "read questions from its prompts")
-        self.prefix, self.suffix = built.split(_SENTINEL)
-
-    def _fits(self, prompt: str) -> bool:
-        return (prompt.startswith(self.prefix) and prompt.endswith(self.suffix)
-                and len(prompt) >= len(self.prefix) + len(self.suffix))
-
-    def __call__(self, prompt: str) -> str:
-        if not self._fits(prompt):
-            self._frame()  # a chat template may print today's date: a run that crosses midnight frames anew
-            if not self._fits(prompt):
-                raise ValueError(f"prompt {prompt[:80]!r}... was not built by the policy prompt format this "
-                                 "verifier was told of (read_prompts_as)")
-        return prompt[len(self.prefix):len(prompt) - len(self.suffix)]
+# ---- the question inside a policy prompt: `ttstrain.prompts.QuestionReader` -------------------------------
 
 
 class QuestionFormat:

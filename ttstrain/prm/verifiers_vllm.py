@@ -124,6 +124,10 @@ class _OwnReading:
             raise ValueError(f"this PRM combines its value head with the token log-probs of the reference policy "
                              f"{meta[META_KEY].get('reference_model')!r} (reference features), which vLLM's pooling "
                              "runner cannot compute; score it with transformers (ttstrain.prm.verifiers.load_verifier)")
+        if (meta.get("prompt_format") or {}).get("examples_dropped"):
+            raise ValueError("this PRM was trained without the policy's worked examples (drop_worked_examples), and "
+                             "the vLLM pooling runner does not yet take questions back out of policy prompts; score "
+                             "it with --prm_backend transformers")
         head, outputs = meta.get("head", HEAD_TYPE), getattr(config, "num_labels", 1)
         if not ((head == HEAD_TYPE and outputs == 1) or (head == TRL_HEAD_TYPE and outputs in (1, 2))):
             raise ValueError(f"expected a {HEAD_TYPE!r} head with one output, got {head!r} with {outputs} outputs")

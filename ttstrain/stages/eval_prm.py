@@ -146,14 +146,19 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     labels_format = recorded_prompt_format(cfg.labels) if cfg.labels else None
     if rows is not None and reads_questions(scorer):  # a public PRM reads each row's question, in its own layout
         rows = [{**r, "prompt": scorer.prompt_for(r["question"])} for r in rows]
-    elif labels_format is not None:  # labelled rows are read in the PRM's step format: they must be written in it
+    if labels_format is not None and not public:  # labelled rows are read in the PRM's step format: they must be written in it
         check_same_steps(labels_format.get("step_format"), scorer.prompt_format.steps.record(),
                          f"the labels {cfg.labels}", f"the PRM {cfg.prm_path}")
     samples = load_samples(cfg.samples) if cfg.samples else None
     if samples is not None and not reads_questions(scorer):  # the samples' prompts must be the PRM's training layout
         check_same_format(recorded_prompt_format(cfg.samples), scorer.prompt_format.record(),
                           f"the samples {cfg.samples}", f"the PRM {cfg.prm_path}")
-    samples_format = PromptFormat.from_record(recorded_prompt_format(cfg.samples)) if public and samples else None
+    elif samples is not None and not public:  # a PRM trained without the worked examples: the steps must still agree
+        check_same_steps((recorded_prompt_format(cfg.samples) or {}).get("step_format"),
+                         scorer.prompt_format.steps.record(), f"the samples {cfg.samples}", f"the PRM {cfg.prm_path}")
+    # the policy's own prompts, for the likelihood baseline of a PRM that does not read them
+    samples_format = (PromptFormat.from_record(recorded_prompt_format(cfg.samples))
+                      if reads_questions(scorer) and samples else None)
     benches = {f: load_processbench(f) for f in cfg.processbench}
     calib = load_processbench(cfg.processbench_calibration) if cfg.processbench_calibration else None
 

@@ -48,6 +48,7 @@ from ttstrain.io import write_json, write_parquet
 from ttstrain.models import check_weight_files, model_revision, resolve_model
 from ttstrain.parsing import StageParser
 from ttstrain.prm.likelihood_baseline import LikelihoodScorer
+from ttstrain.prm.scoring import PRMScorer
 from ttstrain.prm.verifiers import OWN_FORMATS, load_verifier, reads_questions, resolve_prm_format
 from ttstrain.prm.verifiers_vllm import load_pooling_verifier
 from ttstrain.prompts import check_same_format, format_prompt
@@ -57,7 +58,7 @@ from ttstrain.search import (NO_VERIFIER, SUBSAMPLED, SearchConfig, SearchSettin
 from ttstrain.stages import run_fingerprint, stage_generator, stage_problems, stage_prompt_format
 from ttstrain.stages.arguments import (ChunkArguments, PolicyArguments, ProblemArguments, PromptArguments,
                                        VerifierArguments)
-from ttstrain.steps import LINE
+from ttstrain.steps import LINE, check_same_steps
 
 # --verifier choices, and how messages name them
 VERIFIERS = {"prm": "PRM", "value_head": "PRM's value head", "likelihood": "likelihood model"}
@@ -293,6 +294,9 @@ def search_worker(cfg: SearchStageConfig, generator=None, scorer=None) -> ChunkW
         scorer = load_scorer(cfg, prompt_format=shots)
     if scorer is not None and reads_questions(scorer):  # a public PRM reads the question in each policy prompt
         scorer.read_prompts_as(shots)
+        if isinstance(scorer, PRMScorer):  # ours, trained without the worked examples: it reads steps as trained
+            check_same_steps(scorer.prompt_format.steps.record(), shots.steps.record(),
+                             f"the {VERIFIERS[cfg.verifier]} {verifier}", "this search's policy prompts")
     elif scorer is not None:  # the PRM reads the prompts the policy gets
         check_same_format(scorer.prompt_format.record(), shots.record(), f"the {VERIFIERS[cfg.verifier]} {verifier}",
                           "this search's policy prompts")
