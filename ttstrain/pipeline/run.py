@@ -326,8 +326,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     # the report has carried one compute_optimal time, both runs together
     p.clock.seconds["compute_optimal"] = round(p.clock.seconds.pop("compute_optimal_value_head", 0.0)
                                                + p.clock.seconds["compute_optimal"], 1)
-    if "world" not in p.clock.seconds:  # every stage that generates was done before: its load time as recorded
-        p.clock.seconds = {"world": world["seconds"], **p.clock.seconds}
+    # the policy's load time first, as recorded where every stage that generates was done before
+    p.clock.seconds = {"world": p.clock.seconds.get("world", world["seconds"]),
+                       **{k: v for k, v in p.clock.seconds.items() if k != "world"}}
     report = assemble_report(c, problems, world["identity"], p.generation_totals(), greedy_acc, baselines,
                              sampling["generated_tokens_per_s"], labelling, prm_training, prm_eval, search_summary,
                              co_report, bon_prediction, revision_data, revision_training, revision_eval, p.clock,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow.parquet as pq
 from datasets import Dataset
 from trl import SFTTrainer
 
@@ -53,6 +54,10 @@ def build_revision_trainer(cfg, model=None, tokenizer=None, train_rows: Sequence
     float32_trainable(model, cfg, lora=False)  # a checkpoint loaded in 16 bits ("auto")
     model.train()
     if train_rows is None:
+        if not any(pq.ParquetFile(f).metadata.num_rows for f in Path(cfg.dataset_path).glob("data/train-*.parquet")):
+            raise ValueError(f"{cfg.dataset_path}: no revision rows to train on (build-revisions pairs each correct "
+                             "answer with wrong ones of its question, and found none: sample more problems or answers; "
+                             "its summary.json counts them)")
         train_rows = load_dataset_dir(cfg.dataset_path).to_list()
         check_revision_rows(train_rows, f"{cfg.dataset_path} (data/train-*.parquet)")
     dataset = Dataset.from_list(revision_sft_rows(train_rows, tokenizer, cfg.max_attempts, cfg.max_length))
