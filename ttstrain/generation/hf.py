@@ -9,6 +9,13 @@ where `params.step_format.find_stop` says (a blank line, where the format ends s
 and with stop="step" the step separator, wherever the tokenizer put it: a separator token of its
 own, merged with text, or spread over two tokens) or at an end-of-sequence token.
 
+Where decoding time goes on CPU (issue #38, bench/generate_speed.py), and what this loop does about it,
+each without changing a single output: the prefill computes logits at the last position only; the
+decode cache is allocated once per batch with room for every new token (`_RoomyLayer`), instead of
+DynamicCache's concatenation, which copies the whole cache of every layer at every step; and on CPU
+a grouped-query model's attention runs with `enable_gqa` (`gqa_attention`) instead of transformers'
+repeat of each key/value head, which it does whenever there is a padding mask.
+
     from ttstrain.generation import load_generator
     gen = load_generator("transformers", model="default")
     out = gen.generate([prompt], SamplingParams(n=4, temperature=0.8, seed=0))
@@ -17,7 +24,7 @@ own, merged with text, or spread over two tokens) or at an end-of-sequence token
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Sequence
 
 import numpy as np
@@ -56,6 +63,129 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, unifor
     cdf = probs.cumsum(-1)
     u = torch.from_numpy(uniforms).to(cdf.device).unsqueeze(-1) * cdf[:, -1:]
     return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+GQA_ATTENTION = "ttstrain_sdpa_gqa"
+
+
+def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """transformers' SDPA attention, except that with a mask, grouped key/value heads go to SDPA as they
+    are (`enable_gqa`) instead of being repeated per query head: transformers repeats them whenever a mask
+    is given (CUDA's fast kernels take no mask with GQA), a copy of the whole cache per layer and step,
+    three times the cache's size for SmolLM2. On CPU the result is the same, bit for bit."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if attention_mask is None or getattr(module, "num_key_value_groups", 1) == 1 or query.device.type != "cpu" \
+            or kwargs.get("position_bias") is not None or kwargs.get("cache") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                           dropout_p=dropout, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def gqa_attention(model):
+    """Within the block, a CPU model that runs transformers' "sdpa" attention runs `_sdpa_gqa` (same masks,
+    same results); anything else is left as it is."""
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) != "sdpa" or next(model.parameters()).device.type != "cpu":
+        yield
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if GQA_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(GQA_ATTENTION, _sdpa_gqa)
+        AttentionMaskInterface.register(GQA_ATTENTION, sdpa_mask)
+    config._attn_implementation = GQA_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
+
+
+def roomy_cache(cache, rows: torch.Tensor, room: int):
+    """`cache` (a prefilled DynamicCache) with its batch rows `rows` (a prompt once per continuation) copied into
+    buffers with `room` free positions per layer (`_RoomyLayer`); layers of other kinds are only row-selected."""
+    from transformers.cache_utils import DynamicLayer
+
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
+            cache.layers[i] = _RoomyLayer(layer.keys, layer.values, rows, room)
+        else:
+            layer.batch_select_indices(rows)
+    return cache
+
+
+def _roomy_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        """A DynamicLayer whose keys and values are views of buffers allocated once with room to grow: `update`
+        writes the new positions in place (DynamicLayer concatenates, copying the whole layer each decode
+        step), and dropping finished rows moves the kept ones up in place. The attention reads the same
+        numbers either way."""
+
+        def __init__(self, keys, values, rows, room):
+            super().__init__()
+            b, h, n, d = len(rows), keys.shape[1], keys.shape[2], keys.shape[3]
+            self._k = keys.new_empty((b, h, n + room, d))
+            self._v = values.new_empty((b, values.shape[1], n + room, values.shape[3]))
+            self._k[:, :, :n] = keys[rows]
+            self._v[:, :, :n] = values[rows]
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self._rows, self._len = b, n
+            self._view()
+
+        def _view(self):
+            self.keys = self._k[:self._rows, :, :self._len]
+            self.values = self._v[:self._rows, :, :self._len]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            end = self._len + key_states.shape[-2]
+            if end > self._k.shape[2]:  # out of room (not in `_generate_batch`): grow like DynamicLayer
+                self._k = torch.cat([self.keys, key_states], dim=-2)
+                self._v = torch.cat([self.values, value_states], dim=-2)
+            else:
+                self._k[:self._rows, :, self._len:end] = key_states
+                self._v[:self._rows, :, self._len:end] = value_states
+            self._len = end
+            self._view()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices):
+            keep = indices.tolist()
+            if keep != sorted(set(keep)):  # not a subset in order: copy like DynamicLayer
+                self._k, self._v = self.keys[indices], self.values[indices]
+            else:
+                for dst, src in enumerate(keep):  # dst <= src: an in-place move up, no new buffer
+                    if dst != src:
+                        self._k[dst, :, :self._len] = self._k[src, :, :self._len]
+                        self._v[dst, :, :self._len] = self._v[src, :, :self._len]
+            self._rows = len(keep)
+            self._view()
+
+        def crop(self, tokens_to_remove):
+            super().crop(tokens_to_remove)
+            self._len = self.keys.shape[-2]
+
+    return RoomyLayer
+
+
+class _LazyClass:
+    """The class `factory()` makes, made at first use (transformers is imported at use, not import)."""
+
+    def __init__(self, factory):
+        self._factory, self._cls = factory, None
+
+    def __call__(self, *args, **kwargs):
+        if self._cls is None:
+            self._cls = self._factory()
+        return self._cls(*args, **kwargs)
+
+
+_RoomyLayer = _LazyClass(_roomy_layer_class)
 
 
 class _StopTable:
@@ -166,6 +296,10 @@ class HFGenerator(Generator):
     # ---- one batch ----------------------------------------------------------------------
     @torch.inference_mode()
     def _generate_batch(self, batch, prompts, encoded, params, results) -> int:
+        with gqa_attention(self.model) if self.device.type == "cpu" else nullcontext():
+            return self._decode_batch(batch, prompts, encoded, params, results)
+
+    def _decode_batch(self, batch, prompts, encoded, params, results) -> int:
         from transformers import DynamicCache
 
         unique = list(dict.fromkeys(i for i, _ in batch))
@@ -184,11 +318,11 @@ class HFGenerator(Generator):
             positions = (mask.cumsum(-1) - 1).clamp_(min=0)
             cache = DynamicCache()
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
             prefill_tokens = int(mask.sum())
 
         row_slots = torch.tensor([slot[i] for i, _ in batch], device=self.device)
-        cache.batch_select_indices(row_slots)
+        roomy_cache(cache, row_slots, params.max_new_tokens)
         logits = out.logits[:, -1, :].float()[row_slots]
         mask = mask[row_slots]
         next_pos = mask.sum(-1)
@@ -254,7 +388,7 @@ class HFGenerator(Generator):
         """
         cuts = [[k + 1 for k, t in enumerate(seq) if self._stops.contains_sep[t]] for seq in seqs]
         batch = PrefixBatch(self.model, seqs, find_prefixes(self.prefix_cache, seqs, cuts), self.pad_id,
-                            right_align=True)
+                            right_align=True, last_logits_only=True)
         for r, seq in enumerate(seqs):
             batch.store(self.prefix_cache, r, seq, cuts[r], torch.zeros(0))
         return batch.cache, batch.output, batch.mask, sum(batch.lengths)

@@ -117,11 +117,12 @@ class PrefixBatch:
 
     Row layout: [padding | reused past | new tokens], the new tokens left-aligned in their part
     (right padding) or, with `right_align`, right-aligned so the last column is every row's last
-    token (what a generator continues from); the attention mask's zeros are padding.
+    token (what a generator continues from); the attention mask's zeros are padding. With
+    `last_logits_only` (a causal LM), the output's logits are the last column's alone.
     """
 
     def __init__(self, model, seqs: Sequence[Sequence[int]], reuse: Sequence[tuple[int, _Entry | None]],
-                 pad_token_id: int, right_align: bool = False):
+                 pad_token_id: int, right_align: bool = False, last_logits_only: bool = False):
         from transformers import DynamicCache
 
         device = next(model.parameters()).device
@@ -145,7 +146,8 @@ class PrefixBatch:
                 self.cache.update(keys.to(device), values.to(device), layer)
         self.mask = mask.to(device)
         self.output = model(input_ids=ids.to(device), attention_mask=self.mask, position_ids=positions.to(device),
-                            past_key_values=self.cache, use_cache=True)
+                            past_key_values=self.cache, use_cache=True,
+                            **({"logits_to_keep": 1} if last_logits_only else {}))
 
     def new_columns(self, r: int) -> slice:
         """Where row r's new tokens sit among the `new_len` columns of the input."""
