@@ -32,7 +32,7 @@ import torch
 
 from ttstrain.generation.base import (Completion, Generator, PromptResult, SamplingParams, check_streams, eos_id_list,
                                       row_seed)
-from ttstrain.generation.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes
+from ttstrain.generation.prefix_cache import PrefixBatch, PrefixKVCache, find_prefixes, takes_logits_to_keep
 from ttstrain.steps import STEP_SEPARATOR
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -318,7 +318,8 @@ class HFGenerator(Generator):
             positions = (mask.cumsum(-1) - 1).clamp_(min=0)
             cache = DynamicCache()
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+                             past_key_values=cache, use_cache=True,
+                             **({"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}))
             prefill_tokens = int(mask.sum())
 
         row_slots = torch.tensor([slot[i] for i, _ in batch], device=self.device)

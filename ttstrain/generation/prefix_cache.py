@@ -29,6 +29,7 @@ vocabulary logits (Qwen's 151,936-token vocabulary makes that gigabytes). The pa
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -112,6 +113,14 @@ def find_prefixes(cache: PrefixKVCache, seqs: Sequence[Sequence[int]], boundarie
     return reuse
 
 
+def takes_logits_to_keep(model) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; a stand-in may not)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class PrefixBatch:
     """One forward of sequences on top of their reused prefixes.
 
@@ -147,7 +156,7 @@ class PrefixBatch:
         self.mask = mask.to(device)
         self.output = model(input_ids=ids.to(device), attention_mask=self.mask, position_ids=positions.to(device),
                             past_key_values=self.cache, use_cache=True,
-                            **({"logits_to_keep": 1} if last_logits_only else {}))
+                            **({"logits_to_keep": 1} if last_logits_only and takes_logits_to_keep(model) else {}))
 
     def new_columns(self, r: int) -> slice:
         """Where row r's new tokens sit among the `new_len` columns of the input."""
