@@ -72,6 +72,8 @@ from ttstrain.trainers.revision_config import RevisionConfig
 from ttstrain.trainers.revision_trainer import train_revision
 
 PIPELINE_VLLM_SHARE = 0.6  # the rest of the GPU for PRM training, the PRM and its caches in search, revision training
+REPORT_NAMES = {"label_mc": "label", "eval_prm": "prm_eval", "build_revisions": "revision_data",
+                "eval_revision": "revision_eval"}
 GENERATING = ("greedy", "sample", "label_mc", "search", "search_value_head", "build_revisions")
 
 
@@ -326,9 +328,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     # the report has carried one compute_optimal time, both runs together
     p.clock.seconds["compute_optimal"] = round(p.clock.seconds.pop("compute_optimal_value_head", 0.0)
                                                + p.clock.seconds["compute_optimal"], 1)
-    # the policy's load time first, as recorded where every stage that generates was done before
+    # the policy's load time first, as recorded where every stage that generates was done before; the stages
+    # under the names the demo's reports have always used, so runs before and after compare key by key
     p.clock.seconds = {"world": p.clock.seconds.get("world", world["seconds"]),
-                       **{k: v for k, v in p.clock.seconds.items() if k != "world"}}
+                       **{REPORT_NAMES.get(k, k): v for k, v in p.clock.seconds.items() if k != "world"}}
     report = assemble_report(c, problems, world["identity"], p.generation_totals(), greedy_acc, baselines,
                              sampling["generated_tokens_per_s"], labelling, prm_training, prm_eval, search_summary,
                              co_report, bon_prediction, revision_data, revision_training, revision_eval, p.clock,
