@@ -49,8 +49,8 @@ def test_the_smollm2_pipeline_runs_every_stage_and_computes_every_finding(tmp_pa
         assert report["stage_seconds"][stage] > 0, stage
     assert report["generator"]["model"].endswith("smollm2-135m") or "smollm2" in json.dumps(report["generator"]).lower()
     # the chat prompt and line steps of the recipes reached the rows the PRM was trained on
-    config = json.loads((out / "prm" / "ttstrain_config.json").read_text())
-    assert "chat" in json.dumps(config)
+    recorded = json.loads((out / "prm" / "config.json").read_text())["ttstrain_prm"]["prompt_format"]
+    assert recorded["kind"] == "chat" and recorded["examples"] == [] and recorded["examples_dropped"] is True
 
     cli_main(args)  # resumed: every stage done with these settings is skipped
     again = json.loads((out / "report.json").read_text())
