@@ -38,7 +38,7 @@ from ttstrain.prm.data import load_prm_rows, split_by_question
 from ttstrain.prm.reference_fit import fit_reference_features
 from ttstrain.prm.trainer import PRMTrainer, load_prm_model
 from ttstrain.runner.rows import recorded_prompt_format
-from ttstrain.trainers.run_setup import default_wandb_offline, resolve_resume
+from ttstrain.trainers.run_setup import cpu_attention_dropout_note, default_wandb_offline, resolve_resume
 from ttstrain.trainers.run_skeleton import TRAIN_CONFIG, append_card_line, write_train_config, writes_output
 
 
@@ -57,6 +57,9 @@ def run_train_prm(cfg):
     # (with the label placement and BOS), so every scorer reads solutions as the PRM was trained on them
     trainer = PRMTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=val, processing_class=tokenizer,
                          prompt_format=recorded_prompt_format(cfg.dataset_path))
+    note = cpu_attention_dropout_note(trainer.model, trainer.accelerator.device)
+    if note and writes_output(trainer):
+        print(f"[train-prm] note: {note}", flush=True)
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume_from_checkpoint))
     metrics = dict(result.metrics)
     if val is not None:

@@ -5,6 +5,9 @@ both end, writing output_dir: `ttstrain.trainers.run_skeleton`).
 - `resolve_resume`: `--resume_from_checkpoint last|true|<folder>|none` as `Trainer.train` takes it.
 - `set_dropout`: every dropout probability field a model config has (Llama's attention_dropout,
   GPT-2's attn_pdrop / resid_pdrop / embd_pdrop, BERT-style names, ...) set to one value.
+- `cpu_attention_dropout_note`: what attention dropout costs on CPU, said before training: there
+  `scaled_dot_product_attention` runs its fused kernel only without dropout, and falls back to the
+  math path (every row's length x length weights materialised, a Bernoulli mask drawn over them).
 - `no_master_weights` / `float32_trainable`: `bf16`/`fp16` mean mixed precision, as TRL and
   accelerate users expect it: float32 trainable weights, 16-bit autocast. Weights loaded in 16 bits
   would be updated in 16 bits, with no float32 master copy (outside DeepSpeed, whose optimizer
@@ -26,6 +29,30 @@ import torch
 # the body's config fields that hold a dropout probability, across common architectures
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
                   "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "activation_dropout")
+
+
+# the fields among DROPOUT_FIELDS that drop attention weights (the ones that take SDPA off its fused kernel)
+ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+
+
+def cpu_attention_dropout_note(model, device) -> str | None:
+    """One line for a model that will train with attention dropout through SDPA on a CPU, else None.
+
+    PyTorch's CPU flash-attention kernel takes no dropout, so any attention dropout sends every
+    attention call to the math path. On the default world's PRM rows (about 450 tokens, 16 rows) that
+    is 77 ms against 9 ms per call, and 1.6x the training step (bench/cpu_paths.py, docs/benchmarks.md).
+    """
+    config = getattr(model, "config", None)
+    if torch.device(device).type != "cpu" or getattr(config, "_attn_implementation", None) != "sdpa":
+        return None
+    rates = {f: getattr(config, f) for f in ATTENTION_DROPOUT_FIELDS
+             if isinstance(getattr(config, f, None), (int, float)) and getattr(config, f) > 0}
+    if not rates:
+        return None
+    said = ", ".join(f"{k}={v}" for k, v in rates.items())
+    return (f"attention dropout ({said}) on CPU: scaled_dot_product_attention runs its math path, not its fused "
+            "kernel, so each training step takes about 1.6x as long on the default world's PRM "
+            "(bench/cpu_paths.py); --model_dropout 0 keeps the fused kernel, and changes what is trained")
 
 
 def default_wandb_offline(report_to) -> None:
