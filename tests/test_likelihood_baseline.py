@@ -44,6 +44,26 @@ def test_scores_are_the_geometric_mean_token_probability_so_far(tiny_llama, char
     assert scorer.score_solutions(prompts, steps, how="last") == pytest.approx([g[-1] for g in got[:2]])
 
 
+def test_a_shared_prompt_runs_once_and_scores_the_same(tiny_llama, char_tokenizer):
+    prompt = format_prompt("Start with 4.\n1. Add 3.\n2. Multiply by 2.\nWhat is the result?")
+    steps = [["4 + 3 = 7", "7 * 2 = 14", "The answer is \\boxed{14}."],
+             ["4 + 3 = 7", "7 * 2 = 15", "The answer is \\boxed{15}."],
+             ["4 + 3 = 8", "The answer is \\boxed{8}."]]
+    whole = LikelihoodScorer(tiny_llama, char_tokenizer, batch_size=2, prefix_cache_bytes=0)
+    cached = LikelihoodScorer(tiny_llama, char_tokenizer, batch_size=2)
+    got = cached.score([prompt] * 3, steps)
+    assert got == [pytest.approx(w, rel=1e-5) for w in whole.score([prompt] * 3, steps)]
+    assert got[0] == pytest.approx(_by_hand(tiny_llama, char_tokenizer, prompt, steps[0]), rel=1e-5)
+    # the shared prompt runs once, alone; each solution then runs from it (its last token recomputed)
+    prompt_tokens = len(char_tokenizer(prompt)["input_ids"])
+    assert cached.prefix_cache.stats["tokens_reused"] == 3 * (prompt_tokens - 1)
+    # ran: the prompt once and each solution's tokens from the seam; without the cache every sequence whole
+    assert cached.prefix_cache.stats["tokens_computed"] == sum(whole.last_scored_tokens) - 2 * prompt_tokens + 3
+    assert cached.stats["tokens"] == whole.stats["tokens"]  # tokens read (the search's cost record) are unchanged
+    cached.clear_prefix_caches()
+    assert cached.prefix_cache.stats["tokens_reused"] == 0
+
+
 needs_policy = pytest.mark.skipif(not (default_policy_dir() / "model.safetensors").exists(),
                                   reason="the default world's policy is not built")
 

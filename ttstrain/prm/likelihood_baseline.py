@@ -8,6 +8,11 @@ at every step end so it aggregates like a PRM's step scores (`last` is the whole
 on the default world v2 it ranks answers within a question better than the trained value head
 (docs/results.md). `ttstrain search --verifier likelihood` searches with it.
 
+The samples of one question share their prompt (worked examples and all, often most of the tokens),
+so a prefix KV cache (`ttstrain.generation.prefix_cache`, as the PRM scorer's) runs each shared prompt
+once and each solution from it (the seam token again, so every log-prob reads its own next token);
+`prefix_cache_bytes=0` runs every sequence whole.
+
     from ttstrain.prm.likelihood_baseline import LikelihoodScorer
     lik = LikelihoodScorer.from_pretrained("default")
     lik.score([prompt], [["3 + 4 = 7", "The answer is \\\\boxed{7}."]])   # [[p_step1, p_step2]]
@@ -16,6 +21,7 @@ on the default world v2 it ranks answers within a question better than the train
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import torch
 
@@ -23,6 +29,7 @@ from ttstrain.aggregation import DEFAULT_AGGREGATION, aggregate
 from ttstrain.prompts import PromptFormat
 from ttstrain.prm.reference_features import token_logprobs
 from ttstrain.devices import resolve_device
+from ttstrain.generation.prefix_cache import PrefixKVCache
 from ttstrain.models import load_causal_lm, load_tokenizer
 from ttstrain.steps import step_end_positions
 
@@ -35,7 +42,7 @@ class LikelihoodScorer:
     """
 
     def __init__(self, model, tokenizer, *, name: str = "", batch_size: int = 32,
-                 prompt_format: PromptFormat | None = None):
+                 prompt_format: PromptFormat | None = None, prefix_cache_bytes: int = 256 << 20):
         self.model, self.tokenizer, self.name, self.batch_size = model.eval(), tokenizer, name, batch_size
         self.prompt_format = prompt_format or PromptFormat()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -45,6 +52,7 @@ class LikelihoodScorer:
         self.stats = {"solutions": 0, "tokens": 0}
         self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
         self.progress_hook = None  # never called: its batches run inside one token_logprobs call
+        self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str = "auto", dtype: str = "auto", **kw) -> "LikelihoodScorer":
@@ -67,7 +75,9 @@ class LikelihoodScorer:
         return {}
 
     def clear_prefix_caches(self) -> None:
-        """No prefix cache: every solution is run whole."""
+        """Empty the prefix KV cache, keeping its size limit."""
+        if self.prefix_cache is not None:
+            self.prefix_cache = PrefixKVCache(self.prefix_cache.max_bytes)
 
     @torch.inference_mode()
     def score(self, prompts: list[str], steps: list[list[str]], batch_size: int | None = None) -> list[list[float]]:
@@ -79,7 +89,18 @@ class LikelihoodScorer:
                    enumerate(zip(prompts, steps)) if len(s)}
         keys = list(encoded)
         seqs = [encoded[i].input_ids for i in keys]
-        logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size or self.batch_size)
+        cuts = None
+        if self.prefix_cache is not None:
+            # prefixes a later sequence may share: the prompt, and the solution up to each step end
+            cuts = [[encoded[i].prompt_length] + [e + 1 for e in encoded[i].step_end_positions] for i in keys]
+            # a call looks its prefixes up before it runs, so a prompt shared within this call runs alone first
+            shared = Counter(tuple(encoded[i].input_ids[:encoded[i].prompt_length]) for i in keys)
+            prompts_first = [list(p) for p, n in shared.items() if n > 1 and len(p) > 1]
+            if prompts_first:
+                token_logprobs(self.model, prompts_first, self.pad_token_id, batch_size or self.batch_size,
+                               cache=self.prefix_cache, boundaries=[[len(p)] for p in prompts_first])
+        logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size or self.batch_size,
+                                  cache=self.prefix_cache, boundaries=cuts)
         out: list[list[float]] = [[] for _ in prompts]
         for i, lp in zip(keys, logprobs):
             start = encoded[i].prompt_length
