@@ -64,6 +64,22 @@ def test_a_shared_prompt_runs_once_and_scores_the_same(tiny_llama, char_tokenize
     assert cached.prefix_cache.stats["tokens_reused"] == 0
 
 
+def test_many_prompts_in_one_call_each_run_once(tiny_llama, char_tokenizer):
+    from ttstrain.prm.likelihood_baseline import prompt_waves
+
+    prompts = [format_prompt(f"Start with {n}.\n1. Add 3.\nWhat is the result?") for n in range(4, 10)]
+    steps = [[f"{n} + 3 = {n + k}", f"The answer is \\boxed{{{n + k}}}."] for n in range(4, 10) for k in (2, 3, 4)]
+    calls = [p for p in prompts for _ in range(3)]
+    cached = LikelihoodScorer(tiny_llama, char_tokenizer, batch_size=1)
+    got = cached.score(calls, steps)
+    assert got == [pytest.approx(w, rel=1e-5) for w in
+                   LikelihoodScorer(tiny_llama, char_tokenizer, prefix_cache_bytes=0).score(calls, steps)]
+    # batch 1: waves of 4 or more sequences, here two prompts' 6; every sequence reuses its prompt
+    assert cached.prefix_cache.stats["tokens_reused"] == sum(len(char_tokenizer(p)["input_ids"]) - 1 for p in calls)
+    encoded = {i: type("E", (), {"input_ids": [i // 3] * 5 + [i], "prompt_length": 5})() for i in range(18)}
+    assert prompt_waves(encoded, list(range(18)), 4) == [list(range(0, 6)), list(range(6, 12)), list(range(12, 18))]
+
+
 needs_policy = pytest.mark.skipif(not (default_policy_dir() / "model.safetensors").exists(),
                                   reason="the default world's policy is not built")
 

@@ -10,7 +10,8 @@ on the default world v2 it ranks answers within a question better than the train
 
 The samples of one question share their prompt (worked examples and all, often most of the tokens),
 so a prefix KV cache (`ttstrain.generation.prefix_cache`, as the PRM scorer's) runs each shared prompt
-once and each solution from it (the seam token again, so every log-prob reads its own next token);
+once and each solution from it (the seam token again, so every log-prob reads its own next token), a
+few prompt groups at a time so their prompts sit in the cache together;
 `prefix_cache_bytes=0` runs every sequence whole.
 
     from ttstrain.prm.likelihood_baseline import LikelihoodScorer
@@ -89,18 +90,14 @@ class LikelihoodScorer:
                    enumerate(zip(prompts, steps)) if len(s)}
         keys = list(encoded)
         seqs = [encoded[i].input_ids for i in keys]
-        cuts = None
-        if self.prefix_cache is not None:
-            # prefixes a later sequence may share: the prompt, and the solution up to each step end
-            cuts = [[encoded[i].prompt_length] + [e + 1 for e in encoded[i].step_end_positions] for i in keys]
-            # a call looks its prefixes up before it runs, so a prompt shared within this call runs alone first
-            shared = Counter(tuple(encoded[i].input_ids[:encoded[i].prompt_length]) for i in keys)
-            prompts_first = [list(p) for p, n in shared.items() if n > 1 and len(p) > 1]
-            if prompts_first:
-                token_logprobs(self.model, prompts_first, self.pad_token_id, batch_size or self.batch_size,
-                               cache=self.prefix_cache, boundaries=[[len(p)] for p in prompts_first])
-        logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size or self.batch_size,
-                                  cache=self.prefix_cache, boundaries=cuts)
+        batch_size = batch_size or self.batch_size
+        if self.prefix_cache is None:
+            logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size)
+        else:
+            by_key = {}
+            for wave in prompt_waves(encoded, keys, 4 * batch_size):
+                by_key.update(zip(wave, self._cached_logprobs([encoded[i] for i in wave], batch_size)))
+            logprobs = [by_key[i] for i in keys]
         out: list[list[float]] = [[] for _ in prompts]
         for i, lp in zip(keys, logprobs):
             start = encoded[i].prompt_length
@@ -111,10 +108,39 @@ class LikelihoodScorer:
         self.stats["tokens"] += sum(self.last_scored_tokens)
         return out
 
+    def _cached_logprobs(self, encoded: list, batch_size: int) -> list[torch.Tensor]:
+        """token_logprobs of these sequences through the prefix cache. A call looks its prefixes up before it
+        runs, so the prompts that sequences of this call share run first, alone (the seam token is recomputed
+        for each sequence, so every log-prob reads its own next token)."""
+        shared = Counter(tuple(e.input_ids[:e.prompt_length]) for e in encoded)
+        first = [list(p) for p, n in shared.items() if n > 1 and len(p) > 1]
+        if first:
+            token_logprobs(self.model, first, self.pad_token_id, batch_size, cache=self.prefix_cache,
+                           boundaries=[[len(p)] for p in first])
+        # prefixes a later sequence may share: the prompt, and the solution up to each step end
+        cuts = [[e.prompt_length] + [end + 1 for end in e.step_end_positions] for e in encoded]
+        return token_logprobs(self.model, [e.input_ids for e in encoded], self.pad_token_id, batch_size,
+                              cache=self.prefix_cache, boundaries=cuts)
+
     def score_solutions(self, prompts: list[str], steps: list[list[str]], how: str = DEFAULT_AGGREGATION,
                         batch_size: int | None = None) -> list[float]:
         """One aggregated score per solution (`ttstrain.aggregation.aggregate` of `score`)."""
         return [aggregate(s, how) for s in self.score(prompts, steps, batch_size)]
+
+
+def prompt_waves(encoded: dict, keys: list, size: int) -> list[list]:
+    """`keys` in waves of whole prompt groups (the sequences sharing a prompt's tokens), each wave closed
+    once it holds `size` sequences: a wave's shared prompts stay few enough to sit in the cache together."""
+    groups: dict[tuple, list] = {}
+    for i in keys:
+        groups.setdefault(tuple(encoded[i].input_ids[:encoded[i].prompt_length]), []).append(i)
+    waves, wave = [], []
+    for members in groups.values():
+        wave += members
+        if len(wave) >= size:
+            waves.append(wave)
+            wave = []
+    return waves + ([wave] if wave else [])
 
 
 __all__ = ["LikelihoodScorer"]
