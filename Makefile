@@ -22,7 +22,7 @@ demo: install
 quick: install
 	$(BIN)/ttstrain demo --output_dir runs/quick --quick
 
-# The whole method on SmolLM2-135M-Instruct, on CPU (recipes/smollm2-135m; about an hour on 2 cores,
+# The whole method on SmolLM2-135M-Instruct, on CPU (recipes/smollm2-135m; about 35 minutes on 2 cores,
 # resumable: run it again after a stop and finished stages are skipped). Findings: docs/results.md.
 SMOLLM2_OUT ?= runs/smollm2-135m
 pipeline-smollm2: install
