@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -45,27 +44,16 @@ def run_variant(rows: int, batch_size: int, model_dropout: float, seed: int) -> 
     import torch
     import torch.nn.functional as F
 
-    from train_prm import bench_rows, real_tokens
+    from train_prm import bare_batches, bare_train, bench_rows, real_tokens
     from ttstrain.models import load_tokenizer, resolve_model
-    from ttstrain.prm.batching import build_batch
-    from ttstrain.prm.trainer import load_prm_model, step_bce
-    from ttstrain.steps import step_end_positions
+    from ttstrain.prm.trainer import load_prm_model
 
     data = bench_rows(rows, seed)
     tokens = real_tokens(data, load_tokenizer(resolve_model("default")))
     torch.manual_seed(seed)
     model, tok = load_prm_model("default", model_dropout=model_dropout)
     model.train()
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    batches = []
-    for b in range(0, len(order), batch_size):
-        enc = [step_end_positions(tok, data[i]["prompt"], data[i]["completions"]) for i in order[b:b + batch_size]]
-        inputs, where = build_batch([e.input_ids for e in enc], tok.pad_token_id)
-        labels = torch.full(inputs["input_ids"].shape, -100.0)
-        for e, i, (r, o) in zip(enc, order[b:b + batch_size], where):
-            labels[r, torch.as_tensor(e.step_end_positions) + o] = torch.tensor(data[i]["labels"])
-        batches.append((inputs, labels))
+    batches = bare_batches(data, tok, batch_size, seed)
 
     sdpa_seconds = [0.0]
     fused = F.scaled_dot_product_attention
@@ -77,14 +65,7 @@ def run_variant(rows: int, batch_size: int, model_dropout: float, seed: int) -> 
         return out
 
     F.scaled_dot_product_attention = timed_sdpa  # transformers' sdpa integration calls it through F
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-5, betas=(0.9, 0.95))
-    t0 = time.perf_counter()
-    for inputs, labels in batches:
-        loss_sum, count = step_bce(model(**inputs, use_cache=False).logits[..., 0], labels)
-        (loss_sum / count).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - t0
+    seconds = bare_train(model, batches)
     return {"seconds": round(seconds, 2), "sdpa_forward_seconds": round(sdpa_seconds[0], 2), "tokens": tokens,
             "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 

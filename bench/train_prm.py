@@ -110,17 +110,15 @@ def run_trl(rows, batch_size: int, out: str, bf16_default: bool) -> float:
     return time.perf_counter() - t0
 
 
-def run_bare(rows, batch_size: int) -> float:
+def bare_batches(rows, tok, batch_size: int, seed: int = 0) -> list:
+    """(inputs, labels) per optimizer step: the rows shuffled by `seed`, packed `batch_size` at a time with
+    `build_batch`, each row's soft labels at its step ends (-100 elsewhere)."""
     import torch
 
     from ttstrain.prm.batching import build_batch
-    from ttstrain.prm.trainer import load_prm_model, step_bce
 
-    torch.manual_seed(0)
-    model, tok = load_prm_model("default")
-    model.train()
     order = list(range(len(rows)))
-    random.Random(0).shuffle(order)
+    random.Random(seed).shuffle(order)
     batches = []
     for b in range(0, len(order), batch_size):
         enc = [step_end_positions(tok, rows[i]["prompt"], rows[i]["completions"]) for i in order[b:b + batch_size]]
@@ -129,6 +127,15 @@ def run_bare(rows, batch_size: int) -> float:
         for e, i, (r, o) in zip(enc, order[b:b + batch_size], where):
             labels[r, torch.as_tensor(e.step_end_positions) + o] = torch.tensor(rows[i]["labels"])
         batches.append((inputs, labels))
+    return batches
+
+
+def bare_train(model, batches) -> float:
+    """Seconds of forward, BCE at the step ends, backward and AdamW (lr 3e-5, betas 0.9/0.95) over `batches`."""
+    import torch
+
+    from ttstrain.prm.trainer import step_bce
+
     opt = torch.optim.AdamW(model.parameters(), lr=3e-5, betas=(0.9, 0.95))
     t0 = time.perf_counter()
     for inputs, labels in batches:
@@ -137,6 +144,17 @@ def run_bare(rows, batch_size: int) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
     return time.perf_counter() - t0
+
+
+def run_bare(rows, batch_size: int) -> float:
+    import torch
+
+    from ttstrain.prm.trainer import load_prm_model
+
+    torch.manual_seed(0)
+    model, tok = load_prm_model("default")
+    model.train()
+    return bare_train(model, bare_batches(rows, tok, batch_size))
 
 
 def worker(name: str, n_rows: int, batch_size: int, seed: int) -> dict:
