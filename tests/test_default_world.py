@@ -149,7 +149,8 @@ def test_quick_demo_end_to_end(tmp_path):
             "likelihood_weighted_minus_majority_at_16", "revision_pass1_by_step", "revision_pass1_se",
             "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon",
             "deployed_prm_compute_optimal_efficiency_at_16", "deployed_prm_compute_optimal_min_gain_over_bon",
-            "dvts_minus_bon_at_16", "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"} == set(findings)
+            "dvts_minus_bon_at_16", "slg_minus_bon_at_16", "bon_prediction_error", "at_16_keys_read_at",
+            "demo_seconds"} == set(findings)
     # the targets read the value head alone: its best-of-N and its own search; deployed_prm_* the PRM as used
     alone, deployed = report["prm"]["value_head_only"]["best_of_n"], report["prm"]["best_of_n"]
     assert findings["deployed_prm"] == "value head + reference features"
@@ -166,6 +167,9 @@ def test_quick_demo_end_to_end(tmp_path):
     assert (out / "compute_optimal_value_head" / "compute_optimal.json").exists()
     assert "scored by the value head alone" in text and "value head + reference features" in text
     assert findings["dvts_minus_bon_at_16"] == vs["dvts"]["overall"][4]["diff"] and len(findings["revision_pass1_by_step"]) == 4
+    # the quick run's budgets stop under 16: the report says at which N its *_at_16 keys are read
+    assert findings["at_16_keys_read_at"] == {"best_of_n": 8, "search": 4}
+    assert "read at its largest N: the best-of-N rows (weighted minus majority) at N = 8; the search rows" in text
     assert findings["bon_prediction_error"] == pred["accuracy_mae_at_largest_n"] and "## Findings" in text
     assert findings["likelihood_within_question_auroc"] == lik["within_question_auroc"]
     assert findings["likelihood_weighted_minus_majority_at_16"] == round(lik["weighted_at"][8] - lik["majority_at"][8], 4)

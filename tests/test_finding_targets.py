@@ -38,3 +38,12 @@ def test_an_efficiency_that_never_matches_is_a_miss_not_a_missing_stage():
     rows = {r[0]: r for r in finding_rows(_findings(compute_optimal_efficiency_at_16=None,
                                                     compute_optimal_min_gain_over_bon=None), quick=False)}
     assert rows["compute_optimal_efficiency_at_16"][1:] == [None, ">= 2x", "-"]   # search did not run
+
+
+def test_keys_read_below_16_are_named_under_the_table():
+    from ttstrain.reporting.demo_report import findings_section
+    full = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 16}))
+    assert "largest N" not in full and "at_16_keys_read_at" not in full
+    small = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 8}))
+    assert small.endswith("read at its largest N: the search rows (compute-optimal efficiency, DVTS and SLG minus "
+                          "best-of-N) at N = 8.")

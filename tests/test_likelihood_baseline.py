@@ -71,7 +71,10 @@ def test_many_prompts_in_one_call_each_run_once(tiny_llama, char_tokenizer):
     steps = [[f"{n} + 3 = {n + k}", f"The answer is \\boxed{{{n + k}}}."] for n in range(4, 10) for k in (2, 3, 4)]
     calls = [p for p in prompts for _ in range(3)]
     cached = LikelihoodScorer(tiny_llama, char_tokenizer, batch_size=1)
+    moved = []
+    cached.progress_hook = moved.append  # eval-prm's progress bar: a step a wave of solutions scored
     got = cached.score(calls, steps)
+    assert moved == [6, 6, 6]
     assert got == [pytest.approx(w, rel=1e-5) for w in
                    LikelihoodScorer(tiny_llama, char_tokenizer, prefix_cache_bytes=0).score(calls, steps)]
     # batch 1: waves of 4 or more sequences, here two prompts' 6; every sequence reuses its prompt

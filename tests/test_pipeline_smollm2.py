@@ -24,7 +24,7 @@ FINDINGS = {"policy", "deployed_prm", "value_head_within_question_auroc", "weigh
             "likelihood_within_question_auroc", "likelihood_weighted_minus_majority_at_16", "revision_pass1_by_step",
             "revision_pass1_se", "compute_optimal_efficiency_at_16", "compute_optimal_min_gain_over_bon",
             "deployed_prm_compute_optimal_efficiency_at_16", "deployed_prm_compute_optimal_min_gain_over_bon",
-            "dvts_minus_bon_at_16", "slg_minus_bon_at_16", "bon_prediction_error", "demo_seconds"}
+            "dvts_minus_bon_at_16", "slg_minus_bon_at_16", "bon_prediction_error", "at_16_keys_read_at", "demo_seconds"}
 
 
 def _computed(value) -> bool:

@@ -52,7 +52,7 @@ class LikelihoodScorer:
         self.pad_token_id = pad
         self.stats = {"solutions": 0, "tokens": 0}
         self.last_scored_tokens: list[int] = []  # tokens read per solution of the latest score call (search costs)
-        self.progress_hook = None  # never called: its batches run inside one token_logprobs call
+        self.progress_hook = None  # called with the number of solutions of each wave scored (once a call, uncached)
         self.prefix_cache = PrefixKVCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
     @classmethod
@@ -93,10 +93,12 @@ class LikelihoodScorer:
         batch_size = batch_size or self.batch_size
         if self.prefix_cache is None:
             logprobs = token_logprobs(self.model, seqs, self.pad_token_id, batch_size)
+            self._progress(len(keys))
         else:
             by_key = {}
             for wave in prompt_waves(encoded, keys, 4 * batch_size):
                 by_key.update(zip(wave, self._cached_logprobs([encoded[i] for i in wave], batch_size)))
+                self._progress(len(wave))
             logprobs = [by_key[i] for i in keys]
         out: list[list[float]] = [[] for _ in prompts]
         for i, lp in zip(keys, logprobs):
@@ -107,6 +109,10 @@ class LikelihoodScorer:
         self.stats["solutions"] += len(keys)
         self.stats["tokens"] += sum(self.last_scored_tokens)
         return out
+
+    def _progress(self, solutions: int) -> None:
+        if self.progress_hook is not None:
+            self.progress_hook(solutions)
 
     def _cached_logprobs(self, encoded: list, batch_size: int) -> list[torch.Tensor]:
         """token_logprobs of these sequences through the prefix cache. A call looks its prefixes up before it

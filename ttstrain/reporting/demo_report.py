@@ -129,7 +129,19 @@ def findings_section(findings: dict, quick: bool = False) -> str:
                      [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
     return (table + "\n\nThe targets read the PRM's value head alone, without the policy's token log-probs. "
             "`deployed_prm_*` rows, DVTS and "
-            f"SLG score with the PRM as the demo deploys it: {findings.get('deployed_prm', 'value head')}.")
+            f"SLG score with the PRM as the demo deploys it: {findings.get('deployed_prm', 'value head')}."
+            + read_at_note(findings.get("at_16_keys_read_at") or {}))
+
+
+def read_at_note(read_at: dict) -> str:
+    """A sentence for a run whose *_at_16 findings are read at a smaller N (its largest budget)."""
+    names = {"best_of_n": "the best-of-N rows (weighted minus majority)",
+             "search": "the search rows (compute-optimal efficiency, DVTS and SLG minus best-of-N)"}
+    smaller = [f"{names[k]} at N = {n}" for k, n in read_at.items() if n is not None and n != 16 and k in names]
+    if not smaller:
+        return ""
+    return (" This run's largest budgets are under 16, so its `*_at_16` keys are read at its largest N: "
+            + "; ".join(smaller) + ".")
 
 
 def search_methods_section(cmp: dict) -> str:

@@ -68,6 +68,8 @@ def demo_findings(report: dict, policy: str) -> dict:
         overall = vs.get(method, {}).get("overall", {})
         return overall[max(overall)]["diff"] if overall else None
 
+    search_budgets = (report.get("search") or {}).get("budgets") or []
+
     return {
         "policy": policy,
         "deployed_prm": "value head + reference features" if report["prm"].get("reference_features") else "value head",
@@ -88,6 +90,8 @@ def demo_findings(report: dict, policy: str) -> dict:
         "dvts_minus_bon_at_16": at_largest("dvts"),
         "slg_minus_bon_at_16": at_largest("slg"),
         "bon_prediction_error": report["bon_prediction"]["accuracy_mae_at_largest_n"],
+        # A run whose largest budget is under 16 reads the *_at_16 keys at its largest N: say which.
+        "at_16_keys_read_at": {"best_of_n": at16, "search": max(search_budgets) if search_budgets else None},
         "demo_seconds": report["stage_seconds"]["total"],
     }
 
