@@ -47,3 +47,44 @@ def test_keys_read_below_16_are_named_under_the_table():
     small = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 8}))
     assert small.endswith("read at its largest N: the search rows (compute-optimal efficiency, DVTS and SLG minus "
                           "best-of-N) at N = 8.")
+
+
+def test_recipe_folders_state_their_targets():
+    from ttstrain.paths import repo_root
+    from ttstrain.reporting.finding_targets import DEFAULT_TARGETS, load_targets
+
+    recipes = repo_root() / "recipes"
+    assert load_targets(recipes / "default") == DEFAULT_TARGETS
+    smol = load_targets(recipes / "smollm2-135m")
+    # issue #38's: the PRM >= 0.70 and >= the likelihood + 0.05; weighted - majority >= +0.03 and >= 2 SE
+    run_of_record = _findings(value_head_within_question_auroc=0.726, likelihood_within_question_auroc=0.655,
+                              weighted_minus_majority_at_16=0.008, weighted_minus_majority_at_16_se=0.0055,
+                              demo_seconds=2010.0)
+    rows = {r[0]: r for r in finding_rows(run_of_record, quick=False, targets=smol)}
+    assert rows["value_head_within_question_auroc"][2:] == [
+        ">= 0.7 and >= likelihood_within_question_auroc +0.05", "met"]
+    assert rows["weighted_minus_majority_at_16"][2:] == [">= +0.03 and >= 2 SE", "missed"]
+    assert rows["demo_seconds"][2:] == ["< 7200 (the whole pipeline on 2 CPU cores)", "met"]
+    assert rows["compute_optimal_efficiency_at_16"][2:] == ["-", "-"]  # no target of #38's
+    close = {**run_of_record, "likelihood_within_question_auroc": 0.70}   # 0.726 < 0.70 + 0.05
+    assert {r[0]: r for r in finding_rows(close, False, smol)}["value_head_within_question_auroc"][3] == "missed"
+    for diff, se, verdict in [(0.04, 0.01, "met"), (0.04, 0.03, "missed"), (0.02, 0.001, "missed")]:
+        f = {**run_of_record, "weighted_minus_majority_at_16": diff, "weighted_minus_majority_at_16_se": se}
+        assert {r[0]: r for r in finding_rows(f, False, smol)}["weighted_minus_majority_at_16"][3] == verdict
+    for folder in ("qwen2.5-math-1.5b-instruct", "llama-3.2-1b-instruct"):
+        assert "demo_seconds" not in load_targets(recipes / folder)
+
+
+def test_a_malformed_targets_file_names_the_file_and_finding(tmp_path):
+    import pytest
+    from ttstrain.reporting.finding_targets import load_targets
+
+    (tmp_path / "targets.yaml").write_text("weighted_minus_majority_at_16: {at_leest: 0.03}\n")
+    with pytest.raises(ValueError, match=r"targets.yaml: weighted_minus_majority_at_16: unknown condition\(s\) \['at_leest'\]"):
+        load_targets(tmp_path)
+    (tmp_path / "targets.yaml").write_text("value_head_within_question_auroc: {above: likelihood_within_question_auroc}\n")
+    with pytest.raises(ValueError, match="'above' and 'by' go together"):
+        load_targets(tmp_path)
+    (tmp_path / "targets.yaml").write_text("demo_seconds: 1800\n")
+    with pytest.raises(ValueError, match="demo_seconds: expected a mapping of conditions"):
+        load_targets(tmp_path)

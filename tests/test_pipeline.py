@@ -91,6 +91,12 @@ def test_a_folder_missing_a_stage_is_named(folder, tmp_path):
         pipeline_stage_configs(PipelineConfig(recipes=str(folder), output_dir=str(tmp_path / "o")))
 
 
+def test_a_malformed_targets_file_stops_the_plan(folder, tmp_path):
+    (folder / "targets.yaml").write_text("weighted_minus_majority_at_16: {standard_error: 2}\n")
+    with pytest.raises(ValueError, match=r"targets.yaml: weighted_minus_majority_at_16: unknown condition"):
+        pipeline_stage_configs(PipelineConfig(recipes=str(folder), output_dir=str(tmp_path / "o")))
+
+
 def test_a_record_resumes_its_own_key_and_clears_another(tmp_path):
     records = StageRecords(tmp_path / "pipeline")
     out = tmp_path / "stage_out"

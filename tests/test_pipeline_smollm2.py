@@ -15,6 +15,7 @@ import pytest
 
 from ttstrain.cli import main as cli_main
 from ttstrain.paths import repo_root
+from ttstrain.reporting.finding_targets import load_targets
 
 pytestmark = [pytest.mark.slow, pytest.mark.pipeline_smollm2]
 
@@ -43,6 +44,9 @@ def test_the_smollm2_pipeline_runs_every_stage_and_computes_every_finding(tmp_pa
     missing = sorted(k for k, v in findings.items() if not _computed(v))
     assert not missing, f"findings not computed: {missing}"
     assert findings["policy"] == "smollm2-135m" and findings["deployed_prm"] == "value head"
+    # the folder's own targets (issue #38's), not the default world's
+    assert report["finding_targets"] == load_targets(repo_root() / "recipes" / "smollm2-135m")
+    assert "| >= +0.03 and >= 2 SE |" in (out / "report.md").read_text()
     assert len(findings["revision_pass1_by_step"]) == 4
     for stage in ("greedy", "sample", "label", "prm", "prm_eval", "search", "revision_data", "revision",
                   "revision_eval", "predict_bon", "compute_optimal"):  # the demo report's stage names

@@ -8,7 +8,8 @@
 A recipe folder holds `<stage>/config_pipeline.yaml` for the stages sample, label_mc, prm, eval_prm,
 search, build_revisions, revision, eval_revision, predict_bon and compute_optimal, in the keys of
 the config class the stage's own command reads (`ttstrain <stage> --config <file>` runs one alone),
-and may hold `quick.yaml` (stage -> values for --quick). The pipeline adds only the wiring: output
+and may hold `quick.yaml` (stage -> values for --quick) and `targets.yaml` (the findings' targets
+report.md judges the run by, `ttstrain.reporting.finding_targets`). The pipeline adds only the wiring: output
 folders under --output_dir, the seed, which stage's output another reads, and, when given on the
 command line, one model and backend for all. Each stage runs through the same entry its command
 uses (`run_sample`, `run_label_mc`, `run_train_prm`, ...).
@@ -50,6 +51,7 @@ from ttstrain.machine_facts import machine_facts
 from ttstrain.models import policy_name
 from ttstrain.parsing import StageParser
 from ttstrain.pipeline.agreement import check_agreement
+from ttstrain.reporting.finding_targets import load_targets
 from ttstrain.pipeline.recipes import DEFAULT_RECIPES, check_fields, load_stage_settings
 from ttstrain.pipeline.records import StageRecords
 from ttstrain.prm.config import PRMConfig
@@ -173,6 +175,7 @@ def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:
                **({"search_value_head": search_value_head, "compute_optimal_value_head": compute_optimal_value_head}
                   if search_value_head else {})}
     check_agreement(configs, cfg.recipes)
+    load_targets(cfg.recipes)  # a malformed targets.yaml stops the run here, not at its report
     return configs
 
 
@@ -264,6 +267,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     sc, ep = c["sample"], c["eval_prm"]
     out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(out, cfg, budgets=ep.budgets, stages=p.dicts)
+    targets = load_targets(cfg.recipes)
     problems = stage_problems(sc)
 
     def sample_stage(name, target):
@@ -340,6 +344,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         report["search_value_head"] = search_summary_for_report(value_head_search, co_value_head)
     report["pipeline"] = {"recipes": str(cfg.recipes), "stages_reused": p.reused}
     report["findings"] = demo_findings(report, policy_name(sc.model_name_or_path))
+    report["finding_targets"] = targets
     write_demo_report(out, report)
     return report
 

@@ -45,7 +45,7 @@ def write_demo_report(out: Path, report: dict) -> None:
         "",
         "## Findings",
         "",
-        findings_section(report["findings"], report["sizes"]["quick"]),
+        findings_section(report["findings"], report["sizes"]["quick"], report.get("finding_targets")),
         "",
         "## Policy accuracy by level",
         "",
@@ -123,8 +123,8 @@ def value_head_search_lines(sr: dict | None) -> list[str]:
             search_section(sr, "the PRM's value head alone as verifier (reference features off)"), ""]
 
 
-def findings_section(findings: dict, quick: bool = False) -> str:
-    rows = finding_rows(findings, quick)
+def findings_section(findings: dict, quick: bool = False, targets: dict | None = None) -> str:
+    rows = finding_rows(findings, quick, targets)
     table = md_table(["finding", "value", "target", "verdict"],
                      [[k, fmt(v) if isinstance(v, float) else v, t, verdict] for k, v, t, verdict in rows])
     return (table + "\n\nThe targets read the PRM's value head alone, without the policy's token log-probs. "
