@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 TARGETS_FILE = "targets.yaml"
 CONDITIONS = {"at_least", "above", "by", "standard_errors", "rise_standard_errors", "below", "below_quick", "note"}
 
@@ -39,12 +41,12 @@ DEFAULT_TARGETS = {
 
 def load_targets(recipes: str | Path) -> dict:
     """The recipe folder's `targets.yaml`, checked, else `DEFAULT_TARGETS`."""
-    from ttstrain.pipeline.recipes import read_yaml_mapping
-
     path = Path(recipes) / TARGETS_FILE
     if not path.exists():
         return DEFAULT_TARGETS
-    targets = read_yaml_mapping(path)
+    targets = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(targets, dict):
+        raise ValueError(f"{path}: expected a mapping of finding -> conditions, got {type(targets).__name__}")
     for key, conditions in targets.items():
         if not isinstance(conditions, dict) or not conditions:
             raise ValueError(f"{path}: {key}: expected a mapping of conditions ({', '.join(sorted(CONDITIONS))})")
