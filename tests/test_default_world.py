@@ -11,8 +11,8 @@ from ttstrain.generation import SamplingParams
 from ttstrain.generation.hf import HFGenerator
 from ttstrain.models import default_policy_dir
 from ttstrain.paths import repo_root
-from ttstrain.reporting.finding_targets import load_targets
 from ttstrain.prompts import format_prompt
+from ttstrain.reporting.finding_targets import LIST_FINDINGS, NUMBER_FINDINGS, load_targets
 from ttstrain.steps import prefix_text, split_steps
 from ttstrain.world.task import first_error, problems_split
 
@@ -172,7 +172,9 @@ def test_quick_demo_end_to_end(tmp_path):
     # the quick run's budgets stop under 16: the report says at which N its *_at_16 keys are read
     assert findings["at_16_keys_read_at"] == {"best_of_n": 8, "search": 4}
     assert report["finding_targets"] == load_targets(repo_root() / "recipes" / "default") and "| < 300 (--quick) |" in text
-    assert "read at its largest N: the best-of-N rows (weighted minus majority) at N = 8; the search rows" in text
+    assert "read at its largest budget, not 16: the best-of-N rows (weighted minus majority) at N = 8; the search rows" in text
+    # every finding a targets.yaml may name is a key of the block
+    assert set(NUMBER_FINDINGS + LIST_FINDINGS) == set(findings) - {"policy", "deployed_prm", "at_16_keys_read_at"}
     assert findings["bon_prediction_error"] == pred["accuracy_mae_at_largest_n"] and "## Findings" in text
     assert findings["likelihood_within_question_auroc"] == lik["within_question_auroc"]
     assert findings["likelihood_weighted_minus_majority_at_16"] == round(lik["weighted_at"][8] - lik["majority_at"][8], 4)

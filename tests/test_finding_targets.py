@@ -45,16 +45,24 @@ def test_keys_read_below_16_are_named_under_the_table():
     full = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 16}))
     assert "largest N" not in full and "at_16_keys_read_at" not in full
     small = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 8}))
-    assert small.endswith("read at its largest N: the search rows (compute-optimal efficiency, DVTS and SLG minus "
-                          "best-of-N) at N = 8.")
+    assert small.endswith("read at its largest budget, not 16: the search rows (compute-optimal efficiency, DVTS "
+                          "and SLG minus best-of-N) at N = 8.")
+    larger = findings_section(_findings(at_16_keys_read_at={"best_of_n": 16, "search": 64}))   # a GPU recipe's
+    assert larger.endswith("not 16: the search rows (compute-optimal efficiency, DVTS and SLG minus best-of-N) at N = 64.")
 
 
 def test_recipe_folders_state_their_targets():
     from ttstrain.paths import repo_root
     from ttstrain.reporting.finding_targets import DEFAULT_TARGETS, load_targets
 
+    import yaml
+
     recipes = repo_root() / "recipes"
-    assert load_targets(recipes / "default") == DEFAULT_TARGETS
+    assert yaml.safe_load((recipes / "default" / "targets.yaml").read_text()) == DEFAULT_TARGETS
+    # the default world's target texts, as the findings table has always printed them
+    texts = {r[0]: r[2] for r in finding_rows(_findings(), quick=False)}
+    assert [texts[k] for k in DEFAULT_TARGETS] == [">= 0.75", ">= +0.03", "step 4 - step 1 >= 2 SE", ">= 2x",
+                                                   ">= 0 (at least best-of-N at every N)", "< 1800"]
     smol = load_targets(recipes / "smollm2-135m")
     # issue #38's: the PRM >= 0.70 and >= the likelihood + 0.05; weighted - majority >= +0.03 and >= 2 SE
     run_of_record = _findings(value_head_within_question_auroc=0.726, likelihood_within_question_auroc=0.655,
@@ -85,6 +93,34 @@ def test_a_malformed_targets_file_names_the_file_and_finding(tmp_path):
     (tmp_path / "targets.yaml").write_text("value_head_within_question_auroc: {above: likelihood_within_question_auroc}\n")
     with pytest.raises(ValueError, match="'above' and 'by' go together"):
         load_targets(tmp_path)
-    (tmp_path / "targets.yaml").write_text("demo_seconds: 1800\n")
-    with pytest.raises(ValueError, match="demo_seconds: expected a mapping of conditions"):
-        load_targets(tmp_path)
+    for text, message in [
+            ("demo_seconds: 1800\n", "demo_seconds: expected a mapping of conditions"),
+            ("demo_seconds: {note: fast}\n", "demo_seconds: expected a mapping of conditions"),
+            ("demo_seconds: {below: 1e3}\n", r"demo_seconds: below must be a number, got '1e3' \(YAML reads 1e3 as text"),
+            ("demo_seconds: {below_quick: 300}\n", "demo_seconds: below_quick needs below"),
+            ("weighted_minus_majority_at16: {at_least: 0.03}\n", "weighted_minus_majority_at16: not a finding with a target"),
+            ("value_head_within_question_auroc: {above: likelihood_auroc, by: 0.05}\n",
+             "above: 'likelihood_auroc' is not a finding holding a number"),
+            ("revision_pass1_by_step: {at_least: 0.3}\n", "a list of pass@1 by step takes rise_standard_errors only"),
+            ("demo_seconds: {rise_standard_errors: 2}\n", "rise_standard_errors is read on revision_pass1_by_step only"),
+            ("value_head_within_question_auroc: {standard_errors: 2}\n", "there is no value_head_within_question_auroc_se"),
+            ("demo_seconds: {below: 10, note: 'a | b'}\n", "note must be text without"),
+            ("demo_seconds: {below: [1\n", "targets.yaml: not valid YAML")]:
+        (tmp_path / "targets.yaml").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_targets(tmp_path)
+
+
+def test_one_condition_missed_is_a_miss_though_another_lacks_its_value():
+    from ttstrain.reporting.finding_targets import load_targets
+    from ttstrain.paths import repo_root
+
+    smol = load_targets(repo_root() / "recipes" / "smollm2-135m")
+    no_se = {r[0]: r for r in finding_rows(_findings(weighted_minus_majority_at_16=0.008,
+                                                     weighted_minus_majority_at_16_se=None), False, smol)}
+    assert no_se["weighted_minus_majority_at_16"][3] == "missed"          # 0.008 < 0.03 whatever its SE
+    high = {r[0]: r for r in finding_rows(_findings(weighted_minus_majority_at_16=0.05,
+                                                    weighted_minus_majority_at_16_se=None), False, smol)}
+    assert high["weighted_minus_majority_at_16"][3] == "-"                # the 2-SE half cannot be judged
+    no_lik = {r[0]: r for r in finding_rows(_findings(value_head_within_question_auroc=0.5), False, smol)}
+    assert no_lik["value_head_within_question_auroc"][3] == "missed"      # no likelihood run, but 0.5 < 0.70

@@ -75,8 +75,10 @@ def test_many_prompts_in_one_call_each_run_once(tiny_llama, char_tokenizer):
     cached.progress_hook = moved.append  # eval-prm's progress bar: a step a wave of solutions scored
     got = cached.score(calls, steps)
     assert moved == [6, 6, 6]
-    assert got == [pytest.approx(w, rel=1e-5) for w in
-                   LikelihoodScorer(tiny_llama, char_tokenizer, prefix_cache_bytes=0).score(calls, steps)]
+    whole = LikelihoodScorer(tiny_llama, char_tokenizer, prefix_cache_bytes=0)
+    whole.progress_hook = moved.append  # uncached: every sequence in one call, one step of the bar
+    assert got == [pytest.approx(w, rel=1e-5) for w in whole.score(calls, steps)]
+    assert moved == [6, 6, 6, 18]
     # batch 1: waves of 4 or more sequences, here two prompts' 6; every sequence reuses its prompt
     assert cached.prefix_cache.stats["tokens_reused"] == sum(len(char_tokenizer(p)["input_ids"]) - 1 for p in calls)
     encoded = {i: type("E", (), {"input_ids": [i // 3] * 5 + [i], "prompt_length": 5})() for i in range(18)}

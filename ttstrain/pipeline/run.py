@@ -54,8 +54,8 @@ from ttstrain.pipeline.agreement import check_agreement
 from ttstrain.pipeline.recipes import DEFAULT_RECIPES, check_fields, load_stage_settings
 from ttstrain.pipeline.records import StageRecords
 from ttstrain.prm.config import PRMConfig
-from ttstrain.reporting.finding_targets import load_targets
 from ttstrain.reporting.demo_report import write_demo_report
+from ttstrain.reporting.finding_targets import load_targets
 from ttstrain.reporting.demo_summary import (demo_findings, label_signal, revision_summary_for_report,
                                              revision_training_summary, search_methods_vs_bon,
                                              search_summary_for_report)

@@ -134,14 +134,13 @@ def findings_section(findings: dict, quick: bool = False, targets: dict | None =
 
 
 def read_at_note(read_at: dict) -> str:
-    """A sentence for a run whose *_at_16 findings are read at a smaller N (its largest budget)."""
+    """A sentence for a run that has no N = 16 and reads its *_at_16 findings at its largest budget."""
     names = {"best_of_n": "the best-of-N rows (weighted minus majority)",
              "search": "the search rows (compute-optimal efficiency, DVTS and SLG minus best-of-N)"}
-    smaller = [f"{names[k]} at N = {n}" for k, n in read_at.items() if n is not None and n != 16 and k in names]
-    if not smaller:
+    other = [f"{names[k]} at N = {n}" for k, n in read_at.items() if n is not None and n != 16 and k in names]
+    if not other:
         return ""
-    return (" This run's largest budgets are under 16, so its `*_at_16` keys are read at its largest N: "
-            + "; ".join(smaller) + ".")
+    return " This run's `*_at_16` keys are read at its largest budget, not 16: " + "; ".join(other) + "."
 
 
 def search_methods_section(cmp: dict) -> str:

@@ -14,7 +14,7 @@ Conditions a finding's entry may hold:
     at_least: x                 value >= x
     above: other_key, by: m     value >= findings[other_key] + m
     standard_errors: k          value >= k * findings["<key>_se"]
-    rise_standard_errors: k     (a list, such as revision pass@1 by step) last - first >= k * findings["<key minus _by_step>_se"]
+    rise_standard_errors: k     (revision_pass1_by_step only) last - first step >= k * findings["revision_pass1_se"]
     below: s, below_quick: s    value < s (with --quick, below_quick)
     note: text                  said after the target, in parentheses
 """
@@ -26,7 +26,20 @@ from pathlib import Path
 import yaml
 
 TARGETS_FILE = "targets.yaml"
-CONDITIONS = {"at_least", "above", "by", "standard_errors", "rise_standard_errors", "below", "below_quick", "note"}
+NUMBER_CONDITIONS = ("at_least", "by", "standard_errors", "rise_standard_errors", "below", "below_quick")
+CONDITIONS = {*NUMBER_CONDITIONS, "above", "note"}
+
+# The keys of `findings` (ttstrain.reporting.demo_summary.demo_findings) a target may name; those that
+# hold a number, and the one list a rise is read on.
+NUMBER_FINDINGS = (
+    "value_head_within_question_auroc", "weighted_minus_majority_at_16", "weighted_minus_majority_at_16_se",
+    "deployed_prm_within_question_auroc", "deployed_prm_weighted_minus_majority_at_16",
+    "deployed_prm_weighted_minus_majority_at_16_se", "likelihood_within_question_auroc",
+    "likelihood_weighted_minus_majority_at_16", "revision_pass1_se", "compute_optimal_efficiency_at_16",
+    "compute_optimal_min_gain_over_bon", "deployed_prm_compute_optimal_efficiency_at_16",
+    "deployed_prm_compute_optimal_min_gain_over_bon", "dvts_minus_bon_at_16", "slg_minus_bon_at_16",
+    "bon_prediction_error", "demo_seconds")
+LIST_FINDINGS = ("revision_pass1_by_step",)
 
 # The default world's targets (issue #16); recipes/default/targets.yaml holds the same.
 DEFAULT_TARGETS = {
@@ -44,19 +57,46 @@ def load_targets(recipes: str | Path) -> dict:
     path = Path(recipes) / TARGETS_FILE
     if not path.exists():
         return DEFAULT_TARGETS
-    targets = yaml.safe_load(path.read_text()) or {}
+    try:
+        targets = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(targets, dict):
         raise ValueError(f"{path}: expected a mapping of finding -> conditions, got {type(targets).__name__}")
     for key, conditions in targets.items():
-        if not isinstance(conditions, dict) or not conditions:
-            raise ValueError(f"{path}: {key}: expected a mapping of conditions ({', '.join(sorted(CONDITIONS))})")
-        unknown = set(conditions) - CONDITIONS
-        if unknown:
-            raise ValueError(f"{path}: {key}: unknown condition(s) {sorted(unknown)}; "
-                             f"known: {', '.join(sorted(CONDITIONS))}")
-        if ("above" in conditions) != ("by" in conditions):
-            raise ValueError(f"{path}: {key}: 'above' and 'by' go together (value >= above's finding + by)")
+        check_target(key, conditions, f"{path}: {key}")
     return targets
+
+
+def check_target(key, conditions, where: str) -> None:
+    """Raise ValueError (prefixed with `where`) unless `conditions` can judge finding `key`."""
+    if key not in NUMBER_FINDINGS + LIST_FINDINGS:
+        raise ValueError(f"{where}: not a finding with a target; one of {', '.join(NUMBER_FINDINGS + LIST_FINDINGS)}")
+    if not isinstance(conditions, dict) or not set(conditions) - {"note"}:
+        raise ValueError(f"{where}: expected a mapping of conditions ({', '.join(sorted(CONDITIONS))})")
+    unknown = set(conditions) - CONDITIONS
+    if unknown:
+        raise ValueError(f"{where}: unknown condition(s) {sorted(unknown)}; known: {', '.join(sorted(CONDITIONS))}")
+    for name in NUMBER_CONDITIONS:
+        value = conditions.get(name)
+        if name in conditions and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{where}: {name} must be a number, got {value!r}"
+                             + (" (YAML reads 1e3 as text: write 1000 or 1.0e+3)" if isinstance(value, str) else ""))
+    if ("above" in conditions) != ("by" in conditions):
+        raise ValueError(f"{where}: 'above' and 'by' go together (value >= above's finding + by)")
+    if "above" in conditions and conditions["above"] not in NUMBER_FINDINGS:
+        raise ValueError(f"{where}: above: {conditions['above']!r} is not a finding holding a number; "
+                         f"one of {', '.join(NUMBER_FINDINGS)}")
+    if "standard_errors" in conditions and _se_key(key) not in NUMBER_FINDINGS:
+        raise ValueError(f"{where}: standard_errors needs the finding's standard error, and there is no {_se_key(key)}")
+    if "below_quick" in conditions and "below" not in conditions:
+        raise ValueError(f"{where}: below_quick needs below (the limit of a full run)")
+    if "note" in conditions and (not isinstance(conditions["note"], str) or "|" in conditions["note"]):
+        raise ValueError(f"{where}: note must be text without '|' (it sits in a markdown table)")
+    on_list = key in LIST_FINDINGS
+    if on_list != ({"rise_standard_errors"} >= set(conditions) - {"note"}):
+        raise ValueError(f"{where}: " + ("a list of pass@1 by step takes rise_standard_errors only" if on_list
+                                         else "rise_standard_errors is read on revision_pass1_by_step only"))
 
 
 def _number(key: str, x: float) -> str:
@@ -92,7 +132,7 @@ def _judge(key: str, conditions: dict, findings: dict, quick: bool) -> tuple[str
         oks.append(None if value is None or se is None else value >= conditions["standard_errors"] * se)
     if "rise_standard_errors" in conditions:
         rise = _rise(findings, key)
-        texts.append(f"step {len(value) if isinstance(value, list) and value else 'last'} - step 1 >= "
+        texts.append(f"step {len(value) if isinstance(value, list) and len(value) > 1 else 4} - step 1 >= "
                      f"{conditions['rise_standard_errors']:g} SE")
         oks.append(None if rise is None else rise[0] >= conditions["rise_standard_errors"] * rise[1])
     if "below" in conditions:
@@ -100,7 +140,8 @@ def _judge(key: str, conditions: dict, findings: dict, quick: bool) -> tuple[str
         texts.append(f"< {limit:g}" + (" (--quick)" if quick else ""))
         oks.append(None if value is None else value < limit)
     text = " and ".join(texts) + (f" ({conditions['note']})" if conditions.get("note") else "")
-    ok = None if any(o is None for o in oks) or not oks else all(oks)
+    # one condition missed is a miss even where another lacks its value
+    ok = False if False in oks else (None if None in oks or not oks else True)
     return text, ok
 
 
