@@ -42,31 +42,36 @@ from ttstrain.prompts import format_prompt, step_format_of
 DEFAULT_CONFIG = "recipes/smollm2-135m/sample/config_arith1.yaml"
 
 
-def build(args):
-    """(model, tokenizer, prompts, sampling params) as `ttstrain sample --config ...` would have them."""
+def load_sample_stage(config: str, n_prompts: int, levels=(), dtype: str | None = None):
+    """(model, tokenizer, sample config, prompt format, problems) of `ttstrain sample --config <config>`:
+    the policy on CPU and its first `n_prompts` test problems, prompts built as the stage builds them."""
     from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
     from ttstrain.stages import stage_problems, stage_prompt_format
     from ttstrain.stages.sample import make_parser
 
-    levels = [str(x) for x in args.levels] if args.levels else []
-    argv = ["--config", args.config, "--output_dir", "/tmp/generate_speed_unused"]
+    argv = ["--config", config, "--output_dir", "/tmp/bench_sample_unused"]
     if levels:
-        argv += ["--levels", *levels]
+        argv += ["--levels", *[str(x) for x in levels]]
     (cfg,) = make_parser().parse_args_and_config(argv)
-    cfg.per_level = math.ceil(args.prompts / max(1, len(cfg.levels or [1])))
+    cfg.per_level = math.ceil(n_prompts / max(1, len(cfg.levels or [1])))
     path = resolve_model(cfg.model_name_or_path)
     tokenizer = load_tokenizer(path)
-    model = load_causal_lm(path, dtype=args.dtype or cfg.dtype, device="cpu")
-    if args.attn:
-        model.set_attn_implementation(args.attn)
+    model = load_causal_lm(path, dtype=dtype or cfg.dtype, device="cpu")
 
     class _Tok:  # what stage_prompt_format reads off a generator
         pass
 
     holder = _Tok()
     holder.tokenizer = tokenizer
-    shots = stage_prompt_format(cfg, holder)
-    problems = stage_problems(cfg)[:args.prompts]
+    return model, tokenizer, cfg, stage_prompt_format(cfg, holder), stage_problems(cfg)[:n_prompts]
+
+
+def build(args):
+    """(model, tokenizer, prompts, sampling params) as `ttstrain sample --config ...` would have them."""
+    model, tokenizer, cfg, shots, problems = load_sample_stage(args.config, args.prompts, args.levels or (),
+                                                               args.dtype)
+    if args.attn:
+        model.set_attn_implementation(args.attn)
     prompts = [format_prompt(p["question"], shots) for p in problems]
     params = SamplingParams(n=args.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                             max_new_tokens=args.max_new_tokens or cfg.max_new_tokens, stop="solution",

@@ -21,6 +21,8 @@ and the ratio.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import torch
@@ -29,28 +31,17 @@ from ttstrain.machine_facts import machine_facts
 from ttstrain.prm.likelihood_baseline import LikelihoodScorer
 from ttstrain.prompts import format_prompt
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from generate_speed import load_sample_stage  # noqa: E402  (bench/generate_speed.py)
+
 CONFIG = "recipes/smollm2-135m/sample/config_pipeline.yaml"
 
 
 def prompts_and_solutions(n_prompts: int, n_samples: int):
     """(prompt per sequence, steps per sequence, tokenizer, model) for the pipeline's sample stage."""
-    from ttstrain.models import load_causal_lm, load_tokenizer, resolve_model
-    from ttstrain.stages import stage_problems, stage_prompt_format
-    from ttstrain.stages.sample import make_parser
-
-    (cfg,) = make_parser().parse_args_and_config(["--config", CONFIG, "--output_dir", "/tmp/likelihood_cache_unused"])
-    path = resolve_model(cfg.model_name_or_path)
-    tokenizer = load_tokenizer(path)
-    model = load_causal_lm(path, dtype="float32", device="cpu")
-
-    class _Holder:  # what stage_prompt_format reads off a generator
-        pass
-
-    holder = _Holder()
-    holder.tokenizer = tokenizer
-    shots = stage_prompt_format(cfg, holder)
+    model, tokenizer, _, shots, problems = load_sample_stage(CONFIG, n_prompts, dtype="float32")
     prompts, steps = [], []
-    for p in stage_problems(cfg)[:n_prompts]:
+    for p in problems:
         gold = p["solution"].split("\n")
         work, answer = gold[:-1], int(p["answer"])
         for k in range(n_samples):
