@@ -56,6 +56,7 @@ from ttstrain.pipeline.records import StageRecords
 from ttstrain.prm.config import PRMConfig
 from ttstrain.reporting.demo_report import write_demo_report
 from ttstrain.reporting.finding_targets import load_targets
+from ttstrain.runner.process_executor import suits_processes, usable_cores
 from ttstrain.reporting.demo_summary import (demo_findings, label_signal, revision_summary_for_report,
                                              revision_training_summary, search_methods_vs_bon,
                                              search_summary_for_report)
@@ -88,6 +89,8 @@ class PipelineConfig:
     model_name_or_path: str | None = field(default=None, metadata={"help": "Policy of every stage (and base of the PRM and revision model); unset: each stage's recipe value, which must agree."})
     backend: str | None = field(default=None, metadata={"help": "Generation backend of every stage: transformers or vllm; unset: each stage's recipe value."})
     gpu_memory_utilization: float = field(default=PIPELINE_VLLM_SHARE, metadata={"help": "vllm: the policy engine's share of the GPU; the PRM trains and scores beside it, and the engine is shut down before eval-revision starts its own (docs/gpu.md)."})
+    executor: str = field(default="auto", metadata={"help": "What runs the generating stages' chunks where their recipe does not say: local, processes, ray (as each stage's --executor), or auto: processes on a CPU machine of two or more cores that can fork (the chunks in one process per core, same rows, faster: docs/benchmarks.md), else local.", "choices": ["auto", "local", "processes", "ray"]})
+    num_workers: int | None = field(default=None, metadata={"help": "Workers of --executor processes or ray; unset: processes take one per usable core (at most 8), ray each stage's value."})
     set: list[str] = field(default_factory=list, metadata={"help": "stage.field=value overrides applied last, e.g. label_mc.per_level=8."})
     print_config: bool = field(default=False, metadata={"help": "Check the stages agree, print the resolved stage configs as JSON and exit."})
 
@@ -106,6 +109,25 @@ class StageClock:
 
 
 MIXED_PRECISION = ("bf16", "fp16")
+
+
+RECIPE_OF = {"greedy": "sample", "search_value_head": "search"}  # stages built from another stage's recipe
+MAX_AUTO_WORKERS = 8  # each process holds its own KV and prefix caches
+
+
+def choose_executor(stage_cfg, cfg: PipelineConfig, recipe_says: bool) -> None:
+    """Set a chunked stage's executor from the pipeline's `--executor` and `--num_workers`, unless its recipe
+    names one (the recipe's choice, a Ray cluster say, wins)."""
+    if recipe_says:
+        return
+    name = cfg.executor
+    if name == "auto":
+        name = "processes" if suits_processes(stage_cfg) else "local"
+    stage_cfg.executor = name
+    if cfg.num_workers is not None:
+        stage_cfg.num_workers = cfg.num_workers
+    elif name == "processes":
+        stage_cfg.num_workers = min(usable_cores(), MAX_AUTO_WORKERS)
 
 
 def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:
@@ -174,6 +196,10 @@ def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:
                "eval_revision": eval_revision, "predict_bon": predict_bon, "compute_optimal": compute_optimal,
                **({"search_value_head": search_value_head, "compute_optimal_value_head": compute_optimal_value_head}
                   if search_value_head else {})}
+    for stage, stage_cfg in configs.items():
+        if hasattr(stage_cfg, "executor"):
+            recipe = settings.get(RECIPE_OF.get(stage, stage), {})
+            choose_executor(stage_cfg, cfg, recipe_says="executor" in recipe)
     check_agreement(configs, cfg.recipes)
     load_targets(cfg.recipes)  # a malformed targets.yaml stops the run here, not at its report
     return configs

@@ -16,8 +16,9 @@ chunk is done, and the stage reads them (`ChunkSet`) and writes its outputs and 
 
 The executor is the one seam a distributed run needs (`--executor`): `local_executor` opens the
 worker in this process and runs the owned chunks one after another (`ttstrain.runner.shards.
-run_chunks`); `ttstrain.runner.ray_executor` opens one worker per Ray actor and runs the chunks on
-them. Both write the same chunk files (`ttstrain.runner.shards`: names, atomic writes), so resume,
+run_chunks`); `ttstrain.runner.process_executor` opens it once and forks processes that run the
+chunks on one machine's cores; `ttstrain.runner.ray_executor` opens one worker per Ray actor and runs
+the chunks on them. All write the same chunk files (`ttstrain.runner.shards`: names, atomic writes), so resume,
 `--merge_only` and every reader work unchanged whichever ran them.
 
 Which fields count for a resume is one rule (`stage_fingerprint`): every field of the stage config,
@@ -90,15 +91,20 @@ Executor = Callable[[ChunkedStage, bool], dict]
 
 
 def stage_executor(cfg) -> Executor:
-    """The executor a stage config names (`--executor`): local, or ray (`ttstrain.runner.ray_executor`)."""
+    """The executor a stage config names (`--executor`): local, processes (`ttstrain.runner.process_executor`)
+    or ray (`ttstrain.runner.ray_executor`)."""
     name = getattr(cfg, "executor", "local")
     if name == "local":
         return local_executor
+    if name == "processes":
+        from ttstrain.runner.process_executor import process_executor
+
+        return process_executor
     if name == "ray":
         from ttstrain.runner.ray_executor import ray_executor  # Ray is an optional extra
 
         return ray_executor
-    raise ValueError(f"executor must be local or ray, got {name!r}")
+    raise ValueError(f"executor must be local, processes or ray, got {name!r}")
 
 
 def run_chunked_stage(stage: ChunkedStage, progress: bool = True, executor: Executor | None = None) -> ChunkSet | None:

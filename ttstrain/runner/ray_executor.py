@@ -30,7 +30,7 @@ import time
 
 from tqdm.auto import tqdm
 
-from ttstrain.runner.stage import ChunkedStage, ChunkWorker, write_run_config
+from ttstrain.runner.stage import ChunkedStage, ChunkFailed, ChunkWorker, chunk_failure, write_run_config  # noqa: F401 - ChunkFailed: re-exported
 from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
 from ttstrain.user_errors import user_error_types
 
@@ -41,10 +41,6 @@ PLACEMENT_WAIT_S = 120  # how long the workers' CPUs and GPUs may take to come f
 # (an access token is not: a runtime env is shown by Ray's dashboard; give workers theirs with `huggingface-cli login`)
 FORWARDED_ENV_PREFIXES = ("TTSTRAIN_", "HF_", "TRANSFORMERS_", "VLLM_")
 FORWARDED_ENV = ("XDG_CACHE_HOME",)
-
-
-class ChunkFailed(ValueError):
-    """A chunk whose own processing failed (bad data): the run stops and names it."""
 
 
 def import_ray():
@@ -119,13 +115,8 @@ def _gpus(cfg) -> float:
 def _failure(stage: ChunkedStage, start: int, end: int, err: Exception) -> Exception:
     """The error that ends the run: which chunk, which problems, and why (a bad chunk's own error)."""
     cause = getattr(err, "cause", None) or err
-    ids = [str(p.get("id", p.get("problem_id", "?"))) for p in stage.items[start:end]]
-    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
-    message = (f"{stage.name}: chunk {chunk_stem(start, end)} (problems {shown}) failed: "
-               f"{type(cause).__name__}: {' '.join(str(cause).split())}")
-    if isinstance(cause, user_error_types()):
-        return ChunkFailed(message)
-    return RuntimeError(message)
+    return chunk_failure(stage, start, end, f"{type(cause).__name__}: {' '.join(str(cause).split())}",
+                         isinstance(cause, user_error_types()))
 
 
 def worker_throughput(results: list[dict]) -> list[dict]:

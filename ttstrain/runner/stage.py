@@ -94,6 +94,19 @@ class ChunkedStage:
                 if not (self.output_dir / "chunks" / f"{chunk_stem(s, e)}.parquet").exists()]
 
 
+class ChunkFailed(ValueError):
+    """A chunk whose own processing failed (bad data): the run stops and names it."""
+
+
+def chunk_failure(stage: "ChunkedStage", start: int, end: int, why: str, user_error: bool) -> Exception:
+    """The error that ends a run: which chunk, which problems, and why. A user error (bad data, a bad
+    option) is a `ChunkFailed` (a ValueError: the CLI shows it in one line); anything else a RuntimeError."""
+    ids = [str(p.get("id", p.get("problem_id", "?"))) for p in stage.items[start:end]]
+    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    message = f"{stage.name}: chunk {chunk_stem(start, end)} (problems {shown}) failed: {why}"
+    return ChunkFailed(message) if user_error else RuntimeError(message)
+
+
 def write_run_config(stage: ChunkedStage, record: dict) -> None:
     """The run's config file (this shard's under --shard), with what its worker resolved."""
     write_resolved_config(stage.output_dir, stage.config, name=config_file_name(stage.shard),

@@ -64,10 +64,10 @@ class ChunkArguments:
 
     shard: str | None = field(default=None, metadata={"help": "i/n: this job runs the chunks whose index mod n is i (n jobs write one output folder; the last to finish merges, or run --merge_only true)."})
     merge_only: bool = field(default=False, metadata={"help": "Only merge the finished chunks of a sharded run."})
-    executor: str = field(default="local", metadata={"help": "What runs the chunks: local (this process, one chunk after another) or ray (a Ray cluster's workers, each holding its own generator and verifier; pip install 'ttstrain[ray]'; docs/scale-out.md).", "choices": ["local", "ray"]})
-    num_workers: int = field(default=2, metadata={"help": "--executor ray: workers (Ray actors) running chunks at once."})
+    executor: str = field(default="local", metadata={"help": "What runs the chunks: local (this process, one chunk after another), processes (--num_workers processes forked from this one on this machine's CPU cores, sharing its loaded policy; CPU and Linux only) or ray (a Ray cluster's workers, each holding its own generator and verifier; pip install 'ttstrain[ray]'; docs/scale-out.md). Rows are the same whichever runs them.", "choices": ["local", "processes", "ray"]})
+    num_workers: int = field(default=2, metadata={"help": "--executor processes or ray: workers (processes, Ray actors) running chunks at once."})
     gpus_per_worker: float | None = field(default=None, metadata={"help": "--executor ray: GPUs each worker holds (unset: 1 with --backend vllm, else 0); above 1, vLLM's tensor-parallel size inside the worker."})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "--executor ray: CPUs each worker holds (its torch threads on CPU)."})
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "--executor ray: CPUs each worker holds (its torch threads on CPU). --executor processes runs one thread per process and takes only 1."})
     ray_address: str | None = field(default=None, metadata={"help": "--executor ray: the cluster to join ('auto': the one `ray start` began on this node; host:port); unset: start a local one."})
 
 

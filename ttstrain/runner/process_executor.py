@@ -1,0 +1,207 @@
+"""Runs a chunked stage's chunks in worker processes forked from this one (`--executor processes`):
+the CPU cores of one machine used by several generators at once, without a cluster.
+
+    ttstrain label-mc --config recipes/default/label_mc/config_pipeline.yaml --executor processes --num_workers 2
+
+The stage's worker (the policy, the prompt format, the verifier) is opened once, here, exactly as the
+local executor opens it; then `num_workers` processes are forked, each inheriting it (the weights are
+shared copy-on-write, not loaded again), each running torch at one thread, and whole chunks go to
+whichever process is free, later problems first. With one chunk left to run (or `--num_workers 1`)
+there is nothing to share, and the chunk runs in this process at all its threads, as `local` runs it. Each process writes its chunks with
+`ttstrain.runner.shards.run_chunk`, under the names the local executor uses, so resume, `--shard`,
+`--merge_only` and every reader work unchanged. Rows equal the local executor's: every draw is keyed by
+the chunk's problems and the seed, never by the process that runs it (`tests/test_process_executor.py`
+checks it on the default world's policy; `bench/executor.py` times it).
+
+Why it pays on CPU: one generate call at a time leaves part of the second core idle (small matrix
+products, Python between decode steps: 1.39x from a second thread in `bench/threads.py`), while two
+one-thread processes keep both busy. Training stages gain nearly 2x from threads and stay in-process.
+
+Faults: a chunk whose processing raises fails the run, naming the chunk and its problems; a worker
+process that dies (killed, out of memory) fails the run with what it was running. Either way the
+chunks already written stay, and the same command resumes from them.
+
+Limits: one thread per process (GNU OpenMP, which torch's CPU build uses, hangs in a forked process that
+starts threads again after its parent used them), CPU only (a CUDA context cannot be forked; on GPUs use `--executor ray`), and platforms that
+can fork (Linux; on macOS fork is unsafe for some system libraries and the executor refuses).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ttstrain.runner.chunked import local_executor
+from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
+from ttstrain.runner.stage import ChunkedStage, ChunkWorker, chunk_failure, write_run_config
+from ttstrain.user_errors import user_error_types
+
+STAT_FIELDS = ("calls", "prompts", "completions", "prompt_tokens", "prefill_tokens", "generated_tokens")
+
+# what the forked workers inherit: set by the parent just before it forks them, read only in the children
+_INHERITED: dict = {}
+
+
+def _init_worker() -> None:
+    import torch
+
+    # one thread: GNU OpenMP's pool does not survive a fork, and a forked process that starts it again
+    # (any op run on more than one thread) hangs once the parent has used it
+    torch.set_num_threads(1)
+
+
+def _stats(generator) -> dict:
+    stats = getattr(generator, "stats", None)
+    return {k: getattr(stats, k, 0) for k in STAT_FIELDS} if stats is not None else {}
+
+
+def _run_one(start: int, end: int) -> dict:
+    """In a worker process: make and write one chunk; what it took, and the generator counters it moved."""
+    stage: ChunkedStage = _INHERITED["stage"]
+    worker: ChunkWorker = _INHERITED["worker"]
+    before = _stats(worker.generator)
+    try:
+        counters = run_chunk(Path(_INHERITED["chunks_dir"]), chunk_stem(start, end), worker.process,
+                             stage.items[start:end], start)
+    except Exception as e:  # noqa: BLE001 - sent back as text: an exception class may not unpickle in the parent
+        return {"start": start, "end": end, "error": f"{type(e).__name__}: {' '.join(str(e).split())}",
+                "user_error": isinstance(e, user_error_types())}
+    after = _stats(worker.generator)
+    return {"start": start, "end": end, "problems": end - start, "seconds": counters["seconds"],
+            "stats": {k: after[k] - before.get(k, 0) for k in after}, "worker": f"pid {os.getpid()}"}
+
+
+def fork_context():
+    """The fork start method, or a clear error where this platform cannot fork safely."""
+    if sys.platform == "darwin" or "fork" not in multiprocessing.get_all_start_methods():
+        raise ValueError(f"--executor processes forks worker processes, which {sys.platform} cannot do safely: "
+                         "use --executor local or ray")
+    return multiprocessing.get_context("fork")
+
+
+def check_processes_config(cfg) -> None:
+    """What the executor refuses before it opens anything: GPUs, a bad worker count."""
+    if cfg.num_workers < 1:
+        raise ValueError(f"--num_workers must be >= 1, got {cfg.num_workers}")
+    if cfg.cpus_per_worker != 1:
+        raise ValueError(f"--executor processes runs each process at one thread (GNU OpenMP hangs in a process forked "
+                         f"from one that used its threads), got --cpus_per_worker {cfg.cpus_per_worker:g}: ask for "
+                         "more processes with --num_workers, or use --executor ray for workers of several threads")
+    if getattr(cfg, "backend", "transformers") == "vllm" or getattr(cfg, "prm_backend", "transformers") == "vllm" \
+            or any(_on_gpu(getattr(cfg, name, "cpu")) for name in ("device", "prm_device")):
+        raise ValueError("--executor processes runs on CPU only (a CUDA context cannot be forked): on GPUs use "
+                         "--executor ray (docs/scale-out.md)")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or `taskset`'s share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this platform
+        return os.cpu_count() or 1
+
+
+def suits_processes(cfg) -> bool:
+    """Whether `--executor processes` can run this stage config and has cores to gain from: CPU, a platform
+    that forks, and at least two cores. The pipeline's `--executor auto` picks it then."""
+    try:
+        check_processes_config(cfg)
+        fork_context()
+    except ValueError:
+        return False
+    return usable_cores() >= 2
+
+
+def _on_gpu(device) -> bool:
+    device = str(device or "cpu")
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def worker_throughput(results: list[dict]) -> list[dict]:
+    """Per process: chunks, problems, seconds in chunks and generated tokens per second."""
+    workers: dict[str, dict] = {}
+    for r in results:
+        w = workers.setdefault(r["worker"], {"worker": r["worker"], "chunks": 0, "problems": 0, "seconds": 0.0,
+                                             "generated_tokens": 0})
+        w["chunks"] += 1
+        w["problems"] += r["problems"]
+        w["seconds"] += r["seconds"]
+        w["generated_tokens"] += r["stats"].get("generated_tokens", 0)
+    for w in workers.values():
+        w["seconds"] = round(w["seconds"], 3)
+        w["generated_tokens_per_s"] = round(w["generated_tokens"] / max(w["seconds"], 1e-9), 1)
+    return sorted(workers.values(), key=lambda w: w["worker"])
+
+
+def process_executor(stage: ChunkedStage, progress: bool) -> dict:
+    """Run the chunks this shard owns in `num_workers` forked processes; the run's counters and per-process
+    throughput. The parent's generator counters afterwards include what the processes generated."""
+    cfg = stage.config
+    check_processes_config(cfg)
+    context = fork_context()
+    chunks_dir = stage.output_dir / "chunks"
+    chunks_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)
+    todo = stage.owned_missing()
+    if cfg.num_workers == 1 or len(todo) < 2:  # nothing to share: this process, at all its threads, is faster
+        return local_executor(stage, progress)
+    already = len(stage.owned_ranges()) - len(todo)
+    done_problems = sum(e - s for s, e in stage.owned_ranges()) - sum(e - s for s, e in todo)
+    worker = stage.open_worker()
+    write_run_config(stage, worker.record)
+    results: list[dict] = []
+    bar = tqdm(total=len(stage.items), initial=done_problems, desc=f"{stage.name} (processes x{min(cfg.num_workers, len(todo))})",
+               unit="problem", disable=not progress, mininterval=0.5)
+    _INHERITED.update(stage=stage, worker=worker, chunks_dir=str(chunks_dir))
+    t0 = time.monotonic()
+    try:
+        with ProcessPoolExecutor(max_workers=min(cfg.num_workers, len(todo)), mp_context=context,
+                                 initializer=_init_worker) as pool:
+            # later problems first: where levels rise along the items, the long chunks start early
+            running = {pool.submit(_run_one, s, e): (s, e) for s, e in reversed(todo)}
+            try:
+                while running:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        s, e = running.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool as err:
+                            raise RuntimeError(f"{stage.name}: a worker process died while running chunk "
+                                               f"{chunk_stem(s, e)} (killed, or out of memory?); the chunks "
+                                               "written so far are kept: run the same command to resume") from err
+                        if "error" in result:
+                            raise chunk_failure(stage, s, e, result["error"], result["user_error"])
+                        results.append(result)
+                        bar.update(result["problems"])
+                        tokens = sum(r["stats"].get("generated_tokens", 0) for r in results)
+                        bar.set_postfix(chunks=f"{len(results)}/{len(todo)}",
+                                        tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.0f}", refresh=False)
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
+    finally:
+        _INHERITED.clear()
+        bar.close()
+        remove_stale_temporaries(chunks_dir, len(stage.items), stage.chunk_size, stage.shard)
+        if worker.close is not None:
+            worker.close()
+    stats = getattr(worker.generator, "stats", None)
+    if stats is not None:  # the callers' totals (the pipeline's generation record) count the processes' work
+        for r in results:
+            for k, v in r["stats"].items():
+                setattr(stats, k, getattr(stats, k) + v)
+    return {"chunks_written": len(results), "chunks_already_done": already, "executor": "processes",
+            "workers": worker_throughput(results)}
