@@ -17,6 +17,11 @@ Why it pays on CPU: one generate call at a time leaves part of the second core i
 products, Python between decode steps: 1.39x from a second thread in `bench/threads.py`), while two
 one-thread processes keep both busy. Training stages gain nearly 2x from threads and stay in-process.
 
+A stage whose chunks are fewer than the workers can still share one chunk's work: `fork_map` runs a
+chunk's independent calls (search's runs of each method at each budget, which each start from cold
+caches) in forked processes the same way, and returns their results in order (`ttstrain.stages.
+run_search`).
+
 Faults: a chunk whose processing raises fails the run, naming the chunk and its problems; a worker
 process that dies (killed, out of memory) fails the run with what it was running. Either way the
 chunks already written stay, and the same command resumes from them.
@@ -47,11 +52,14 @@ STAT_FIELDS = ("calls", "prompts", "completions", "prompt_tokens", "prefill_toke
 
 # what the forked workers inherit: set by the parent just before it forks them, read only in the children
 _INHERITED: dict = {}
+_IN_WORKER = False  # True in a forked worker: it runs its share at one thread and forks no workers of its own
 
 
 def _init_worker() -> None:
     import torch
 
+    global _IN_WORKER
+    _IN_WORKER = True
     # one thread: GNU OpenMP's pool does not survive a fork, and a forked process that starts it again
     # (any op run on more than one thread) hangs once the parent has used it
     torch.set_num_threads(1)
@@ -76,6 +84,56 @@ def _run_one(start: int, end: int) -> dict:
     after = _stats(worker.generator)
     return {"start": start, "end": end, "problems": end - start, "seconds": counters["seconds"],
             "stats": {k: after[k] - before.get(k, 0) for k in after}, "worker": f"pid {os.getpid()}"}
+
+
+def _call_inherited(index: int, args: tuple) -> dict:
+    """In a worker process: one call of the function `fork_map` was given; its result, or its error as text."""
+    generator = _INHERITED.get("generator")
+    before = _stats(generator)
+    try:
+        result = _INHERITED["fn"](*args)
+    except Exception as e:  # noqa: BLE001 - sent back as text: an exception class may not unpickle in the parent
+        return {"index": index, "error": f"{type(e).__name__}: {' '.join(str(e).split())}",
+                "user_error": isinstance(e, user_error_types())}
+    after = _stats(generator)
+    return {"index": index, "result": result, "stats": {k: after[k] - before.get(k, 0) for k in after}}
+
+
+def fork_map(fn, calls: list[tuple], workers: int, generator=None, cost=None) -> list:
+    """`[fn(*args) for args in calls]`, the calls shared among `workers` processes forked from this one (one
+    thread each, inheriting everything `fn` reads), most costly first (`cost(args)`); results in call order.
+    The work of one chunk that splits into independent calls (search's method x budget runs) uses the cores
+    this way when the stage has too few chunks to share. In a worker process, or with one worker, the calls
+    run here, one after another. `generator`'s counters afterwards include what the processes generated."""
+    if workers <= 1 or len(calls) < 2 or _IN_WORKER:
+        return [fn(*args) for args in calls]
+    order = sorted(range(len(calls)), key=lambda i: -cost(calls[i])) if cost else list(range(len(calls)))
+    results: list = [None] * len(calls)
+    _INHERITED.update(fn=fn, generator=generator)
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(calls)), mp_context=fork_context(),
+                                 initializer=_init_worker) as pool:
+            futures = [pool.submit(_call_inherited, i, calls[i]) for i in order]
+            try:
+                for future in futures:
+                    try:
+                        out = future.result()
+                    except BrokenProcessPool as err:
+                        raise RuntimeError("a worker process died (killed, or out of memory?) while running "
+                                           f"{fn.__name__}") from err
+                    if "error" in out:
+                        raise (ValueError if out["user_error"] else RuntimeError)(out["error"])
+                    results[out["index"]] = out["result"]
+                    if generator is not None:
+                        for k, v in out["stats"].items():
+                            setattr(generator.stats, k, getattr(generator.stats, k) + v)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        _INHERITED.clear()
+    return results
 
 
 def fork_context():
@@ -178,9 +236,12 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
                         try:
                             result = future.result()
                         except BrokenProcessPool as err:
-                            raise RuntimeError(f"{stage.name}: a worker process died while running chunk "
-                                               f"{chunk_stem(s, e)} (killed, or out of memory?); the chunks "
-                                               "written so far are kept: run the same command to resume") from err
+                            unfinished = [chunk_stem(a, b) for a, b in [(s, e), *running.values()]]
+                            raise RuntimeError(
+                                f"{stage.name}: a worker process died (killed, or out of memory?) with "
+                                f"{len(unfinished)} chunk(s) unfinished ({', '.join(sorted(unfinished)[:4])}"
+                                f"{', ...' if len(unfinished) > 4 else ''}); the chunks written so far are kept: "
+                                "run the same command to resume") from err
                         if "error" in result:
                             raise chunk_failure(stage, s, e, result["error"], result["user_error"])
                         results.append(result)

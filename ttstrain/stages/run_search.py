@@ -192,19 +192,37 @@ def _candidate_rows(problem: dict, run: str, budget: int, result, grader: _Grade
 
 
 def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict],
-                 shots) -> tuple[list[dict], list[dict], dict]:
-    """Every method x budget on `problems`; returns result rows, candidate rows and counters."""
+                 shots, map_runs=None) -> tuple[list[dict], list[dict], dict]:
+    """Every method x budget on `problems`; returns result rows, candidate rows and counters.
+
+    Each run (one best-of-N at the largest budget for the subsampled methods, then each other method at
+    each budget) depends on its inputs alone, so `map_runs(fn, calls)` may run them in any order and in
+    other processes (`ttstrain.runner.process_executor.fork_map`); the rows are assembled in one order."""
     prompts = [format_prompt(p["question"], shots) for p in problems]
     budgets, top = cfg.budgets(), cfg.max_budget
     grader = _Grader()
     rows, cand_rows, counters = [], [], {"problems": len(problems)}
     sub = [m for m in cfg.methods if m in SUBSAMPLED]
-    if sub:
-        scored = any(m not in NO_VERIFIER for m in sub)
+    scored = any(m not in NO_VERIFIER for m in sub)
+    runs = ([(BEST_OF_N_RUN, top)] if sub else []) + [(m, b) for m in cfg.methods if m not in SUBSAMPLED
+                                                       for b in budgets]
+
+    def run(method: str, budget: int) -> tuple[list, float]:
         t0 = time.time()
-        full = best_of_n(generator, scorer if scored else None, prompts, cfg.search_config(top, shots.steps),
-                         selection="weighted" if scored else "majority")
-        counters["seconds_best_of_n"] = time.time() - t0
+        if method == BEST_OF_N_RUN:
+            results = best_of_n(generator, scorer if scored else None, prompts, cfg.search_config(top, shots.steps),
+                                selection="weighted" if scored else "majority")
+            return results, time.time() - t0
+        if scorer is not None:  # each run starts cold: its scores depend on it alone
+            scorer.clear_prefix_caches()
+        with generator.fresh_prefix_cache(cfg.prefix_cache_mb << 20):
+            results = get_method(method)(generator, None if method in NO_VERIFIER else scorer, prompts,
+                                         cfg.search_config(budget, shots.steps))
+        return results, time.time() - t0
+
+    outputs = dict(zip(runs, (map_runs or _run_here)(run, runs)))
+    if sub:
+        full, counters["seconds_best_of_n"] = outputs[(BEST_OF_N_RUN, top)]
         for p, res in zip(problems, full):
             cand_rows += _candidate_rows(p, "best_of_n", top, res, grader)
             orders = nested_orders(top, cfg.resamples, f"{cfg.seed}:{p['id']}")
@@ -214,21 +232,19 @@ def search_chunk(cfg: SearchStageConfig, generator, scorer, problems: list[dict]
                     subs = [subset_result(res, o[:b], SUBSAMPLED[m], pool)
                             for o in (orders if b < top else orders[:1])]
                     rows.append(_result_row(p, m, b, subs, grader))
-    for m in cfg.methods:
-        if m in SUBSAMPLED:
-            continue
-        fn = get_method(m)
-        for b in budgets:
-            if scorer is not None:  # each run starts cold: its scores depend on it alone
-                scorer.clear_prefix_caches()
-            t0 = time.time()
-            with generator.fresh_prefix_cache(cfg.prefix_cache_mb << 20):
-                results = fn(generator, None if m in NO_VERIFIER else scorer, prompts, cfg.search_config(b, shots.steps))
-            counters[f"seconds_{m}_N{b}"] = time.time() - t0
-            for p, res in zip(problems, results):
-                rows.append(_result_row(p, m, b, [res], grader))
-                cand_rows += _candidate_rows(p, m, b, res, grader)
+    for m, b in runs[1 if sub else 0:]:
+        results, counters[f"seconds_{m}_N{b}"] = outputs[(m, b)]
+        for p, res in zip(problems, results):
+            rows.append(_result_row(p, m, b, [res], grader))
+            cand_rows += _candidate_rows(p, m, b, res, grader)
     return rows, cand_rows, counters
+
+
+BEST_OF_N_RUN = "best_of_n"  # the one run the subsampled methods (majority, best-of-N) read their subsets from
+
+
+def _run_here(fn, calls):
+    return [fn(*args) for args in calls]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,8 +320,15 @@ def search_worker(cfg: SearchStageConfig, generator=None, scorer=None) -> ChunkW
                                               "parameters": getattr(scorer, "num_parameters", None),
                                               **({"reads": reads} if (reads := scorer.describe()) else {})}
 
+    map_runs = None
+    if cfg.executor == "processes":  # a chunk's runs shared among the processes (a stage of one chunk, the demo's)
+        from ttstrain.runner.process_executor import fork_map
+
+        def map_runs(fn, calls):
+            return fork_map(fn, calls, cfg.num_workers, generator=generator, cost=lambda call: call[1])
+
     def process(chunk, start):
-        rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots)
+        rows, cand_rows, counters = search_chunk(cfg, generator, scorer, list(chunk), shots, map_runs)
         return rows, counters, {"candidates": cand_rows}
 
     # step search makes a call per round: the bar moves per call and stops short of a chunk's end until it is written
