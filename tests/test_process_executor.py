@@ -18,7 +18,7 @@ from ttstrain.io import read_parquet
 from ttstrain.pipeline.run import PipelineConfig, choose_executor
 from ttstrain.runner import process_executor
 from ttstrain.runner.chunked import ChunkedStage, ChunkWorker, run_chunked_stage
-from ttstrain.runner.process_executor import check_processes_config, suits_processes
+from ttstrain.runner.process_executor import check_processes_config, fork_map, suits_processes
 from ttstrain.runner.stage import ChunkFailed
 from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
 from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
@@ -188,3 +188,44 @@ def test_the_pipeline_sets_the_executor_unless_the_recipe_names_one(tmp_path, mo
     assert chosen(recipe_says=True) == ("local", 2)  # the recipe's value (here the default) stands
     monkeypatch.setattr(pipeline_run, "suits_processes", lambda cfg: False)
     assert chosen() == ("local", 2)
+
+
+def test_a_search_of_one_chunk_shares_its_runs_and_keeps_its_rows(tmp_path):
+    """One chunk (the demo's search): its method x budget runs go to the processes, rows and counters unchanged."""
+    search = dict(split="test", per_level=2, max_budget=4, methods=["majority", "best_of_n_weighted", "beam_search",
+                                                                    "dvts"],
+                  verifier="likelihood", beam_width="2", resamples=2, problems="arith", levels=[1, 2], seed=1,
+                  problems_per_chunk=64)
+    stats = {}
+    for name, kw in (("local", {}), ("proc", PROCESSES)):
+        cfg = SearchStageConfig(output_dir=str(tmp_path / name), **search, **kw)
+        generator = sample_worker(SampleConfig(output_dir=str(tmp_path / "unused"), **SMALL)).generator
+        summary = run_search_stage(cfg, generator=generator, progress=False)
+        stats[name] = vars(generator.stats).copy()
+        assert sorted(k for k in summary["seconds"] if k != "seconds") == ["seconds_beam_search_N1", "seconds_beam_search_N2",
+                                              "seconds_beam_search_N4", "seconds_best_of_n", "seconds_dvts_N1",
+                                              "seconds_dvts_N2", "seconds_dvts_N4"]
+    for name in ("results.parquet", "candidates.parquet"):
+        assert _rows(tmp_path / "proc", name) == _rows(tmp_path / "local", name) != []
+    assert stats["proc"].pop("prefill_tokens") >= stats["local"].pop("prefill_tokens")
+    assert stats["proc"] == stats["local"] and stats["local"]["generated_tokens"] > 0
+
+
+def test_fork_map_returns_results_in_call_order_and_names_a_failing_call():
+    pid = os.getpid()
+
+    def square(x):
+        return x * x, os.getpid(), fork_map(lambda y: y, [(1,), (2,)], 2)  # inside a worker: run there, no fork
+
+    out = fork_map(square, [(i,) for i in range(5)], 2, cost=lambda call: call[0])
+    assert [o[0] for o in out] == [0, 1, 4, 9, 16] and all(o[1] != pid for o in out)
+    assert all(o[2] == [1, 2] for o in out)
+    assert fork_map(square, [(3,)], 2)[0][1] == pid  # one call: nothing to share
+
+    def bad(x):
+        if x == 2:
+            raise ValueError(f"row {x}: no answer")
+        return x
+
+    with pytest.raises(ValueError, match=r"^ValueError: row 2: no answer$"):
+        fork_map(bad, [(1,), (2,), (3,)], 2)
