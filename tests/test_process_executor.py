@@ -24,7 +24,7 @@ from ttstrain.stages.label_mc import LabelMCConfig, run_label_mc
 from ttstrain.stages.run_search import SearchStageConfig, run_search_stage
 from ttstrain.stages.sample import SampleConfig, run_sample, sample_worker
 
-SMALL = dict(problems="arith", levels=[1, 2], seed=1, problems_per_chunk=1)
+SMALL = dict(problems="arith", levels=[1, 2], seed=1, problems_per_chunk=1, device="cpu")  # CPU on a GPU host too
 PROCESSES = dict(executor="processes", num_workers=2)
 
 
@@ -43,7 +43,7 @@ def test_processes_write_the_rows_of_the_local_executor(tmp_path):
     summary = run_sample(SampleConfig(output_dir=str(tmp_path / "s_proc"), per_level=2, num_samples=3, **SMALL,
                                       **PROCESSES), progress=False)
     assert _rows(tmp_path / "s_proc", "samples.parquet") == _rows(tmp_path / "s_local", "samples.parquet")
-    assert summary["executor"] == "processes" and len(summary["workers"]) == 2
+    assert summary["executor"] == "processes" and 1 <= len(summary["workers"]) <= 2  # one may take every chunk
     assert sum(w["chunks"] for w in summary["workers"]) == 4
     assert all(w["worker"] != f"pid {os.getpid()}" for w in summary["workers"])  # not run in this process
 
@@ -53,7 +53,7 @@ def test_processes_write_the_rows_of_the_local_executor(tmp_path):
     assert _rows(tmp_path / "l_proc", "data") == _rows(tmp_path / "l_local", "data") != []
 
     search = dict(split="test", per_level=1, max_budget=2, methods=["majority", "best_of_n_weighted", "beam_search"],
-                  verifier="likelihood", beam_width="2", resamples=2, **SMALL)
+                  verifier="likelihood", beam_width="2", resamples=2, prm_device="cpu", **SMALL)
     run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "q_local"), **search), progress=False)
     run_search_stage(SearchStageConfig(output_dir=str(tmp_path / "q_proc"), **search, **PROCESSES), progress=False)
     for name in ("results.parquet", "candidates.parquet"):
@@ -68,8 +68,6 @@ def test_the_drivers_generator_counts_what_the_processes_generated(tmp_path):
         generator = sample_worker(cfg).generator
         run_sample(cfg, generator=generator, progress=False)
         counts[name] = vars(generator.stats).copy()
-    # each process keeps its own prefix cache, so it prefills a shared prompt prefix once per process
-    assert counts["proc"].pop("prefill_tokens") >= counts["local"].pop("prefill_tokens") > 0
     assert counts["proc"] == counts["local"] and counts["local"]["generated_tokens"] > 0
 
 
@@ -95,8 +93,9 @@ def test_a_chunk_that_fails_on_its_own_data_stops_the_run_naming_it(tmp_path):
         return [{"problem_id": p["id"]} for p in chunk], {}
 
     with pytest.raises(ChunkFailed, match=r"toy: chunk chunk-000002-000004 \(problems q2, q3\) failed: ValueError: "
-                                          r"problem q3: gold answer '\?' cannot be graded"):
+                                          r"problem q3: gold answer '\?' cannot be graded") as failed:
         run_chunked_stage(_toy_stage(tmp_path / "out", items, process), progress=False)
+    assert "in process\n" in str(failed.value.__cause__)  # the worker's traceback, naming the function that raised
     written = sorted(p.name for p in (tmp_path / "out" / "chunks").glob("chunk-*[0-9].parquet"))
     assert "chunk-000002-000004.parquet" not in written  # the bad chunk wrote nothing
     assert not list((tmp_path / "out" / "chunks").glob(".*.tmp"))
@@ -176,16 +175,19 @@ def test_the_pipeline_sets_the_executor_unless_the_recipe_names_one(tmp_path, mo
     monkeypatch.setattr(pipeline_run, "usable_cores", lambda: 12)
     monkeypatch.setattr(pipeline_run, "suits_processes", lambda cfg: True)
 
-    def chosen(recipe_says=False, **pipeline):
-        stage = SampleConfig(output_dir=str(tmp_path / "s"), **SMALL)
-        choose_executor(stage, PipelineConfig(**pipeline), recipe_says=recipe_says)
+    def chosen(recipe=None, stage_kw=None, **pipeline):
+        stage = SampleConfig(output_dir=str(tmp_path / "s"), **{**SMALL, **(stage_kw or {})})
+        choose_executor(stage, PipelineConfig(**pipeline), recipe or {})
         return stage.executor, stage.num_workers
 
     assert chosen() == ("processes", 8)  # one per core, at most 8
     assert chosen(num_workers=3) == ("processes", 3)
     assert chosen(executor="local") == ("local", 2)
     assert chosen(executor="ray", num_workers=4) == ("ray", 4)
-    assert chosen(recipe_says=True) == ("local", 2)  # the recipe's value (here the default) stands
+    assert chosen(recipe={"executor": "local"}) == ("local", 2)  # the recipe's value stands
+    assert chosen(recipe={"num_workers": 5}, stage_kw={"num_workers": 5}) == ("processes", 5)  # and its count
+    with pytest.raises(ValueError, match="CPU only"):  # named explicitly on a GPU stage: refused before any stage runs
+        chosen(executor="processes", stage_kw={"device": "cuda"})
     monkeypatch.setattr(pipeline_run, "suits_processes", lambda cfg: False)
     assert chosen() == ("local", 2)
 
@@ -195,7 +197,7 @@ def test_a_search_of_one_chunk_shares_its_runs_and_keeps_its_rows(tmp_path):
     search = dict(split="test", per_level=2, max_budget=4, methods=["majority", "best_of_n_weighted", "beam_search",
                                                                     "dvts"],
                   verifier="likelihood", beam_width="2", resamples=2, problems="arith", levels=[1, 2], seed=1,
-                  problems_per_chunk=64)
+                  problems_per_chunk=64, device="cpu", prm_device="cpu")
     stats = {}
     for name, kw in (("local", {}), ("proc", PROCESSES)):
         cfg = SearchStageConfig(output_dir=str(tmp_path / name), **search, **kw)
@@ -207,7 +209,6 @@ def test_a_search_of_one_chunk_shares_its_runs_and_keeps_its_rows(tmp_path):
                                               "seconds_dvts_N2", "seconds_dvts_N4"]
     for name in ("results.parquet", "candidates.parquet"):
         assert _rows(tmp_path / "proc", name) == _rows(tmp_path / "local", name) != []
-    assert stats["proc"].pop("prefill_tokens") >= stats["local"].pop("prefill_tokens")
     assert stats["proc"] == stats["local"] and stats["local"]["generated_tokens"] > 0
 
 
@@ -227,5 +228,16 @@ def test_fork_map_returns_results_in_call_order_and_names_a_failing_call():
             raise ValueError(f"row {x}: no answer")
         return x
 
-    with pytest.raises(ValueError, match=r"^ValueError: row 2: no answer$"):
+    with pytest.raises(ValueError, match=r"bad\(2,\): ValueError: row 2: no answer$") as failed:
         fork_map(bad, [(1,), (2,), (3,)], 2)
+    assert 'raise ValueError(f"row {x}: no answer")' in str(failed.value.__cause__)
+
+
+def test_rates_divide_by_the_wall_time_of_a_parallel_run():
+    """Summed chunk seconds count each worker's time: a parallel run's rates divide by its wall time instead."""
+    from ttstrain.runner.chunked import ChunkSet
+
+    local = ChunkSet(None, {"chunks_written": 4, "chunks_already_done": 0, "seconds": 10.0})
+    parallel = ChunkSet(None, {"chunks_written": 4, "chunks_already_done": 0, "seconds": 10.0, "workers": [{}, {}]})
+    resumed = ChunkSet(None, {"chunks_written": 2, "chunks_already_done": 2, "seconds": 5.0, "workers": [{}, {}]})
+    assert (local.rate_seconds(9.5), parallel.rate_seconds(19.0), resumed.rate_seconds(19.0)) == (9.5, 10.0, 19.0)

@@ -56,7 +56,7 @@ from ttstrain.pipeline.records import StageRecords
 from ttstrain.prm.config import PRMConfig
 from ttstrain.reporting.demo_report import write_demo_report
 from ttstrain.reporting.finding_targets import load_targets
-from ttstrain.runner.process_executor import suits_processes, usable_cores
+from ttstrain.runner.process_executor import check_processes_config, suits_processes, usable_cores
 from ttstrain.reporting.demo_summary import (demo_findings, label_signal, revision_summary_for_report,
                                              revision_training_summary, search_methods_vs_bon,
                                              search_summary_for_report)
@@ -115,18 +115,20 @@ RECIPE_OF = {"greedy": "sample", "search_value_head": "search"}  # stages built 
 MAX_AUTO_WORKERS = 8  # each process holds its own KV and prefix caches
 
 
-def choose_executor(stage_cfg, cfg: PipelineConfig, recipe_says: bool) -> None:
-    """Set a chunked stage's executor from the pipeline's `--executor` and `--num_workers`, unless its recipe
-    names one (the recipe's choice, a Ray cluster say, wins)."""
-    if recipe_says:
+def choose_executor(stage_cfg, cfg: PipelineConfig, recipe: dict) -> None:
+    """Set a chunked stage's executor from the pipeline's `--executor` and `--num_workers`, unless its recipe (or
+    --set) names one: the recipe's choice, a Ray cluster say, wins, and so does its `num_workers`."""
+    if "executor" in recipe:
         return
     name = cfg.executor
     if name == "auto":
         name = "processes" if suits_processes(stage_cfg) else "local"
     stage_cfg.executor = name
+    if name == "processes":
+        check_processes_config(stage_cfg)  # a GPU stage fails here, before any stage runs
     if cfg.num_workers is not None:
         stage_cfg.num_workers = cfg.num_workers
-    elif name == "processes":
+    elif name == "processes" and "num_workers" not in recipe:
         stage_cfg.num_workers = min(usable_cores(), MAX_AUTO_WORKERS)
 
 
@@ -198,8 +200,7 @@ def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:
                   if search_value_head else {})}
     for stage, stage_cfg in configs.items():
         if hasattr(stage_cfg, "executor"):
-            recipe = settings.get(RECIPE_OF.get(stage, stage), {})
-            choose_executor(stage_cfg, cfg, recipe_says="executor" in recipe)
+            choose_executor(stage_cfg, cfg, settings.get(RECIPE_OF.get(stage, stage), {}))
     check_agreement(configs, cfg.recipes)
     load_targets(cfg.recipes)  # a malformed targets.yaml stops the run here, not at its report
     return configs

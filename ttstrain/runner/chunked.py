@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ttstrain.io import read_parquet, write_resolved_config
-from ttstrain.runner.progress import StageProgress
+from ttstrain.runner.local_executor import local_executor
 from ttstrain.runner.shards import (check_or_write_config, chunk_ranges, chunk_stem, merge_chunks, missing_chunks,
-                                    read_chunks, run_chunks, shard_configs)
+                                    read_chunks, shard_configs)
 from ttstrain.runner.stage import (ChunkedStage, ChunkWorker, config_file_name, field_defaults, stage_fingerprint,
                                    uncounted_fields, write_run_config)
 
@@ -68,23 +68,17 @@ class ChunkSet:
         """Per-worker throughput of a distributed run (`executor`, `workers`), for the stage's summary; {} locally."""
         return {k: v for k, v in self.run.items() if k in ("executor", "workers")}
 
+    def rate_seconds(self, summed_chunk_seconds: float) -> float:
+        """What a stage's per-second rates divide by: the chunks' own seconds, summed, except where processes or
+        Ray workers wrote every chunk in this run at once: then the run's wall time (summed chunk seconds would
+        count each worker's time and show the faster run as the slower)."""
+        if self.run.get("workers") and not self.run.get("chunks_already_done") and self.run.get("seconds"):
+            return self.run["seconds"]
+        return summed_chunk_seconds
+
     def merge(self) -> dict:
         """The rows as the dataset `data/train-*.parquet` (`ttstrain.runner.shards.merge_chunks`); its counters."""
         return merge_chunks(self.stage.output_dir, len(self.stage.items), self.stage.chunk_size)
-
-
-def local_executor(stage: ChunkedStage, progress: bool) -> dict:
-    """Open the worker in this process and run the chunks this shard owns, one after another."""
-    worker = stage.open_worker()
-    write_run_config(stage, worker.record)
-    try:
-        with StageProgress(len(stage.items), stage.name, worker.generator, worker.calls_per_chunk, stage.chunk_size,
-                           progress) as bar:
-            return run_chunks(stage.output_dir, stage.items, stage.chunk_size, stage.shard, worker.process,
-                              progress=bar.chunk_done)
-    finally:
-        if worker.close is not None:
-            worker.close()
 
 
 Executor = Callable[[ChunkedStage, bool], dict]
@@ -120,6 +114,7 @@ def run_chunked_stage(stage: ChunkedStage, progress: bool = True, executor: Exec
         t0 = time.time()
         run = executor(stage, progress)
         print(f"[{stage.name}] {run} in {time.time() - t0:.1f} s", flush=True)
+        run = {**run, "seconds": round(time.time() - t0, 3)}
     missing = missing_chunks(out, len(stage.items), stage.chunk_size)
     if missing:
         print(f"[{stage.name}] {len(missing)} chunk(s) still to do (other shards?); merge when all are done", flush=True)

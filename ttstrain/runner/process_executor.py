@@ -7,7 +7,7 @@ The stage's worker (the policy, the prompt format, the verifier) is opened once,
 local executor opens it; then `num_workers` processes are forked, each inheriting it (the weights are
 shared copy-on-write, not loaded again), each running torch at one thread, and whole chunks go to
 whichever process is free, later problems first. With one chunk left to run (or `--num_workers 1`)
-there is nothing to share, and the chunk runs in this process at all its threads, as `local` runs it. Each process writes its chunks with
+the chunk runs in this process, as `local` runs it (search then shares its runs: below). Each process writes its chunks with
 `ttstrain.runner.shards.run_chunk`, under the names the local executor uses, so resume, `--shard`,
 `--merge_only` and every reader work unchanged. Rows equal the local executor's: every draw is keyed by
 the chunk's problems and the seed, never by the process that runs it (`tests/test_process_executor.py`
@@ -22,9 +22,11 @@ chunk's independent calls (search's runs of each method at each budget, which ea
 caches) in forked processes the same way, and returns their results in order (`ttstrain.stages.
 run_search`).
 
-Faults: a chunk whose processing raises fails the run, naming the chunk and its problems; a worker
-process that dies (killed, out of memory) fails the run with what it was running. Either way the
-chunks already written stay, and the same command resumes from them.
+Faults: a chunk whose processing raises fails the run, naming the chunk and its problems, with the
+worker's traceback as its cause; a worker process that dies (killed, out of memory) fails the run with
+what it had not finished. Either way the other workers are stopped at once, the chunks already written
+stay, and the same command resumes from them. Ctrl-C reaches the parent only (the workers ignore it),
+which stops them; a worker whose parent dies ends too (Linux's parent-death signal).
 
 Limits: one thread per process (GNU OpenMP, which torch's CPU build uses, hangs in a forked process that
 starts threads again after its parent used them), CPU only (a CUDA context cannot be forked; on GPUs use `--executor ray`), and platforms that
@@ -35,15 +37,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ttstrain.runner.chunked import local_executor
+from ttstrain.runner.local_executor import local_executor
 from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
 from ttstrain.runner.stage import ChunkedStage, ChunkWorker, chunk_failure, write_run_config
 from ttstrain.user_errors import user_error_types
@@ -55,14 +59,57 @@ _INHERITED: dict = {}
 _IN_WORKER = False  # True in a forked worker: it runs its share at one thread and forks no workers of its own
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import torch
 
     global _IN_WORKER
     _IN_WORKER = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    _die_with_parent(parent)
+    generator = _INHERITED.get("generator") or getattr(_INHERITED.get("worker"), "generator", None)
+    if generator is not None:
+        generator.progress_hook = None  # the parent's progress bar is the parent's to move
     # one thread: GNU OpenMP's pool does not survive a fork, and a forked process that starts it again
     # (any op run on more than one thread) hangs once the parent has used it
     torch.set_num_threads(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: end this worker when the parent dies (killed, out of memory) instead of waiting on its queue forever."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call above
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's processes now (a failed chunk, Ctrl-C): calls already handed to them would otherwise run to
+    their end first. Their half-written chunk files are temporaries, which the caller removes."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an error raised in a worker process, shown as the cause of the error the parent raises."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _remote_error(out: dict, message: str) -> Exception:
+    err = (ValueError if out["user_error"] else RuntimeError)(message)
+    err.__cause__ = RemoteTraceback(out["traceback"])
+    return err
 
 
 def _stats(generator) -> dict:
@@ -80,7 +127,7 @@ def _run_one(start: int, end: int) -> dict:
                              stage.items[start:end], start)
     except Exception as e:  # noqa: BLE001 - sent back as text: an exception class may not unpickle in the parent
         return {"start": start, "end": end, "error": f"{type(e).__name__}: {' '.join(str(e).split())}",
-                "user_error": isinstance(e, user_error_types())}
+                "user_error": isinstance(e, user_error_types()), "traceback": traceback.format_exc()}
     after = _stats(worker.generator)
     return {"start": start, "end": end, "problems": end - start, "seconds": counters["seconds"],
             "stats": {k: after[k] - before.get(k, 0) for k in after}, "worker": f"pid {os.getpid()}"}
@@ -94,7 +141,7 @@ def _call_inherited(index: int, args: tuple) -> dict:
         result = _INHERITED["fn"](*args)
     except Exception as e:  # noqa: BLE001 - sent back as text: an exception class may not unpickle in the parent
         return {"index": index, "error": f"{type(e).__name__}: {' '.join(str(e).split())}",
-                "user_error": isinstance(e, user_error_types())}
+                "user_error": isinstance(e, user_error_types()), "traceback": traceback.format_exc()}
     after = _stats(generator)
     return {"index": index, "result": result, "stats": {k: after[k] - before.get(k, 0) for k in after}}
 
@@ -112,24 +159,25 @@ def fork_map(fn, calls: list[tuple], workers: int, generator=None, cost=None) ->
     _INHERITED.update(fn=fn, generator=generator)
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(calls)), mp_context=fork_context(),
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_call_inherited, i, calls[i]) for i in order]
             try:
                 for future in futures:
                     try:
                         out = future.result()
                     except BrokenProcessPool as err:
-                        raise RuntimeError("a worker process died (killed, or out of memory?) while running "
-                                           f"{fn.__name__}") from err
+                        unfinished = [calls[i] for i, f in zip(order, futures)
+                                      if not (f.done() and not f.cancelled() and f.exception() is None)]
+                        raise RuntimeError(f"a worker process died (killed, or out of memory?) with {len(unfinished)} "
+                                           f"call(s) of {fn.__qualname__} unfinished, such as {unfinished[:3]}") from err
                     if "error" in out:
-                        raise (ValueError if out["user_error"] else RuntimeError)(out["error"])
+                        raise _remote_error(out, f"{fn.__qualname__}{tuple(calls[out['index']])}: {out['error']}")
                     results[out["index"]] = out["result"]
                     if generator is not None:
                         for k, v in out["stats"].items():
                             setattr(generator.stats, k, getattr(generator.stats, k) + v)
             except BaseException:
-                for future in futures:
-                    future.cancel()
+                _stop_workers(pool)
                 raise
     finally:
         _INHERITED.clear()
@@ -159,11 +207,19 @@ def check_processes_config(cfg) -> None:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity: a container's or `taskset`'s share)."""
+    """The cores this process may run on: its CPU affinity (`taskset`, a container's cpuset), capped by a cgroup v2
+    CPU quota (`docker --cpus 2` on a larger host)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity call on this platform
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def suits_processes(cfg) -> bool:
@@ -225,7 +281,7 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
     t0 = time.monotonic()
     try:
         with ProcessPoolExecutor(max_workers=min(cfg.num_workers, len(todo)), mp_context=context,
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             # later problems first: where levels rise along the items, the long chunks start early
             running = {pool.submit(_run_one, s, e): (s, e) for s, e in reversed(todo)}
             try:
@@ -243,15 +299,15 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
                                 f"{', ...' if len(unfinished) > 4 else ''}); the chunks written so far are kept: "
                                 "run the same command to resume") from err
                         if "error" in result:
-                            raise chunk_failure(stage, s, e, result["error"], result["user_error"])
+                            err = chunk_failure(stage, s, e, result["error"], result["user_error"])
+                            raise err from RemoteTraceback(result["traceback"])
                         results.append(result)
                         bar.update(result["problems"])
                         tokens = sum(r["stats"].get("generated_tokens", 0) for r in results)
                         bar.set_postfix(chunks=f"{len(results)}/{len(todo)}",
                                         tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.0f}", refresh=False)
             except BaseException:
-                for future in running:
-                    future.cancel()
+                _stop_workers(pool)
                 raise
     finally:
         _INHERITED.clear()

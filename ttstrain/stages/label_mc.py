@@ -68,7 +68,8 @@ def run_label_mc(cfg: LabelMCConfig, generator=None, progress: bool = True) -> d
     summary["mode"] = cfg.mode
     summary.update(chunks.workers())
     summary["warnings"] = report_warnings("label-mc", label_warnings(load_dataset_dir(cfg.output_dir)))
-    summary["labelled_steps_per_second"] = round(summary.get("steps_labelled", 0) / max(summary.get("seconds", 0), 1e-9), 2)
+    seconds = chunks.rate_seconds(summary.get("seconds", 0))
+    summary["labelled_steps_per_second"] = round(summary.get("steps_labelled", 0) / max(seconds, 1e-9), 2)
     write_json(stage.output_dir / "summary.json", summary)
     print(f"[label-mc] merged: {summary}")
     return summary

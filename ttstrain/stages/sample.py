@@ -72,8 +72,8 @@ def run_sample(cfg: SampleConfig, generator=None, progress: bool = True) -> dict
         "prefill_tokens": counters["prefill_tokens"],
         "seconds": round(seconds, 1),
         "sampling_seconds": round(counters["seconds"], 1),
-        "generated_tokens_per_s": round(counters["generated_tokens"] / max(counters["seconds"], 1e-9), 1),
-        **chunks.run,
+        "generated_tokens_per_s": round(counters["generated_tokens"] / max(chunks.rate_seconds(counters["seconds"]), 1e-9), 1),
+        **{k: v for k, v in chunks.run.items() if k != "seconds"},
         "warnings": report_warnings("sample", sample_warnings(rows)),
     }
     write_json(stage.output_dir / "summary.json", summary)
