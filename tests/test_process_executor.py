@@ -188,6 +188,8 @@ def test_the_pipeline_sets_the_executor_unless_the_recipe_names_one(tmp_path, mo
     assert chosen(recipe={"num_workers": 5}, stage_kw={"num_workers": 5}) == ("processes", 5)  # and its count
     with pytest.raises(ValueError, match="CPU only"):  # named explicitly on a GPU stage: refused before any stage runs
         chosen(executor="processes", stage_kw={"device": "cuda"})
+    with pytest.raises(ValueError, match="--num_workers must be >= 1"):
+        chosen(executor="processes", num_workers=0)
     monkeypatch.setattr(pipeline_run, "suits_processes", lambda cfg: False)
     assert chosen() == ("local", 2)
 
@@ -237,7 +239,10 @@ def test_rates_divide_by_the_wall_time_of_a_parallel_run():
     """Summed chunk seconds count each worker's time: a parallel run's rates divide by its wall time instead."""
     from ttstrain.runner.chunked import ChunkSet
 
-    local = ChunkSet(None, {"chunks_written": 4, "chunks_already_done": 0, "seconds": 10.0})
-    parallel = ChunkSet(None, {"chunks_written": 4, "chunks_already_done": 0, "seconds": 10.0, "workers": [{}, {}]})
-    resumed = ChunkSet(None, {"chunks_written": 2, "chunks_already_done": 2, "seconds": 5.0, "workers": [{}, {}]})
-    assert (local.rate_seconds(9.5), parallel.rate_seconds(19.0), resumed.rate_seconds(19.0)) == (9.5, 10.0, 19.0)
+    stage = ChunkedStage("toy", _Config("unused"), [{"id": i} for i in range(8)], 2, {}, open_worker=None)
+    parallel = {"chunks_written": 4, "chunks_already_done": 0, "seconds": 10.0, "workers": [{}, {}]}
+    local = ChunkSet(stage, {**parallel, "workers": None})
+    resumed = ChunkSet(stage, {**parallel, "chunks_written": 2, "chunks_already_done": 2})
+    one_shard_of_two = ChunkSet(stage, {**parallel, "chunks_written": 2})  # the merge sums both shards' counters
+    assert [c.rate_seconds(19.0) for c in (local, ChunkSet(stage, parallel), resumed, one_shard_of_two)] == \
+        [19.0, 10.0, 19.0, 19.0]

@@ -124,12 +124,12 @@ def choose_executor(stage_cfg, cfg: PipelineConfig, recipe: dict) -> None:
     if name == "auto":
         name = "processes" if suits_processes(stage_cfg) else "local"
     stage_cfg.executor = name
-    if name == "processes":
-        check_processes_config(stage_cfg)  # a GPU stage fails here, before any stage runs
     if cfg.num_workers is not None:
         stage_cfg.num_workers = cfg.num_workers
     elif name == "processes" and "num_workers" not in recipe:
         stage_cfg.num_workers = min(usable_cores(), MAX_AUTO_WORKERS)
+    if name == "processes":
+        check_processes_config(stage_cfg)  # a GPU stage or a bad count fails here, before any stage runs
 
 
 def pipeline_stage_configs(cfg: PipelineConfig, planning: bool = False) -> dict:

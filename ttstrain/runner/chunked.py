@@ -72,7 +72,9 @@ class ChunkSet:
         """What a stage's per-second rates divide by: the chunks' own seconds, summed, except where processes or
         Ray workers wrote every chunk in this run at once: then the run's wall time (summed chunk seconds would
         count each worker's time and show the faster run as the slower)."""
-        if self.run.get("workers") and not self.run.get("chunks_already_done") and self.run.get("seconds"):
+        every_chunk = self.stage is None or self.run.get("chunks_written") == len(
+            chunk_ranges(len(self.stage.items), self.stage.chunk_size))  # not one shard's of several, not a resume
+        if self.run.get("workers") and every_chunk and self.run.get("seconds"):
             return self.run["seconds"]
         return summed_chunk_seconds
 
@@ -114,7 +116,7 @@ def run_chunked_stage(stage: ChunkedStage, progress: bool = True, executor: Exec
         t0 = time.time()
         run = executor(stage, progress)
         print(f"[{stage.name}] {run} in {time.time() - t0:.1f} s", flush=True)
-        run = {**run, "seconds": round(time.time() - t0, 3)}
+        run = {"seconds": round(time.time() - t0, 3), **run}  # an executor's own timing (after its start-up) first
     missing = missing_chunks(out, len(stage.items), stage.chunk_size)
     if missing:
         print(f"[{stage.name}] {len(missing)} chunk(s) still to do (other shards?); merge when all are done", flush=True)

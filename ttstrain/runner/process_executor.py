@@ -52,6 +52,7 @@ from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chu
 from ttstrain.runner.stage import ChunkedStage, ChunkWorker, chunk_failure, write_run_config
 from ttstrain.user_errors import user_error_types
 
+STOP_WAIT_S = 5  # how long stopped workers get to end on SIGTERM before SIGKILL
 STAT_FIELDS = ("calls", "prompts", "completions", "prompt_tokens", "prefill_tokens", "generated_tokens")
 
 # what the forked workers inherit: set by the parent just before it forks them, read only in the children
@@ -89,14 +90,25 @@ def _die_with_parent(parent: int) -> None:
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """End the pool's processes now (a failed chunk, Ctrl-C): calls already handed to them would otherwise run to
-    their end first. Their half-written chunk files are temporaries, which the caller removes."""
+    their end first. Their half-written chunk files are temporaries, which the caller removes. (CPython 3.14's
+    `terminate_workers` does the same; the pool's internals named here are those of 3.11 and 3.12.)"""
+    manager = getattr(pool, "_executor_manager_thread", None)
+    results = getattr(pool, "_result_queue", None)
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + STOP_WAIT_S
     for process in processes:
-        process.join()
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    if results is not None:  # a worker killed mid-send leaves half a message: with no writer left, the reader ends
+        results._writer.close()
+    if manager is not None:
+        manager.join(timeout=STOP_WAIT_S)
 
 
 class RemoteTraceback(Exception):
@@ -160,8 +172,9 @@ def fork_map(fn, calls: list[tuple], workers: int, generator=None, cost=None) ->
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(calls)), mp_context=fork_context(),
                                  initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(_call_inherited, i, calls[i]) for i in order]
+            futures: list = []
             try:
+                futures += [pool.submit(_call_inherited, i, calls[i]) for i in order]
                 for future in futures:
                     try:
                         out = future.result()
@@ -283,8 +296,10 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
         with ProcessPoolExecutor(max_workers=min(cfg.num_workers, len(todo)), mp_context=context,
                                  initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             # later problems first: where levels rise along the items, the long chunks start early
-            running = {pool.submit(_run_one, s, e): (s, e) for s, e in reversed(todo)}
+            running: dict = {}
             try:
+                for s, e in reversed(todo):
+                    running[pool.submit(_run_one, s, e)] = (s, e)
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
@@ -309,6 +324,7 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
             except BaseException:
                 _stop_workers(pool)
                 raise
+        seconds = time.monotonic() - t0  # the chunks' wall time: after the worker opened, as local's chunk seconds
     finally:
         _INHERITED.clear()
         bar.close()
@@ -321,4 +337,4 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
             for k, v in r["stats"].items():
                 setattr(stats, k, getattr(stats, k) + v)
     return {"chunks_written": len(results), "chunks_already_done": already, "executor": "processes",
-            "workers": worker_throughput(results)}
+            "workers": worker_throughput(results), "seconds": round(seconds, 3)}
