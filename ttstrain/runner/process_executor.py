@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from ttstrain.runner.local_executor import local_executor
 from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
-from ttstrain.runner.stage import ChunkedStage, ChunkWorker, chunk_failure, write_run_config
+from ttstrain.runner.stage import ChunkedStage, ChunkWorker, chunk_failure, worker_throughput, write_run_config
 from ttstrain.user_errors import user_error_types
 
 STOP_WAIT_S = 5  # how long stopped workers get to end on SIGTERM before SIGKILL
@@ -142,7 +142,8 @@ def _run_one(start: int, end: int) -> dict:
                 "user_error": isinstance(e, user_error_types()), "traceback": traceback.format_exc()}
     after = _stats(worker.generator)
     return {"start": start, "end": end, "problems": end - start, "seconds": counters["seconds"],
-            "stats": {k: after[k] - before.get(k, 0) for k in after}, "worker": f"pid {os.getpid()}"}
+            "stats": {k: after[k] - before.get(k, 0) for k in after}, "worker": f"pid {os.getpid()}",
+            "generated_tokens": after.get("generated_tokens", 0) - before.get("generated_tokens", 0)}
 
 
 def _call_inherited(index: int, args: tuple) -> dict:
@@ -255,22 +256,6 @@ def _on_gpu(device) -> bool:
     return device.startswith("cuda")
 
 
-def worker_throughput(results: list[dict]) -> list[dict]:
-    """Per process: chunks, problems, seconds in chunks and generated tokens per second."""
-    workers: dict[str, dict] = {}
-    for r in results:
-        w = workers.setdefault(r["worker"], {"worker": r["worker"], "chunks": 0, "problems": 0, "seconds": 0.0,
-                                             "generated_tokens": 0})
-        w["chunks"] += 1
-        w["problems"] += r["problems"]
-        w["seconds"] += r["seconds"]
-        w["generated_tokens"] += r["stats"].get("generated_tokens", 0)
-    for w in workers.values():
-        w["seconds"] = round(w["seconds"], 3)
-        w["generated_tokens_per_s"] = round(w["generated_tokens"] / max(w["seconds"], 1e-9), 1)
-    return sorted(workers.values(), key=lambda w: w["worker"])
-
-
 def process_executor(stage: ChunkedStage, progress: bool) -> dict:
     """Run the chunks this shard owns in `num_workers` forked processes; the run's counters and per-process
     throughput. The parent's generator counters afterwards include what the processes generated."""
@@ -318,7 +303,7 @@ def process_executor(stage: ChunkedStage, progress: bool) -> dict:
                             raise err from RemoteTraceback(result["traceback"])
                         results.append(result)
                         bar.update(result["problems"])
-                        tokens = sum(r["stats"].get("generated_tokens", 0) for r in results)
+                        tokens = sum(r["generated_tokens"] for r in results)
                         bar.set_postfix(chunks=f"{len(results)}/{len(todo)}",
                                         tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.0f}", refresh=False)
             except BaseException:

@@ -30,7 +30,8 @@ import time
 
 from tqdm.auto import tqdm
 
-from ttstrain.runner.stage import ChunkedStage, ChunkFailed, ChunkWorker, chunk_failure, write_run_config  # noqa: F401 - ChunkFailed: re-exported
+from ttstrain.runner.stage import (ChunkedStage, ChunkFailed, ChunkWorker, chunk_failure,  # noqa: F401 - ChunkFailed: re-exported
+                                   worker_throughput, write_run_config)
 from ttstrain.runner.shards import chunk_stem, remove_stale_temporaries, run_chunk
 from ttstrain.user_errors import user_error_types
 
@@ -117,22 +118,6 @@ def _failure(stage: ChunkedStage, start: int, end: int, err: Exception) -> Excep
     cause = getattr(err, "cause", None) or err
     return chunk_failure(stage, start, end, f"{type(cause).__name__}: {' '.join(str(cause).split())}",
                          isinstance(cause, user_error_types()))
-
-
-def worker_throughput(results: list[dict]) -> list[dict]:
-    """Per worker: chunks, problems, seconds in chunks and generated tokens per second (a slow node shows)."""
-    workers: dict[str, dict] = {}
-    for r in results:
-        w = workers.setdefault(r["worker"], {"worker": r["worker"], "chunks": 0, "problems": 0, "seconds": 0.0,
-                                             "generated_tokens": 0})
-        w["chunks"] += 1
-        w["problems"] += r["problems"]
-        w["seconds"] += r["seconds"]
-        w["generated_tokens"] += r["generated_tokens"]
-    for w in workers.values():
-        w["seconds"] = round(w["seconds"], 3)
-        w["generated_tokens_per_s"] = round(w["generated_tokens"] / max(w["seconds"], 1e-9), 1)
-    return sorted(workers.values(), key=lambda w: w["worker"])
 
 
 def placeable_workers(resources: dict, wanted: int, cpus: float, gpus: float) -> int:

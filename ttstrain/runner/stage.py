@@ -107,6 +107,23 @@ def chunk_failure(stage: "ChunkedStage", start: int, end: int, why: str, user_er
     return ChunkFailed(message) if user_error else RuntimeError(message)
 
 
+def worker_throughput(results: list[dict]) -> list[dict]:
+    """Per worker (a Ray actor, a forked process): chunks, problems, seconds in chunks and generated tokens per
+    second (a slow node shows), from the executors' per-chunk results."""
+    workers: dict[str, dict] = {}
+    for r in results:
+        w = workers.setdefault(r["worker"], {"worker": r["worker"], "chunks": 0, "problems": 0, "seconds": 0.0,
+                                             "generated_tokens": 0})
+        w["chunks"] += 1
+        w["problems"] += r["problems"]
+        w["seconds"] += r["seconds"]
+        w["generated_tokens"] += r["generated_tokens"]
+    for w in workers.values():
+        w["seconds"] = round(w["seconds"], 3)
+        w["generated_tokens_per_s"] = round(w["generated_tokens"] / max(w["seconds"], 1e-9), 1)
+    return sorted(workers.values(), key=lambda w: w["worker"])
+
+
 def write_run_config(stage: ChunkedStage, record: dict) -> None:
     """The run's config file (this shard's under --shard), with what its worker resolved."""
     write_resolved_config(stage.output_dir, stage.config, name=config_file_name(stage.shard),
